@@ -1,0 +1,4 @@
+"""Allow ``python -m vmxlint``."""
+from vmxlint.cli import main
+
+raise SystemExit(main())
