@@ -1,0 +1,124 @@
+"""Findings: what a check reports, and how findings of two images are matched."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Iterable
+
+SEVERITIES = ("error", "warning", "info")
+STATUSES = ("new", "resolved", "existing")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A place that supports a finding: a covering write, a consumer, a guard."""
+
+    path: str
+    line: int
+    function: str | None
+    role: str
+
+
+@dataclass(frozen=True)
+class PatchRef:
+    """The patch a finding was reported for."""
+
+    subject: str
+    index: str | None = None          # "2/5", or None for a single patch
+    message_id: str | None = None
+    sender: str | None = None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One reported problem, in the shape of DESIGN.md section 5."""
+
+    code: str
+    name: str
+    severity: str
+    message: str
+    path: str
+    line: int
+    col: int = 1
+    function: str | None = None
+    field: str | None = None
+    status: str = "existing"
+    evidence: tuple[Evidence, ...] = ()
+    patch: PatchRef | None = None
+    # Extra machine-readable facts (guards, counterexample) for json and explain.
+    details: tuple[tuple[str, object], ...] = ()
+
+    @property
+    def key(self) -> tuple[str, str | None, str | None]:
+        """Identity across pre- and post-image: (code, function, field), never the line."""
+        return (self.code, self.function, self.field)
+
+    def with_(self, **changes: object) -> "Finding":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain data for the json format (DESIGN.md section 5 contract)."""
+        out: dict[str, object] = {
+            "code": self.code,
+            "name": self.name,
+            "severity": self.severity,
+            "status": self.status,
+            "path": self.path,
+            "line": self.line,
+            "col": self.col,
+            "function": self.function,
+            "field": self.field,
+            "message": self.message,
+            "evidence": [dataclasses.asdict(e) for e in self.evidence],
+        }
+        if self.patch is not None:
+            out["patch"] = {
+                "subject": self.patch.subject,
+                "index": self.patch.index,
+                "message_id": self.patch.message_id,
+                "from": self.patch.sender,
+            }
+        for k, v in self.details:
+            out[k] = v
+        return out
+
+
+@dataclass
+class Report:
+    """Everything one run produced: findings plus what the formats need to frame them."""
+
+    findings: list[Finding] = field(default_factory=list)
+    command: str = "check"
+    # The raw mails checked, keyed by PatchRef, for formats that quote hunks (email).
+    mails: dict[PatchRef, str] = field(default_factory=dict)
+    tree: str | None = None
+
+    def summary(self) -> dict[str, object]:
+        by_sev = {s: 0 for s in SEVERITIES}
+        by_status = {s: 0 for s in STATUSES}
+        by_code: dict[str, int] = {}
+        for f in self.findings:
+            by_sev[f.severity] += 1
+            by_status[f.status] += 1
+            by_code[f.code] = by_code.get(f.code, 0) + 1
+        return {
+            "total": len(self.findings),
+            "by_severity": by_sev,
+            "by_status": by_status,
+            "by_code": dict(sorted(by_code.items())),
+        }
+
+
+def sort_key(f: Finding) -> tuple:
+    return (f.path, f.line, f.col, f.code, f.field or "")
+
+
+def compare(before: Iterable[Finding], after: Iterable[Finding]) -> list[Finding]:
+    """Label findings of the post-image new/existing and those of the pre-image resolved."""
+    before = list(before)
+    after = list(after)
+    before_keys = {f.key for f in before}
+    after_keys = {f.key for f in after}
+    out = [f.with_(status="existing" if f.key in before_keys else "new") for f in after]
+    out += [f.with_(status="resolved") for f in before if f.key not in after_keys]
+    return sorted(out, key=sort_key)

@@ -1,0 +1,102 @@
+"""Where kernel files come from: a directory, a git revision, and an in-memory overlay."""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+from typing import Mapping
+
+NESTED_C = "arch/x86/kvm/vmx/nested.c"
+
+
+class TreeError(Exception):
+    """The tree cannot be used (not found, not a kernel tree, bad revision)."""
+
+
+def find_top(start: Path) -> Path | None:
+    """Return the nearest directory, from start upwards, that holds nested.c."""
+    start = start.resolve()
+    for d in (start, *start.parents):
+        if (d / NESTED_C).is_file():
+            return d
+    return None
+
+
+class Tree:
+    """Read-only view of a kernel tree; the overlay (post-image of a patch) wins.
+
+    The tree on disk is never written: patches are applied into ``overlay``.
+    """
+
+    def __init__(self, root: Path | None, rev: str | None = None,
+                 overlay: Mapping[str, str | None] | None = None) -> None:
+        self.root = root
+        self.rev = rev
+        self.overlay: dict[str, str | None] = dict(overlay or {})
+        self._cache: dict[str, str | None] = {}
+
+    @classmethod
+    def open(cls, path: str | Path | None = None, rev: str | None = None) -> "Tree":
+        """Open a tree at path (or the nearest one upwards from the current directory)."""
+        if path is None:
+            top = find_top(Path.cwd())
+            if top is None:
+                raise TreeError(f"no kernel tree found: no {NESTED_C} in the current "
+                                "directory or above (use --tree DIR)")
+        else:
+            top = Path(path)
+            if not top.is_dir():
+                raise TreeError(f"{path}: not a directory")
+        tree = cls(top.resolve(), rev)
+        if rev is not None:
+            proc = subprocess.run(["git", "-C", str(top), "rev-parse", "--verify", "-q",
+                                   f"{rev}^{{commit}}"], capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise TreeError(f"{rev}: not a git revision in {top}")
+        return tree
+
+    def with_overlay(self, files: Mapping[str, str | None]) -> "Tree":
+        """A new view with files replaced (None deletes); this one is unchanged."""
+        merged = dict(self.overlay)
+        merged.update(files)
+        return Tree(self.root, self.rev, merged)
+
+    def read(self, relpath: str) -> str | None:
+        """Text of a file, or None when the tree does not have it."""
+        if relpath in self.overlay:
+            return self.overlay[relpath]
+        if relpath not in self._cache:
+            self._cache[relpath] = self._read_base(relpath)
+        return self._cache[relpath]
+
+    def _read_base(self, relpath: str) -> str | None:
+        if self.root is None:
+            return None
+        if self.rev is not None:
+            proc = subprocess.run(["git", "-C", str(self.root), "show", f"{self.rev}:{relpath}"],
+                                  capture_output=True)
+            if proc.returncode != 0:
+                return None
+            return proc.stdout.decode("utf-8", "replace")
+        p = self.root / relpath
+        try:
+            return p.read_bytes().decode("utf-8", "replace")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
+            return None
+
+    def exists(self, relpath: str) -> bool:
+        return self.read(relpath) is not None
+
+    def digest(self, relpaths: list[str]) -> str:
+        """Content hash of the named files, for the cache."""
+        h = hashlib.sha256()
+        for rp in relpaths:
+            text = self.read(rp)
+            h.update(rp.encode())
+            h.update(b"\0" if text is None else text.encode("utf-8", "replace"))
+            h.update(b"\1")
+        return h.hexdigest()
+
+    def describe(self) -> str:
+        base = str(self.root) if self.root else "<none>"
+        return f"{base}@{self.rev}" if self.rev else base
