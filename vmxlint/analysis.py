@@ -1,0 +1,185 @@
+"""The pipeline: tree -> facts and sites -> graph -> checks -> findings, for audit and check."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from vmxlint import __version__, cache
+from vmxlint.findings import Finding, PatchRef, compare, sort_key
+from vmxlint.tree import NESTED_C, Tree, TreeError
+
+ROOT = "nested_vmx_enter_non_root_mode"
+# Files whose content decides the analysis of a tree.
+INPUTS = (
+    NESTED_C,
+    "arch/x86/include/asm/vmx.h",
+    "arch/x86/kvm/vmx/vmcs12.c",
+    "arch/x86/kvm/vmx/vmcs_shadow_fields.h",
+    "arch/x86/kvm/vmx/hyperv_evmcs.c",
+    "arch/x86/kvm/vmx/evmcs.c",
+    "arch/x86/include/asm/hyperv-tlfs.h",
+)
+
+
+@dataclass
+class Analysis:
+    """What one tree image yields."""
+
+    findings: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _rules_digest() -> str:
+    from vmxlint.model_paths import rules_dir
+
+    parts = []
+    for p in sorted(rules_dir().rglob("*.toml")):
+        parts.append(p.name + p.read_text(encoding="utf-8"))
+    return cache.key(*parts)
+
+
+def entry_path(tree: Tree, root: str = ROOT):
+    """Parse nested.c of the tree and walk the nested VM-entry path: (unit, path)."""
+    from vmxlint.cfront import parse_unit
+    from vmxlint.model import load_model
+    from vmxlint.sites import walk_entry_path
+
+    text = tree.read(NESTED_C)
+    if text is None:
+        raise TreeError(f"{tree.describe()}: no {NESTED_C} in this tree")
+    unit = parse_unit(text, NESTED_C)
+    if root not in unit.functions:
+        return unit, None
+    return unit, walk_entry_path(unit.functions, load_model(), root)
+
+
+def analyse(tree: Tree, root: str = ROOT) -> Analysis:
+    """All findings of one tree image (cached by the content of its inputs)."""
+    k = cache.key(__version__, _rules_digest(), root, tree.digest(list(INPUTS)))
+    hit = cache.get(k)
+    if isinstance(hit, Analysis):
+        return hit
+    result = _analyse(tree, root)
+    cache.put(k, result)
+    return result
+
+
+def _analyse(tree: Tree, root: str) -> Analysis:
+    from vmxlint.checks import Context, run_checks
+    from vmxlint.facts import load_facts
+    from vmxlint.model import load_model
+
+    model = load_model()
+    unit, path = entry_path(tree, root)
+    facts = load_facts(tree)
+    out = Analysis(notes=list(facts.fallbacks))
+    text = tree.read(NESTED_C) or ""
+    if path is None:
+        line = next((f.line for f in unit.failures if f.name == root), 1)
+        out.findings.append(_vmx004(model, root, line, f"{root}() is missing or could not be "
+                                    "parsed: nothing on the nested entry path was analysed"))
+        return out
+    # A function the path calls that did not parse hides its writes.
+    called = _called_names(text, unit, path.functions)
+    for fail in unit.failures:
+        if fail.name and fail.name in called:
+            out.findings.append(_vmx004(model, fail.name, fail.line,
+                                        f"{fail.name}() could not be parsed ({fail.message}); "
+                                        "its writes are unknown"))
+    ctx = Context(path, facts, model)
+    out.findings.extend(run_checks(ctx))
+    out.findings.sort(key=sort_key)
+    return out
+
+
+def _called_names(text: str, unit, functions: Iterable[str]) -> set[str]:
+    lines = text.splitlines()
+    names: set[str] = set()
+    for name in functions:
+        fn = unit.functions[name]
+        body = "\n".join(lines[fn.start_line - 1:fn.end_line])
+        names.update(re.findall(r"\b([A-Za-z_]\w*)\s*\(", body))
+    return names
+
+
+def _vmx004(model, function: str, line: int, message: str) -> Finding:
+    rule = model.rules["VMX004"]
+    return Finding(code="VMX004", name=rule.name, severity=rule.severity, message=message,
+                   path=NESTED_C, line=line, function=function)
+
+
+def audit(tree: Tree) -> list[Finding]:
+    return analyse(tree).findings
+
+
+# -- check: patches against a tree --------------------------------------------------------
+
+@dataclass
+class CheckResult:
+    findings: list[Finding]
+    mails: dict[PatchRef, str]
+    usable: int          # how many patches could be applied
+
+
+def patch_ref(mail) -> PatchRef:
+    return PatchRef(subject=mail.subject, index=mail.index, message_id=mail.message_id,
+                    sender=mail.sender)
+
+
+def _problem_finding(model, problem, ref: PatchRef) -> Finding:
+    rule = model.rules[problem.code]
+    return Finding(code=problem.code, name=rule.name, severity=rule.severity,
+                   message=problem.message, path=problem.path or "-", line=problem.line or 1,
+                   status="new", patch=ref)
+
+
+def check(mails: list, tree: Tree, include_existing: bool = False) -> CheckResult:
+    """Apply a series in order, in memory, and compare findings before and after each."""
+    from vmxlint.model import load_model
+    from vmxlint.patch import apply_patch
+
+    model = load_model()
+    out: list[Finding] = []
+    raw: dict[PatchRef, str] = {}
+    usable = 0
+    current = tree
+    for mail in mails:
+        ref = patch_ref(mail)
+        raw[ref] = mail.raw
+        if not mail.diff.strip():
+            if mail.index and mail.index.startswith("0/"):
+                continue            # a cover letter carries no diff by design
+            out.append(_problem_finding(model, _NoDiff(), ref))
+            continue
+        applied = apply_patch(mail.diff, current)
+        out.extend(_problem_finding(model, p, ref) for p in applied.problems)
+        if not applied.usable:
+            continue
+        usable += 1
+        after = current.with_overlay(applied.files)
+        if any(p in INPUTS for p in applied.files):
+            before_f = analyse(current).findings
+            after_f = analyse(after).findings
+            for f in compare(before_f, after_f):
+                if f.status == "existing" and not include_existing:
+                    continue
+                out.append(f.with_(patch=ref))
+        current = after
+    return CheckResult(findings=out, mails=raw, usable=usable)
+
+
+@dataclass(frozen=True)
+class _NoDiff:
+    code: str = "VMX001"
+    path: str = ""
+    line: int = 0
+    message: str = "the message has no diff that can be parsed"
+
+
+def kernel_top(path: str | None) -> Tree:
+    """The tree for --tree, or the nearest kernel tree above the current directory."""
+    if path is not None and not Path(path).exists():
+        raise TreeError(f"{path}: no such directory")
+    return Tree.open(path)

@@ -1,0 +1,345 @@
+"""Split preprocessed kernel C into top-level chunks and parse each one alone with pycparser."""
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
+
+from vmxlint.cfront.preprocess import preprocess, rewrite_body, type_argument_pattern
+
+if TYPE_CHECKING:
+    from vmxlint.cfront import Unit
+
+__all__ = ("Chunk", "split_chunks", "parse_unit", "shim_type_names")
+
+_C_KEYWORDS = frozenset("""
+    auto break case char const continue default do double else enum extern float for goto if
+    inline int long register restrict return short signed sizeof static struct switch typedef
+    union unsigned void volatile while _Bool _Complex _Noreturn _Thread_local _Static_assert
+    _Atomic _Alignof _Alignas __int128 offsetof
+""".split())
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One top-level definition or declaration of the preprocessed text."""
+
+    start: int          # offset of its first character
+    end: int            # offset after its last character
+    line: int           # line of its first character (1-based)
+    end_line: int       # line of its last character
+    column: int         # 0-based column of its first character
+    body: int           # offset of the '{' opening a function body, or -1
+
+    @property
+    def is_function(self) -> bool:
+        return self.body >= 0
+
+
+_CHUNK_TOKEN = re.compile(r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|[{}()\[\];]')
+
+
+def split_chunks(text: str) -> Iterator[Chunk]:
+    """Yield the top-level chunks of TEXT (a `;`-terminated declaration or a function)."""
+    braces = parens = 0   # counted apart, so a stray ']' cannot end a function early
+    start = -1
+    body = -1
+    line = 1          # line at offset `pos`
+    pos = 0
+    start_line = 1
+    for m in _CHUNK_TOKEN.finditer(text):
+        tok = m.group(0)
+        if start < 0:
+            first = _first_non_space(text, pos, m.start())
+            line += text.count("\n", pos, first)
+            pos = first
+            start, start_line, body = first, line, -1
+        end = -1
+        if tok == "{":
+            if braces == 0 and parens == 0 and body < 0 \
+                    and _last_char(text, start, m.start()) == ")":
+                body = m.start()
+            braces += 1
+        elif tok in "([":
+            parens += 1
+        elif tok in ")]":
+            parens = max(parens - 1, 0)
+            if braces == 0 and parens == 0 and tok == ")" and body < 0 \
+                    and _ends_bare_macro(text, start, m.end()):
+                end = m.end()
+        elif tok == "}":
+            if body >= 0 and m.start() > 0 and text[m.start() - 1] == "\n":
+                # Kernel style closes a function at column 0: if the braces disagree, the
+                # chunk ends here anyway so the damage stays inside this function.
+                braces = 1
+            braces = max(braces - 1, 0)
+            if braces == 0:
+                parens = 0
+                if body >= 0:
+                    end = m.end()
+        elif tok == ";" and braces == 0 and parens == 0:
+            end = m.end()
+        if end >= 0:
+            yield _make_chunk(text, start, end, start_line, body)
+            line = start_line + text.count("\n", start, end)
+            pos = end
+            start = -1
+    if start >= 0 or text[pos:].strip():
+        if start < 0:
+            first = _first_non_space(text, pos, len(text))
+            line += text.count("\n", pos, first)
+            start, start_line, body = first, line, -1
+        yield _make_chunk(text, start, len(text.rstrip()), start_line, body)
+
+
+_BARE_CALL = re.compile(r"[A-Za-z_]\w*[ \t]*\(")
+_NEXT_DEFINITION = re.compile(r"[ \t]*\n\s*[A-Za-z_]")
+
+
+def _ends_bare_macro(text: str, start: int, end: int) -> bool:
+    """Tell whether TEXT[start:end] is `NAME(...)` standing alone before a new line.
+
+    Kernel files invoke macros that expand to whole definitions without a ';'
+    (`BUILD_NVMX_MSR_INTERCEPT_HELPER(read)`); without this the next function would be
+    glued onto the invocation and lost with it.
+    """
+    m = _BARE_CALL.match(text, start)
+    if m is None or text.find("(", start) != m.end() - 1:
+        return False
+    return _NEXT_DEFINITION.match(text, end) is not None
+
+
+def _first_non_space(text: str, pos: int, limit: int) -> int:
+    while pos < limit and text[pos] in " \t\n\f\v":
+        pos += 1
+    return pos
+
+
+def _last_char(text: str, start: int, end: int) -> str:
+    end -= 1
+    while end >= start and text[end] in " \t\n\f\v":
+        end -= 1
+    return text[end] if end >= start else ""
+
+
+def _make_chunk(text: str, start: int, end: int, line: int, body: int) -> Chunk:
+    end = max(end, start)
+    column = start - (text.rfind("\n", 0, start) + 1)
+    return Chunk(start, end, line, line + text.count("\n", start, end), column, body)
+
+
+# --------------------------------------------------------------------------- names
+
+_FUNC_NAME = re.compile(r"([A-Za-z_]\w*)\s*\(")
+_DECL_NAME = re.compile(r"([A-Za-z_]\w*)\s*(?:\[[^\]]*\]\s*)*(?:=|;|$)")
+_MACRO_CALL = re.compile(r"\A(?:static\s+)?([A-Za-z_]\w*)\s*\(.*\)\s*;?\s*\Z", re.S)
+_POINTER_CAST = re.compile(r"\(\s*(?!(?:const|volatile|struct|union|enum|void|char|int|long|"
+                           r"short|unsigned|signed)\b)([A-Za-z_]\w*)\s*\*[\s*]*\)\s*(?=[\w(&*])")
+_T_CALL = re.compile(r"\b(\w+_t)\(")
+_TYPEDEF_NAME = re.compile(r"\(\s*\*\s*([A-Za-z_]\w*)\s*\)\s*\(|([A-Za-z_]\w*)\s*(?:\[[^\]]*\]\s*)*;\s*\Z")
+
+
+def chunk_name(chunk_text: str) -> str | None:
+    """Guess the name a chunk defines: the function's, or else the declared object's."""
+    head = chunk_text.split("{", 1)[0] if "(" in chunk_text.split("{", 1)[0] else chunk_text
+    for m in _FUNC_NAME.finditer(head):
+        if m.group(1) not in _C_KEYWORDS:
+            return m.group(1)
+    m = _DECL_NAME.search(chunk_text.split("{", 1)[0].split("=", 1)[0] + ";")
+    if m and m.group(1) not in _C_KEYWORDS:
+        return m.group(1)
+    return None
+
+
+def _is_macro_invocation(chunk_text: str, types: set[str] | frozenset[str]) -> bool:
+    """Tell whether a chunk is `NAME(...);`, a top-level macro call such as EXPORT_SYMBOL."""
+    m = _MACRO_CALL.match(chunk_text)
+    if m is None:
+        return False
+    name = m.group(1)
+    return name not in _C_KEYWORDS and name not in types and not name.endswith("_t")
+
+
+# --------------------------------------------------------------------------- parser
+
+_shim_lock = threading.Lock()
+_shim_names: frozenset[str] | None = None
+_local = threading.local()
+
+
+def shim_type_names() -> frozenset[str]:
+    """Return the typedef names declared by shim.h (read and parsed once)."""
+    global _shim_names
+    with _shim_lock:
+        if _shim_names is None:
+            text = resources.files("vmxlint.cfront").joinpath("shim.h").read_text()
+            _shim_names = frozenset(re.findall(r"\btypedef\b[^;]*?\b([A-Za-z_]\w*)\s*;",
+                                               _strip_block_comments(text)))
+        return _shim_names
+
+
+def _strip_block_comments(text: str) -> str:
+    return re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+
+
+def _looks_like_type(name: str) -> bool:
+    return len(name) > 2 and name.endswith("_t") and not name.isupper()
+
+
+def _make_parser() -> Any:
+    """Build a CParser that also knows the kernel's type names without parsing them."""
+    from pycparser import c_parser
+
+    class KernelParser(c_parser.CParser):  # type: ignore[misc]
+        """A CParser whose outermost scope also holds the kernel type names."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.kernel_types: set[str] = set()
+            self.chunk_types: set[str] = set()
+            self.chunk_calls: set[str] = set()
+
+        def _is_type_in_scope(self, name: str) -> bool:
+            # Parsing the shim in front of every chunk costs more than the chunk: look the
+            # name up in the real scopes first (locals shadow types), then in the kernel set.
+            for scope in reversed(self._scope_stack):
+                in_scope = scope.get(name)
+                if in_scope is not None:
+                    return in_scope
+            return (name in self.kernel_types or name in self.chunk_types
+                    or (_looks_like_type(name) and name not in self.chunk_calls))
+
+    parser = KernelParser()
+    # Private pycparser API: fall back to a textual typedef prelude if it ever changes.
+    parser.uses_scope_hook = hasattr(parser, "_scope_stack") and hasattr(
+        c_parser.CParser, "_is_type_in_scope")
+    return parser
+
+
+def _parser() -> Any:
+    parser = getattr(_local, "parser", None)
+    if parser is None:
+        parser = _local.parser = _make_parser()
+    return parser
+
+
+_TYPE_PATTERN: Any = None
+
+
+def _type_pattern() -> re.Pattern[str]:
+    global _TYPE_PATTERN
+    if _TYPE_PATTERN is None:
+        _TYPE_PATTERN = type_argument_pattern(shim_type_names())
+    return _TYPE_PATTERN
+
+
+_CASE_RANGE = re.compile(r"\bcase\b([^:;?]*?)([ \t]?\.\.\.[ \t]?)")
+_ELVIS = re.compile(r"\?\s*:")
+
+
+def _case_range(m: re.Match[str]) -> str:
+    # The low end keeps its column; the high end moves at most a few columns.
+    return f"case{m.group(1)}:case "
+
+
+def _rewrite_function(text: str) -> str:
+    """Rewrite GNU statement syntax inside a function body."""
+    if "..." in text:
+        # `case A ... B:` keeps both ends as two labels of the same statement.
+        text = _CASE_RANGE.sub(_case_range, text)
+    if "?" in text:
+        # `a ?: b` keeps a placeholder true arm: the value is opaque to the analysis anyway.
+        text = _ELVIS.sub("?1:", text)
+    return rewrite_body(text, _type_pattern())
+
+
+def _message(exc: BaseException, path: str) -> str:
+    msg = str(exc)
+    if type(exc).__name__ != "ParseError":
+        msg = f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+    if msg.startswith(path + ":"):
+        msg = msg[len(path) + 1:]
+    msg = " ".join(msg.split())
+    return msg if len(msg) <= 300 else msg[:297] + "..."
+
+
+def _line_marker(line: int, path: str) -> str:
+    if re.fullmatch(r'[^"\\\n\r]*', path):
+        return f'# {line} "{path}"\n'
+    return f"# {line}\n"  # the filename passed to parse() is kept
+
+
+def parse_unit(text: str, path: str, config: Mapping[str, bool] | None = None) -> "Unit":
+    """Parse TEXT (the contents of PATH) into functions, declarations and failures."""
+    from vmxlint.cfront import Failure, Unit
+
+    unit = Unit(path=path, functions={}, failures=[], declarations=[])
+    try:
+        _parse_into(unit, text, path, config)
+    except Exception as exc:  # the front end reports, it never raises
+        unit.failures.append(Failure(None, path, 1, f"front end error: {_message(exc, path)}"))
+    return unit
+
+
+def _parse_into(unit: "Unit", text: Any, path: str, config: Mapping[str, bool] | None) -> None:
+    from pycparser import c_ast
+
+    from vmxlint.cfront import Failure, Function
+
+    if isinstance(text, (bytes, bytearray)):
+        text = bytes(text).decode("utf-8", "replace")
+    text = preprocess(str(text), config)
+    parser = _parser()
+    shim = shim_type_names()
+    parser.kernel_types = set(shim)
+    prelude = ""
+    if not parser.uses_scope_hook:
+        prelude = "".join(f"typedef int {n};" for n in sorted(shim)) + "\n"
+    for chunk in split_chunks(text):
+        src = text[chunk.start:chunk.end]
+        if not src.strip() or src.strip() == ";":
+            continue
+        if not chunk.is_function and _is_macro_invocation(src, parser.kernel_types):
+            continue
+        name = chunk_name(src)
+        if chunk.is_function:
+            cut = chunk.body - chunk.start
+            src = src[:cut] + _rewrite_function(src[cut:])
+        if not parser.uses_scope_hook:
+            extra = sorted({n for n in re.findall(r"\b\w+_t\b", src)} | parser.kernel_types)
+            prelude = "".join(f"typedef int {n};" for n in extra) + "\n"
+        # `min_t(` is a call: kernel style glues '(' to a called name, never to a type.
+        parser.chunk_calls = set(_T_CALL.findall(src)) if "_t(" in src else set()
+        # `(gate_desc *)x` can only be a cast, so gate_desc is a type in this chunk.
+        parser.chunk_types = set(_POINTER_CAST.findall(src)) if "*)" in src.replace(" ", "") \
+            else set()
+        if parser.chunk_types and not parser.uses_scope_hook:
+            prelude = prelude[:-1] + "".join(f"typedef int {n};" for n in parser.chunk_types) \
+                + "\n"
+        source = prelude + _line_marker(chunk.line, path) + " " * chunk.column + src + "\n"
+        try:
+            ast = parser.parse(source, path)
+        except Exception as exc:  # ParseError, and anything odd input drives pycparser into
+            unit.failures.append(Failure(name, path, chunk.line, _message(exc, path)))
+            if "typedef" in src:
+                _learn_typedef_text(src, parser.kernel_types)
+            continue
+        for node in ast.ext:
+            if isinstance(node, c_ast.FuncDef):
+                fname = node.decl.name
+                if fname and fname not in unit.functions:
+                    unit.functions[fname] = Function(fname, node, path, chunk.line,
+                                                     chunk.end_line)
+                continue
+            if isinstance(node, c_ast.Typedef) and node.name:
+                parser.kernel_types.add(node.name)
+            unit.declarations.append(node)
+
+
+def _learn_typedef_text(src: str, types: set[str]) -> None:
+    """Remember the name a typedef declares even when the typedef itself failed to parse."""
+    m = _TYPEDEF_NAME.search(src.strip())
+    if m:
+        types.add(m.group(1) or m.group(2))

@@ -1,0 +1,548 @@
+"""Turn kernel C into plain C for pycparser without a C preprocessor, keeping every line put.
+
+Every function here preserves the number of newlines and the line each surviving token
+sits on, so that positions in the output are positions in the original file.  Macros are
+not expanded: a macro call stays a call, which is what the later stages want to see.
+"""
+from __future__ import annotations
+
+import re
+from typing import Callable, Iterator, Mapping
+
+DEFAULT_CONFIG: dict[str, bool] = {
+    "CONFIG_X86_64": True,
+    "CONFIG_KVM_HYPERV": True,
+    "CONFIG_KVM_INTEL": True,
+}
+
+__all__ = ("DEFAULT_CONFIG", "preprocess", "strip_comments", "join_continuations",
+           "apply_conditionals", "rewrite_kernel_syntax", "rewrite_body", "eval_condition")
+
+
+def preprocess(text: str, config: Mapping[str, bool] | None = None) -> str:
+    """Return TEXT as plain C with the same line count and token lines."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = join_continuations(text)
+    text = strip_comments(text)
+    text = apply_conditionals(text, config)
+    return rewrite_kernel_syntax(text)
+
+
+# --------------------------------------------------------------------------- phase 2 and 3
+
+def join_continuations(text: str) -> str:
+    """Join backslash-continued lines, padding with empty lines after the joined one."""
+    if "\\\n" not in text:
+        return text
+    out: list[str] = []
+    pending = 0
+    for line in text.split("\n"):
+        if line.endswith("\\"):
+            out.append(line[:-1])
+            pending += 1
+            continue
+        out.append(line)
+        if pending:
+            # The logical line ends here: its physical lines collapse into one, and the
+            # newlines go after it so that the following lines keep their numbers.
+            out.append("\n" * pending)
+            pending = 0
+        out.append("\n")
+    if pending:
+        out.append("\n" * pending)
+    else:
+        out.pop()
+    return "".join(out)
+
+
+_COMMENT_OR_LITERAL = re.compile(
+    r'"(?:\\.|[^"\\\n])*"?'      # string literal (an unterminated one stops at the newline)
+    r"|'(?:\\.|[^'\\\n])*'?"     # character literal
+    r"|/\*.*?(?:\*/|\Z)"         # block comment, possibly unterminated
+    r"|//[^\n]*",                # line comment
+    re.S,
+)
+
+
+_NOT_NEWLINE = re.compile(r"[^\n]")
+
+
+def strip_comments(text: str) -> str:
+    """Replace each comment by a space plus the newlines it contained."""
+    if "/*" not in text and "//" not in text:
+        return text
+
+    def repl(m: re.Match[str]) -> str:
+        s = m.group(0)
+        if s[0] in "\"'":
+            return s
+        # Blank every character but newlines, so columns stay put as well as lines.
+        return _NOT_NEWLINE.sub(" ", s)
+
+    return _COMMENT_OR_LITERAL.sub(repl, text)
+
+
+# --------------------------------------------------------------------------- conditionals
+
+_DIRECTIVE = re.compile(r"[ \t]*#[ \t]*([A-Za-z_]\w*)?(.*)")
+_COND_TOKEN = re.compile(
+    r"\s*(?:(0[xX][0-9a-fA-F]+|\d+)[uUlL]*|([A-Za-z_]\w*)|(&&|\|\||==|!=|<=|>=|<<|>>|[!()<>+\-*/%,]))"
+)
+
+
+class _Unknown(Exception):
+    """Raised inside the evaluator when an #if expression cannot be decided."""
+
+
+class _CondParser:
+    """Evaluate a preprocessor expression with three-valued logic (None is unknown)."""
+
+    _BINARY = (
+        ("||",), ("&&",), ("==", "!="), ("<", ">", "<=", ">="), ("<<", ">>"),
+        ("+", "-"), ("*", "/", "%"),
+    )
+
+    def __init__(self, expr: str, config: Mapping[str, bool]) -> None:
+        self.tokens = self._lex(expr)
+        self.pos = 0
+        self.config = config
+
+    @staticmethod
+    def _lex(expr: str) -> list[tuple[str, str]]:
+        tokens: list[tuple[str, str]] = []
+        pos = 0
+        expr = expr.rstrip()
+        while pos < len(expr):
+            m = _COND_TOKEN.match(expr, pos)
+            if not m:
+                raise _Unknown(expr[pos:])
+            if m.group(1) is not None:
+                tokens.append(("num", m.group(1)))
+            elif m.group(2) is not None:
+                tokens.append(("id", m.group(2)))
+            else:
+                tokens.append(("op", m.group(3)))
+            pos = m.end()
+        return tokens
+
+    def peek(self) -> tuple[str, str] | None:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def take(self, value: str | None = None) -> tuple[str, str]:
+        tok = self.peek()
+        if tok is None or (value is not None and tok[1] != value):
+            raise _Unknown("unexpected end")
+        self.pos += 1
+        return tok
+
+    def evaluate(self) -> int | None:
+        value = self.binary(0)
+        if self.peek() is not None:
+            raise _Unknown("trailing tokens")
+        return value
+
+    def binary(self, level: int) -> int | None:
+        if level == len(self._BINARY):
+            return self.unary()
+        left = self.binary(level + 1)
+        while (tok := self.peek()) is not None and tok[0] == "op" and tok[1] in self._BINARY[level]:
+            self.take()
+            right = self.binary(level + 1)
+            left = self._apply(tok[1], left, right)
+        return left
+
+    @staticmethod
+    def _apply(op: str, a: int | None, b: int | None) -> int | None:
+        # Short-circuit operators decide on one known side; the rest need both.
+        if op == "&&":
+            if a == 0 or b == 0:
+                return 0
+            return None if a is None or b is None else 1
+        if op == "||":
+            if (a is not None and a != 0) or (b is not None and b != 0):
+                return 1
+            return None if a is None or b is None else 0
+        if a is None or b is None:
+            return None
+        try:
+            return int({
+                "==": lambda: a == b, "!=": lambda: a != b, "<": lambda: a < b,
+                ">": lambda: a > b, "<=": lambda: a <= b, ">=": lambda: a >= b,
+                "<<": lambda: a << min(b, 64), ">>": lambda: a >> min(b, 64),
+                "+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b,
+                "/": lambda: a // b, "%": lambda: a % b,
+            }[op]())
+        except (ZeroDivisionError, ValueError):
+            return None
+
+    def unary(self) -> int | None:
+        tok = self.take()
+        kind, value = tok
+        if kind == "op":
+            if value == "!":
+                inner = self.unary()
+                return None if inner is None else int(not inner)
+            if value == "-":
+                inner = self.unary()
+                return None if inner is None else -inner
+            if value == "(":
+                inner = self.binary(0)
+                self.take(")")
+                return inner
+            raise _Unknown(value)
+        if kind == "num":
+            return int(value, 0) if not value.startswith("0") or value.lower().startswith("0x") \
+                else int(value, 8)
+        if value in ("defined", "IS_ENABLED", "IS_BUILTIN", "IS_REACHABLE", "IS_MODULE"):
+            paren = self.peek() == ("op", "(")
+            if paren:
+                self.take()
+            name = self.take()[1]
+            if paren:
+                self.take(")")
+            if value == "IS_MODULE":
+                return 0
+            return self.lookup(name, is_defined=value == "defined")
+        if self.peek() == ("op", "("):
+            raise _Unknown(value)  # a function-like macro we cannot expand
+        return self.lookup(name=value, is_defined=False)
+
+    def lookup(self, name: str, is_defined: bool) -> int | None:
+        """Return a config symbol's value; unset CONFIG_ symbols are off, others unknown."""
+        if name in self.config:
+            return int(bool(self.config[name]))
+        if name.startswith("CONFIG_"):
+            return 0
+        if not is_defined and name in ("true", "false"):
+            return int(name == "true")
+        return None
+
+
+def eval_condition(expr: str, config: Mapping[str, bool]) -> bool | None:
+    """Evaluate an #if expression: True, False, or None when it cannot be decided."""
+    try:
+        value = _CondParser(expr, config).evaluate()
+    except (_Unknown, ValueError, RecursionError):
+        return None
+    return None if value is None else bool(value)
+
+
+def _merged_config(config: Mapping[str, bool] | None) -> dict[str, bool]:
+    merged = dict(DEFAULT_CONFIG)
+    if config:
+        merged.update(config)
+    return merged
+
+
+def apply_conditionals(text: str, config: Mapping[str, bool] | None = None) -> str:
+    """Blank every directive line and every line in an inactive #if branch."""
+    if "#" not in text:
+        return text
+    cfg = _merged_config(config)
+    lines = text.split("\n")
+    # Each frame: [enclosing branch active, this branch active, some branch already taken].
+    stack: list[list[bool]] = []
+    active = True
+    for i, line in enumerate(lines):
+        stripped = line.lstrip()
+        if not stripped.startswith("#"):
+            if not active:
+                lines[i] = ""
+            continue
+        lines[i] = ""
+        m = _DIRECTIVE.match(line)
+        name = (m.group(1) or "") if m else ""
+        rest = m.group(2).strip() if m else ""
+        if name in ("if", "ifdef", "ifndef"):
+            if name == "if":
+                value = eval_condition(rest, cfg)
+            else:
+                word = rest.split()[0] if rest.split() else ""
+                value = eval_condition(f"defined({word})", cfg) if word else None
+                if name == "ifndef" and value is not None:
+                    value = not value
+            # An undecidable condition keeps the first branch, as the design asks.
+            taken = value is not False
+            stack.append([active, taken, taken])
+            active = active and taken
+        elif name == "elif" or name.startswith("elif"):
+            if not stack:
+                continue
+            frame = stack[-1]
+            if frame[2]:
+                frame[1] = False
+            else:
+                if name == "elif":
+                    value = eval_condition(rest, cfg)
+                else:  # elifdef / elifndef (C23)
+                    value = eval_condition(f"defined({rest.split()[0] if rest else ''})", cfg)
+                    if name == "elifndef" and value is not None:
+                        value = not value
+                frame[1] = value is not False
+                frame[2] = frame[1]
+            active = frame[0] and frame[1]
+        elif name == "else":
+            if not stack:
+                continue
+            frame = stack[-1]
+            frame[1] = not frame[2]
+            frame[2] = True
+            active = frame[0] and frame[1]
+        elif name == "endif":
+            if stack:
+                active = stack.pop()[0]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- kernel syntax
+
+# Words that vanish outright (attributes, sparse annotations, section markers).
+_DROP_WORDS = frozenset("""
+    __read_mostly __ro_after_init __always_inline noinline __noinline __init __exit __cold
+    __hot __must_check __maybe_unused __always_unused __used __unused noinstr __user __rcu
+    __percpu __iomem __force __kernel __safe __nocast __bitwise __private __visible asmlinkage
+    fastcall __initdata __initconst __exitdata __refdata __ref __meminit __devinit __cpuinit
+    __weak __pure __packed __noreturn __noclone __naked notrace __flatten __nocfi __sched
+    __kprobes __irq_entry __latent_entropy __randomize_layout __no_randomize_layout
+    __no_sanitize_address __no_kcsan __no_kasan_or_inline __no_sanitize_or_inline
+    __cacheline_aligned __cacheline_aligned_in_smp ____cacheline_aligned
+    ____cacheline_aligned_in_smp __page_aligned_data __page_aligned_bss __initdata_or_module
+    __attribute_const__ __malloc __mustcheck __extension__ __rcu_bh __nonstring
+    __no_profile __no_stack_protector __fix_address __noinline_for_stack __always_unused
+    __ro_after_init_scope __designated_init __lockfunc __sparse_force __must_be_array_chk
+    __compiletime_error __deprecated __global __nosavedata __ftrace_invalid_address__
+    __data_racy __counted_by_ptr __signed_wrap __no_sanitize_thread
+    __KVM_VMX_NOINLINE __kvm_noinline
+""".split())
+
+# Words that vanish together with a balanced parenthesised argument list.
+_DROP_CALLS = frozenset("""
+    __attribute__ __attribute __aligned __section __printf __scanf __acquires __releases
+    __must_hold __cond_acquires __cond_releases __counted_by __alloc_size __diag_ignore
+    __assume_aligned __realloc_size __nonnull __access __copy __cleanup __no_sanitize
+    __no_sanitize_or_inline_for __retain __guarded_by __pt_guarded_by __alias __mode
+    __compiletime_error __deprecated_msg __section_named __annotate __nocapture
+""".split())
+
+# Spellings pycparser does not know, mapped to ones it does.
+_RENAME = {
+    "__inline__": "inline", "__inline": "inline", "__volatile__": "volatile",
+    "__volatile": "volatile", "__const": "const", "__const__": "const",
+    "__signed__": "signed", "__signed": "signed", "__restrict": "restrict",
+    "__restrict__": "restrict", "__builtin_offsetof": "offsetof", "__alignof__": "_Alignof",
+    "__alignof": "_Alignof", "alignof": "_Alignof", "__auto_type": "long",
+    "__label__": "long", "_Noreturn": "", "__thread": "_Thread_local",
+}
+
+_ASM = frozenset(("asm", "__asm__", "__asm", "asm_inline", "asm_volatile_goto", "asm_goto_output"))
+_ASM_QUALIFIERS = re.compile(r"(?:\s+|volatile\b|__volatile__\b|goto\b|inline\b|__inline__\b)*")
+_TYPEOF = frozenset(("typeof", "__typeof__", "__typeof", "typeof_unqual", "__typeof_unqual__"))
+_TO_ZERO = frozenset((
+    "__builtin_types_compatible_p", "__builtin_va_arg", "__builtin_choose_expr",
+    "__builtin_shufflevector", "__builtin_convertvector", "_Generic", "__same_type",
+))
+
+_KERNEL_WORD = re.compile(
+    r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\''
+    r"|\b(?:__\w+|asm\w*|typeof\w*|alignof|_Noreturn|_Generic|noinline|noinstr|asmlinkage"
+    r"|fastcall|notrace)\b"
+)
+
+
+def _balanced_end(text: str, pos: int) -> int:
+    """Return the index after the ')' matching the '(' at POS, or -1 when unbalanced."""
+    depth = 0
+    i = pos
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        elif c == '"' or c == "'":
+            m = re.compile(c + r"(?:\\.|[^" + c + r"\\\n])*" + c).match(text, i)
+            if m:
+                i = m.end()
+                continue
+        i += 1
+    return -1
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\n":
+        pos += 1
+    return pos
+
+
+def _prev_char(text: str, pos: int) -> str:
+    pos -= 1
+    while pos >= 0 and text[pos] in " \t\n":
+        pos -= 1
+    return text[pos] if pos >= 0 else ""
+
+
+def _scan_replace(text: str, pattern: re.Pattern[str],
+                  handle: Callable[[str, re.Match[str]], tuple[int, str] | None]) -> str:
+    """Apply HANDLE to each PATTERN match outside string literals.
+
+    HANDLE returns (end, replacement) to replace TEXT[match.start():end], or None to keep
+    it.  Newlines inside a replaced span are appended to the replacement, so lines stay put.
+    """
+    out: list[str] = []
+    last = 0
+    pos = 0
+    while True:
+        m = pattern.search(text, pos)
+        if m is None:
+            break
+        if m.group(0)[0] in "\"'":
+            pos = m.end()
+            continue
+        result = handle(text, m)
+        if result is None:
+            pos = m.end()
+            continue
+        end, replacement = result
+        end = max(end, m.end())
+        out.append(text[last:m.start()])
+        out.append(replacement)
+        newlines = text.count("\n", m.start(), end)
+        if newlines:
+            # Put the text after the span back in its column on the span's last line.
+            out.append("\n" * newlines + " " * (end - text.rfind("\n", m.start(), end) - 1))
+        elif len(replacement) < end - m.start():
+            out.append(" " * (end - m.start() - len(replacement)))
+        last = pos = end
+    out.append(text[last:])
+    return "".join(out)
+
+
+def _kernel_word(text: str, m: re.Match[str]) -> tuple[int, str] | None:
+    word = m.group(0)
+    end = m.end()
+    if word in _DROP_WORDS:
+        return end, " "
+    if word in _RENAME:
+        return end, _RENAME[word]
+    if word in _DROP_CALLS or word in _TYPEOF or word in _TO_ZERO or word in _ASM:
+        start = end
+        if word in _ASM:
+            start = _ASM_QUALIFIERS.match(text, end).end()
+        paren = _skip_space(text, start)
+        if paren >= len(text) or text[paren] != "(":
+            return (end, " ") if word in _DROP_CALLS else None
+        close = _balanced_end(text, paren)
+        if close < 0:
+            return None
+        if word in _DROP_CALLS:
+            return close, " "
+        if word in _TYPEOF:
+            # A type of unknown shape: any scalar type keeps the declaration parseable.
+            return close, "long"
+        if word in _TO_ZERO:
+            return close, "0"
+        # asm after a declarator names a register or symbol and just goes; as a statement
+        # it becomes an expression so the following ';' still closes a statement.
+        prev = _prev_char(text, m.start())
+        if prev.isalnum() or prev in "_]":
+            return close, " "
+        return close, "0"
+    return None
+
+
+# A macro pasted onto a string literal (`KERN_ERR "msg"`, `"%" PRIx64`): only a macro can
+# sit there, and pycparser cannot, so it becomes an empty literal that concatenates.
+_STRING_MACRO = re.compile(
+    r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\''
+    r'|\b[A-Za-z_]\w+(?=[ \t]*")|(?<=")[ \t]*[A-Za-z_]\w*\b'
+)
+
+
+_C_STRING_NEIGHBOURS = frozenset(("return", "sizeof", "case", "else", "do", "goto"))
+
+
+def _string_macro(text: str, m: re.Match[str]) -> tuple[int, str] | None:
+    word = m.group(0).strip()
+    if word in ("u8", "L", "U", "u") or word in _C_STRING_NEIGHBOURS:
+        return None  # string prefixes and keywords are C
+    return m.end(), ' ""'
+
+
+def rewrite_kernel_syntax(text: str) -> str:
+    """Drop attributes and asm, and rename GNU spellings, keeping lines put."""
+    text = _scan_replace(text, _KERNEL_WORD, _kernel_word)
+    if '"' in text:
+        text = _scan_replace(text, _STRING_MACRO, _string_macro)
+    return text
+
+
+# --------------------------------------------------------------------------- function bodies
+
+# Names of iterator macros used like a loop head: `for_each_set_bit(i, map, n) { ... }`.
+_LOOP_MACRO = re.compile(
+    r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\''
+    r"|\b(?:\w*for_each\w*|scoped_guard|scoped_cond_guard|while_each_\w+)(?=\s*\()"
+)
+
+_PREV_ELSE_DO = re.compile(r"\b(?:else|do)\s*\Z")
+
+_OFFSETOF_BEFORE = re.compile(r"\boffsetof\s*\Z")
+
+_BASE_TYPE = (r"(?:(?:const|volatile|unsigned|signed|long|short|int|char|_Bool|float|double"
+              r"|void|__int128)\b\s*)+")
+
+
+def _loop_macro(text: str, m: re.Match[str]) -> tuple[int, str] | None:
+    paren = _skip_space(text, m.end())
+    close = _balanced_end(text, paren)
+    if close < 0:
+        return None
+    after = _skip_space(text, close)
+    if after < len(text) and text[after] in ";,)":
+        return None  # an ordinary call
+    if _prev_char(text, m.start()) not in ";{}:)" and not _PREV_ELSE_DO.search(
+            text, max(0, m.start() - 16), m.start()):
+        return None  # inside an expression, so not a loop head
+    head = text[m.start():close].replace("\n", " ")
+    return close, f"while ({head})"
+
+
+def type_argument_pattern(type_names: Iterator[str] | frozenset[str] | set[str]) -> re.Pattern[str]:
+    """Return the pattern of a macro argument that is a type (`, struct foo *)`)."""
+    names = "|".join(sorted((re.escape(n) for n in type_names), key=len, reverse=True))
+    typename = rf"(?:{names})\b|\w+_t\b" if names else r"\w+_t\b"
+    return re.compile(
+        r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\''
+        r"|(?<=[(,])(\s*)((?:const\s+)?(?:(?:struct|union|enum)\s+\w+\b|"
+        + typename + "|" + _BASE_TYPE + r")(?:\s*\*)*(?:\s*const\b)?)(\s*)(?=[,)])"
+    )
+
+
+def _type_argument(text: str, m: re.Match[str]) -> tuple[int, str] | None:
+    if m.group(2) is None:
+        return None
+    # `(T)` alone is a cast or sizeof; only a list with a comma makes T a macro argument.
+    before = text[m.start() - 1] if m.start() > 0 else ""
+    after = text[m.end()] if m.end() < len(text) else ""
+    if before == "(" and after == ")":
+        return None
+    if before == "(" and _OFFSETOF_BEFORE.search(text, max(0, m.start() - 24), m.start() - 1):
+        return None  # pycparser knows offsetof(type, member) itself
+    return m.end(), f"{m.group(1)}sizeof({m.group(2).strip()}){m.group(3)}"
+
+
+def rewrite_body(text: str, type_pattern: re.Pattern[str] | None = None) -> str:
+    """Make statement-level kernel macros in a function body parse as C.
+
+    Iterator macros used as loop heads become `while (macro(...))`, and macro arguments
+    that are types (`container_of(p, struct vcpu_vmx, vcpu)`, `min_t(u32, a, b)`) become
+    `sizeof(type)`, so the call is still a call with the same arguments in the AST.
+    """
+    if "for_each" in text or "guard" in text:
+        text = _scan_replace(text, _LOOP_MACRO, _loop_macro)
+    if type_pattern is None:
+        type_pattern = type_argument_pattern(frozenset())
+    return _scan_replace(text, type_pattern, _type_argument)

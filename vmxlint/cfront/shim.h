@@ -1,0 +1,42 @@
+/* vmxlint C front end shim: the kernel typedefs pycparser must know as type names.
+ * Parsed once; only the typedef names are used, so keep it to plain typedefs.
+ * Identifiers ending in _t are treated as type names without being listed here. */
+typedef unsigned char u8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef unsigned long long u64;
+typedef signed char s8;
+typedef short s16;
+typedef int s32;
+typedef long long s64;
+typedef unsigned __int128 u128;
+typedef __int128 s128;
+typedef u8 __u8;
+typedef u16 __u16;
+typedef u32 __u32;
+typedef u64 __u64;
+typedef s8 __s8;
+typedef s16 __s16;
+typedef s32 __s32;
+typedef s64 __s64;
+typedef u16 __le16;
+typedef u32 __le32;
+typedef u64 __le64;
+typedef u16 __be16;
+typedef u32 __be32;
+typedef u64 __be64;
+typedef _Bool bool;
+typedef unsigned long ulong;
+typedef unsigned int uint;
+typedef unsigned short ushort;
+typedef unsigned char uchar;
+typedef u64 gpa_t;
+typedef u64 gva_t;
+typedef u64 gfn_t;
+typedef u64 hpa_t;
+typedef u64 hfn_t;
+typedef u64 kvm_pfn_t;
+typedef unsigned long size_t;
+typedef long ssize_t;
+typedef void *__builtin_va_list;
+typedef __builtin_va_list va_list;

@@ -1,0 +1,104 @@
+"""Checks: one module per rule family; each check is one function over a ``Context``.
+
+A check yields ``Finding``s built through ``Context.finding``, which fills in the rule's
+name and severity from ``rules/VMXnnn-*.toml``: the data says what a rule is called and
+how bad it is, the function says when it fires.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Callable, Iterable, Iterator
+
+from vmxlint.facts import Facts
+from vmxlint.findings import Evidence, Finding
+from vmxlint.logic import FALSE, TRUE, Atom, Formula, Solver, conj, parse_expr, substitute
+from vmxlint.model import Model
+from vmxlint.sites import EntryPath, Site
+
+Check = Callable[["Context"], Iterable[Finding]]
+CHECKS: dict[str, Check] = {}
+
+
+def check(code: str) -> Callable[[Check], Check]:
+    """Register a check function for a rule code."""
+    def register(fn: Check) -> Check:
+        CHECKS[code] = fn
+        return fn
+    return register
+
+
+@dataclass
+class Context:
+    """What the checks see: the entry path, the tree's facts and the reference model."""
+
+    path: EntryPath
+    facts: Facts
+    model: Model
+    rel_path: str = "arch/x86/kvm/vmx/nested.c"
+    _consumed: dict[str, Formula] = field(default_factory=dict)
+
+    @cached_property
+    def solver(self) -> Solver:
+        axioms = [parse_expr(a) for a in self.model.axioms]
+        # A clean bit of the enlightened VMCS means something only when one is in use.
+        clean = {a for s in self.path.sites for a in _atoms(s.guard) if a.startswith("evmcs.clean.")}
+        axioms += [parse_expr(f"not {a} or evmcs.active") for a in sorted(clean)]
+        return Solver(axioms)
+
+    @cached_property
+    def writes(self) -> list[Site]:
+        return self.path.writes("vmcs02")
+
+    def writes_of(self, name: str) -> list[Site]:
+        return [w for w in self.writes if w.field == name]
+
+    @cached_property
+    def consumers(self) -> list[Site]:
+        return [s for s in self.path.sites if s.kind == "entry" and s.vmcs == "vmcs02"]
+
+    def consumed(self, name: str) -> Formula:
+        """When VM entry consumes the field, over L0/vmcs12/L2 predicates."""
+        if name not in self._consumed:
+            fm = self.model.fields.get(name)
+            f = parse_expr(fm.entry) if fm is not None else TRUE
+            controls = {k: parse_expr(v) for k, v in self.model.controls.items()}
+            for _ in range(3):   # controls may be defined through other controls
+                f = substitute(f, controls)
+            self._consumed[name] = f
+        return self._consumed[name]
+
+    def finding(self, code: str, site: Site, message: str, *,
+                evidence: Iterable[Evidence] = (), **details: object) -> Finding:
+        rule = self.model.rules[code]
+        return Finding(code=code, name=rule.name, severity=rule.severity, message=message,
+                       path=site.path, line=site.line, function=site.function,
+                       field=site.field, evidence=tuple(evidence),
+                       details=tuple(sorted(details.items())))
+
+    def where(self, site: Site) -> str:
+        """``prepare_vmcs02():2782`` or ``nested_vmx_load_cr3()`` for a summarised call."""
+        if site.via is not None:
+            return f"{site.via}()"
+        return f"{site.function}():{site.line}"
+
+    def evidence(self, site: Site, role: str) -> Evidence:
+        return Evidence(path=site.path, line=site.line,
+                        function=site.via or site.function, role=role)
+
+
+def _atoms(f: Formula) -> set[str]:
+    from vmxlint.logic import atoms
+    return atoms(f)
+
+
+def run_checks(ctx: Context, codes: Iterable[str] | None = None) -> Iterator[Finding]:
+    """Run the registered checks (all, or the given codes) over one context."""
+    from vmxlint.checks import evmcs, fields, redundant, missing  # noqa: F401  (register)
+
+    for code, fn in sorted(CHECKS.items()):
+        if codes is None or code in codes:
+            yield from fn(ctx)
+
+
+__all__ = ("CHECKS", "Context", "check", "run_checks", "FALSE", "TRUE", "Atom", "conj")

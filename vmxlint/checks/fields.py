@@ -1,0 +1,65 @@
+"""VMX005, VMX401, VMX402, VMX403: writes that are ill-formed for the field they name."""
+from __future__ import annotations
+
+from typing import Iterator
+
+from vmxlint.checks import Context, check
+from vmxlint.facts import accessor_width
+from vmxlint.findings import Finding
+
+WIDTH_TEXT = {"16": "16-bit", "32": "32-bit", "64": "64-bit", "natural": "natural-width"}
+
+
+def _direct(ctx: Context):
+    return [s for s in ctx.path.sites if s.kind == "write" and s.direct and s.field]
+
+
+@check("VMX005")
+def unknown_field(ctx: Context) -> Iterator[Finding]:
+    for s in _direct(ctx):
+        if ctx.facts.get(s.field) is None:
+            yield ctx.finding("VMX005", s, f"{s.field} written by {s.accessor}() is not a "
+                              "field of enum vmcs_field")
+
+
+@check("VMX401")
+def accessor_width_mismatch(ctx: Context) -> Iterator[Finding]:
+    for s in _direct(ctx):
+        info = ctx.facts.get(s.field)
+        want = accessor_width(s.accessor or "")
+        if info is None or want is None or info.width == want:
+            continue
+        yield ctx.finding(
+            "VMX401", s,
+            f"{s.accessor}() writes {s.field}, a {WIDTH_TEXT[info.width]} field "
+            f"(encoding {info.encoding:#06x})",
+            field_width=info.width, accessor_width=want)
+
+
+@check("VMX402")
+def read_only_field(ctx: Context) -> Iterator[Finding]:
+    for s in _direct(ctx):
+        info = ctx.facts.get(s.field)
+        if info is not None and info.type == "exit-info":
+            yield ctx.finding("VMX402", s, f"{s.field} is a read-only VM-exit information "
+                              f"field (encoding {info.encoding:#06x}); VMWRITE to it fails")
+
+
+@check("VMX403")
+def cache_bypass(ctx: Context) -> Iterator[Finding]:
+    calls = [s for s in ctx.path.sites if s.kind == "call"]
+    for s in _direct(ctx):
+        fm = ctx.model.fields.get(s.field)
+        if fm is None or fm.cache is None:
+            continue
+        helpers = fm.cache_helpers
+        if fm.cache == "segment-cache":
+            # The segment cache is fine when it is invalidated after the raw writes.
+            if any(c.callee in helpers and c.order > s.order and c.function == s.function
+                   for c in calls):
+                continue
+        elif fm.cache != "controls-shadow":
+            continue
+        use = ", ".join(f"{h}()" for h in helpers) or "the cache helpers"
+        yield ctx.finding("VMX403", s, f"raw {s.accessor}() of {s.field} bypasses KVM's "
+                          f"{fm.cache}; use {use}", cache=fm.cache)

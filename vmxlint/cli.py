@@ -1,0 +1,244 @@
+"""Command line: arguments and subcommands, nothing else (DESIGN.md section 5)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from vmxlint import __version__
+
+FORMATS = ("default", "checkpatch", "json", "sarif", "rdjson", "github", "email",
+           "b4-json", "patchwork")
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad usage or unusable input: printed on one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, like every other bad input
+        raise UsageError(message)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tree", metavar="DIR", help="kernel tree (default: nearest above the "
+                   "current directory holding arch/x86/kvm/vmx/nested.c)")
+    p.add_argument("--rev", metavar="REV", help="analyse this git revision of the tree")
+    p.add_argument("--format", choices=FORMATS, help="output format (default: default)")
+    p.add_argument("--select", help="comma-separated code prefixes to report")
+    p.add_argument("--ignore", help="comma-separated code prefixes to leave out")
+    p.add_argument("--extend-select", help="add to --select")
+    p.add_argument("--extend-ignore", help="add to --ignore")
+    p.add_argument("--output-file", metavar="FILE", help="write the report here")
+    p.add_argument("--exit-zero", action="store_true", default=None,
+                   help="exit 0 even when there are findings")
+    p.add_argument("--count", action="store_true", default=None,
+                   help="print the number of findings last")
+    p.add_argument("--statistics", action="store_true", default=None,
+                   help="print a count per code")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = _Parser(prog="vmxlint", description="Review nested VMX patches for missing, stale, "
+                 "redundant and ill-formed vmcs02 writes.")
+    ap.add_argument("--version", action="version", version=f"vmxlint {__version__}")
+    sub = ap.add_subparsers(dest="command", parser_class=_Parser)
+    c = sub.add_parser("check", help="findings a patch or series introduces or resolves")
+    c.add_argument("patches", nargs="*", default=["-"], metavar="PATCH",
+                   help="patch files, mails or mboxes; - for stdin (the default)")
+    c.add_argument("--all", action="store_true", help="also report existing findings")
+    _common(c)
+    a = sub.add_parser("audit", help="every finding of the tree as it is")
+    _common(a)
+    sub.add_parser("rules", help="list the rules")
+    e = sub.add_parser("explain", help="a rule's rationale, and its findings in a tree")
+    e.add_argument("code")
+    e.add_argument("--tree", metavar="DIR")
+    g = sub.add_parser("graph", help="the dataflow graph of the nested VM-entry path")
+    g.add_argument("--tree", metavar="DIR")
+    g.add_argument("--rev", metavar="REV")
+    g.add_argument("--field", metavar="NAME")
+    g.add_argument("--format", choices=("json", "dot"), default="json")
+    g.add_argument("--output-file", metavar="FILE")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except UsageError as exc:
+        print(f"vmxlint: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # noqa: BLE001 - the contract: one line, never a traceback
+        from vmxlint.errors import describe
+        print(f"vmxlint: {describe(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _main(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command is None:
+        raise UsageError("a command is needed: check, audit, rules, explain or graph")
+    return {"check": _check, "audit": _audit, "rules": _rules, "explain": _explain,
+            "graph": _graph}[args.command](args)
+
+
+def _tree(args):
+    from vmxlint.tree import Tree
+    return Tree.open(args.tree, getattr(args, "rev", None))
+
+
+def _options(args, tree) -> dict:
+    from vmxlint import config
+    from vmxlint.selection import Selection, split_codes
+
+    conf = config.load(tree.root if tree is not None else None)
+
+    def opt(name: str):
+        v = getattr(args, name.replace("-", "_"), None)
+        return v if v is not None else conf.get(name)
+
+    def flag(name: str) -> bool:
+        v = opt(name)
+        return v is True or str(v).lower() in ("1", "true", "yes", "on")
+
+    sel = Selection(select=split_codes(opt("select")) or ["VMX"],
+                    ignore=split_codes(opt("ignore")),
+                    extend_select=split_codes(opt("extend-select")),
+                    extend_ignore=split_codes(opt("extend-ignore")))
+    fmt = opt("format") or "default"
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+    return dict(selection=sel, format=fmt, output=opt("output-file"),
+                exit_zero=flag("exit-zero"), count=flag("count"),
+                statistics=flag("statistics"))
+
+
+def _report(findings, opts, command: str, tree, mails=None) -> int:
+    from vmxlint.findings import Report
+    from vmxlint.formats import write_report
+
+    chosen = [f for f in findings if opts["selection"].selected(f.code)]
+    report = Report(findings=chosen, command=command, mails=mails or {},
+                    tree=tree.describe() if tree is not None else None)
+    out: TextIO
+    if opts["output"]:
+        out = open(opts["output"], "w", encoding="utf-8")
+    else:
+        out = sys.stdout
+    try:
+        write_report(report, opts["format"], out)
+        if opts["statistics"]:
+            for code, n in report.summary()["by_code"].items():
+                name = next(f.name for f in chosen if f.code == code)
+                print(f"{n:<5} {code} {name}", file=out)
+        if opts["count"]:
+            print(len(chosen), file=out)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    bad = [f for f in chosen if f.status != "resolved" and f.severity in ("error", "warning")]
+    return EXIT_FINDINGS if bad and not opts["exit_zero"] else EXIT_OK
+
+
+def _read_inputs(names: list[str]):
+    from vmxlint.mail import read_mails
+
+    mails = []
+    for name in names:
+        if name == "-":
+            data = sys.stdin.buffer.read()
+            label = "<stdin>"
+        else:
+            try:
+                data = Path(name).read_bytes()
+            except OSError as exc:
+                raise UsageError(f"{name}: {exc.strerror or exc}") from None
+            label = name
+        mails.extend(read_mails(data, label))
+    if not mails:
+        raise UsageError("no patch or mail in the input")
+    return mails
+
+
+def _check(args) -> int:
+    from vmxlint.analysis import check
+
+    tree = _tree(args)
+    opts = _options(args, tree)
+    mails = _read_inputs(args.patches)
+    result = check(mails, tree, include_existing=args.all)
+    if result.usable == 0:
+        why = next((f.message for f in result.findings if f.code in ("VMX001", "VMX003")),
+                   "no usable patch in the input")
+        if len(mails) == 1 or all(f.code in ("VMX001", "VMX003") for f in result.findings):
+            raise UsageError(f"unusable input: {why}")
+    return _report(result.findings, opts, "check", tree, result.mails)
+
+
+def _audit(args) -> int:
+    from vmxlint.analysis import audit
+
+    tree = _tree(args)
+    opts = _options(args, tree)
+    return _report(audit(tree), opts, "audit", tree)
+
+
+def _rules(args) -> int:
+    from vmxlint.model import load_model
+
+    for rule in sorted(load_model().rules.values(), key=lambda r: r.code):
+        print(f"{rule.code}  {rule.name:<22} {rule.severity:<8} {rule.summary}")
+    return EXIT_OK
+
+
+def _explain(args) -> int:
+    import textwrap
+
+    from vmxlint.model import load_model
+
+    rules = load_model().rules
+    code = args.code.upper()
+    if code not in rules:
+        raise UsageError(f"no rule {args.code} (see 'vmxlint rules')")
+    r = rules[code]
+    print(f"{r.code} {r.name} ({r.severity}): {r.summary}\n")
+    print(textwrap.dedent(r.rationale).strip() + "\n")
+    if r.limits.strip():
+        print("Known limits:\n" + textwrap.indent(textwrap.dedent(r.limits).strip(), "  ") + "\n")
+    for ref in r.references:
+        print(f"See: {ref}")
+    if args.tree:
+        from vmxlint.analysis import audit
+        for f in (f for f in audit(_tree(args)) if f.code == code):
+            print(f"\n{f.path}:{f.line}: {f.message}")
+            for k, v in f.details:
+                print(f"  {k}: {v}")
+            for e in f.evidence:
+                print(f"  {e.role}: {e.path}:{e.line} {e.function or ''}")
+    return EXIT_OK
+
+
+def _graph(args) -> int:
+    import json
+
+    from vmxlint.analysis import entry_path
+    from vmxlint.dataflow import build_graph, to_dot, to_json
+
+    tree = _tree(args)
+    _, path = entry_path(tree)
+    if path is None:
+        raise UsageError("nested_vmx_enter_non_root_mode() is missing or unparseable")
+    g = build_graph(path, args.field)
+    text = to_dot(g) if args.format == "dot" else json.dumps(to_json(g), indent=1) + "\n"
+    if args.output_file:
+        Path(args.output_file).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK

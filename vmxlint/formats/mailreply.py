@@ -1,0 +1,329 @@
+"""The email format: a review reply to each patch mail, as an mbox of drafts.
+
+For every patch with findings this writes one message: reply headers
+(``Subject: Re: ...``, ``In-Reply-To``, ``References``, ``To`` the author, ``Cc``
+the patch's recipients), a one-line tally, then the patch's diff quoted the
+kernel way: ``> `` before each line, only the ``diff --git`` line, a hunk header
+and the few lines up to each finding's line, with the finding written beneath
+as unquoted text (``CODE (severity): message`` and its evidence). A quote that
+starts inside a hunk gets a hunk header of its own with the right line numbers,
+so that b4 (which counts quoted lines from the last ``@@``) maps every comment
+to the line it is about. New and existing findings are looked up in the
+post-image, resolved ones in the pre-image.
+
+Findings that no hunk holds (or all of them, when the mail text is missing) are
+listed plainly before the quote; findings without a patch (audit) go into a
+message of their own. Messages are separated by mbox ``From `` lines, as in
+``git format-patch`` output, so that ``git send-email`` or a mail client can
+take the file as is.
+"""
+from __future__ import annotations
+
+import email
+import email.errors
+import email.policy
+import email.utils
+import re
+from dataclasses import dataclass, field
+from email.message import Message
+from typing import TextIO
+
+from vmxlint import __version__
+from vmxlint.findings import Finding, PatchRef, Report
+
+from . import by_patch, evidence_text
+
+QUOTE_CONTEXT = 3
+MBOX_FROM = "From vmxlint Mon Sep 17 00:00:00 2001"
+_GIT = re.compile(r"^diff --git a/(.*) b/(.*)$")
+_HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@(.*)$")
+MIME = ["MIME-Version: 1.0", "Content-Type: text/plain; charset=utf-8",
+        "Content-Transfer-Encoding: 8bit"]
+CLOSING = ["", "-- ", f"vmxlint {__version__}; `vmxlint explain CODE` describes each check."]
+_STATUS_NOTE = {"resolved": "(resolved by this patch)", "existing": "(present before this patch)"}
+
+
+@dataclass
+class _Line:
+    """A hunk line; ``old``/``new`` are the pre- and post-image line numbers at it."""
+
+    text: str
+    old: int
+    new: int
+
+    @property
+    def kind(self) -> str:
+        return self.text[:1] or " "
+
+
+@dataclass
+class _Hunk:
+    header: str
+    section: str
+    lines: list[_Line] = field(default_factory=list)
+
+
+@dataclass
+class _FileDiff:
+    header: list[str]
+    old_path: str | None
+    new_path: str | None
+    hunks: list[_Hunk] = field(default_factory=list)
+
+
+def _diff_path(name: str) -> str | None:
+    name = name.split("\t", 1)[0].strip()
+    if name == "/dev/null":
+        return None
+    return name[2:] if name[:2] in ("a/", "b/") else name
+
+
+def _read_hunk(m: re.Match[str], lines: list[str], i: int) -> tuple[_Hunk, int]:
+    """Read the lines of one hunk from ``lines[i:]``; stop early on a damaged line."""
+    old, new = int(m.group(1)), int(m.group(3))
+    old_left = int(m.group(2) or 1)
+    new_left = int(m.group(4) or 1)
+    hunk = _Hunk(m.group(0), m.group(5))
+    while i < len(lines) and (old_left > 0 or new_left > 0):
+        text = lines[i]
+        kind = text[:1] or " "
+        if kind == "-" and old_left > 0:
+            old_left -= 1
+        elif kind == "+" and new_left > 0:
+            new_left -= 1
+        elif kind == " " and old_left > 0 and new_left > 0:
+            old_left -= 1
+            new_left -= 1
+        elif kind != "\\":
+            break
+        hunk.lines.append(_Line(text, old, new))
+        old += kind in "- "
+        new += kind in "+ "
+        i += 1
+    if i < len(lines) and lines[i].startswith("\\"):
+        hunk.lines.append(_Line(lines[i], old, new))
+        i += 1
+    return hunk, i
+
+
+def parse_diff(body: str) -> list[_FileDiff]:
+    """Find the file diffs and hunks in a mail body, tolerating damage."""
+    lines = [ln.rstrip("\r") for ln in body.split("\n")]
+    files: list[_FileDiff] = []
+    cur: _FileDiff | None = None
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        git = _GIT.match(line)
+        hunk = _HUNK.match(line)
+        if git:
+            cur = _FileDiff([line], git.group(1), git.group(2))
+            files.append(cur)
+        elif line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "):
+            old, new = _diff_path(line[4:]), _diff_path(lines[i + 1][4:])
+            if cur is not None and not cur.hunks and len(cur.header) == 1:
+                cur.old_path, cur.new_path = old, new
+            else:
+                cur = _FileDiff([line, lines[i + 1]], old, new)
+                files.append(cur)
+            i += 1
+        elif hunk and cur is not None:
+            h, i = _read_hunk(hunk, lines, i + 1)
+            cur.hunks.append(h)
+            continue
+        i += 1
+    return files
+
+
+def _locate(files: list[_FileDiff], f: Finding) -> tuple[int, int, int] | None:
+    """Return (file, hunk, line) indexes of the hunk line a finding is about."""
+    pre = f.status == "resolved"
+    kinds = "- " if pre else "+ "
+    for fi, fd in enumerate(files):
+        if (fd.old_path if pre else fd.new_path) != f.path:
+            continue
+        for hi, hunk in enumerate(fd.hunks):
+            for li, ln in enumerate(hunk.lines):
+                if ln.kind in kinds and (ln.old if pre else ln.new) == f.line:
+                    return fi, hi, li
+    return None
+
+
+def _mail(text: str | None) -> tuple[Message | None, str]:
+    """Parse a raw mail; return it and its decoded text body (or the raw text)."""
+    if not text:
+        return None, ""
+    try:
+        msg = email.message_from_string(text, policy=email.policy.default)
+        bodies = []
+        for part in msg.walk():
+            if part.is_multipart() or part.get_content_maintype() != "text":
+                continue
+            payload = part.get_payload(decode=True)
+            if isinstance(payload, bytes):
+                bodies.append(payload.decode(part.get_content_charset() or "utf-8", "replace"))
+        return msg, "\n".join(bodies)
+    except (LookupError, ValueError, TypeError, IndexError, email.errors.MessageError):
+        return None, text
+
+
+def _header(msg: Message | None, name: str) -> str:
+    if msg is None:
+        return ""
+    try:
+        return str(msg.get(name) or "").strip()
+    except (ValueError, TypeError, IndexError, email.errors.MessageError):
+        return ""
+
+
+def _plain(line: str) -> str:
+    """Keep an unquoted line from reading as a quote or an mbox separator."""
+    return " " + line if line.startswith((">", "From ")) else line
+
+
+def _comment(f: Finding, where: bool = False) -> list[str]:
+    """The unquoted text about one finding."""
+    lines = f"{f.code} ({f.severity}): {f.message}".splitlines() or [f.code]
+    if where:
+        lines[0] = f"{f.path}:{f.line}: {lines[0]}"
+    if f.patch is not None and f.status in _STATUS_NOTE:
+        lines.append("  " + _STATUS_NOTE[f.status])
+    lines += ["  " + evidence_text(e) for e in f.evidence]
+    return [_plain(ln) for ln in lines]
+
+
+def _quote(text: str) -> str:
+    return "> " + text if text else ">"
+
+
+_Placed = tuple[tuple[int, int, int], Finding]
+
+
+def _quoted(files: list[_FileDiff], placed: list[_Placed]) -> list[str]:
+    """Quote the hunk lines up to each placed finding, with the finding beneath."""
+    hunks: dict[tuple[int, int], list[list]] = {}  # (file, hunk) -> [[start, end, items]]
+    for (fi, hi, li), f in sorted(placed, key=lambda p: p[0]):
+        runs = hunks.setdefault((fi, hi), [])
+        start = max(li - QUOTE_CONTEXT, 0)
+        if runs and start <= runs[-1][1] + 1:
+            runs[-1][1] = li
+            runs[-1][2].append((li, f))
+        else:
+            runs.append([start, li, [(li, f)]])
+    out: list[str] = []
+    last_file = None
+    for (fi, hi), runs in hunks.items():
+        if fi != last_file:
+            out += [_quote(h) for h in files[fi].header]
+            last_file = fi
+        hunk = files[fi].hunks[hi]
+        for start, end, items in runs:
+            out.append(_quote(_hunk_header(hunk, start, end)))
+            pos = start
+            for li, f in items:
+                if li >= pos:
+                    out += [_quote(ln.text) for ln in hunk.lines[pos:li + 1]] + [""]
+                    pos = li + 1
+                out += _comment(f) + [""]
+    return out
+
+
+def _hunk_header(hunk: _Hunk, start: int, last: int) -> str:
+    """The hunk's own header, or one for the part that starts at ``start``."""
+    if start == 0:
+        return hunk.header
+    window = hunk.lines[start:last + 1]
+    old = sum(1 for ln in window if ln.kind in "- ")
+    new = sum(1 for ln in window if ln.kind in "+ ")
+    first = hunk.lines[start]
+    return f"@@ -{first.old},{old} +{first.new},{new} @@{hunk.section}"
+
+
+def _msgid(value: str | None) -> str:
+    value = (value or "").strip()
+    if value and not value.startswith("<"):
+        value = f"<{value}>"
+    return value
+
+
+def _reply_headers(patch: PatchRef, msg: Message | None) -> list[str]:
+    subject = _header(msg, "Subject") or patch.subject
+    if not subject.lower().startswith("re:"):
+        subject = "Re: " + subject
+    headers = [f"Subject: {subject}"]
+    msgid = _msgid(patch.message_id or _header(msg, "Message-ID"))
+    if msgid:
+        refs = _header(msg, "References").split()
+        headers += [f"In-Reply-To: {msgid}", f"References: {' '.join(refs + [msgid])}"]
+    author = patch.sender or _header(msg, "From")
+    if author:
+        headers.append(f"To: {author}")
+    own = {a.lower() for _, a in email.utils.getaddresses([author])}
+    others = [email.utils.formataddr(p) for p in
+              email.utils.getaddresses([_header(msg, "To"), _header(msg, "Cc")])
+              if p[1] and p[1].lower() not in own]
+    if others:
+        headers.append(f"Cc: {', '.join(dict.fromkeys(others))}")
+    return headers
+
+
+def _tally(findings: list[Finding]) -> str:
+    parts = []
+    for status, word in (("new", "new"), ("existing", "already present"),
+                         ("resolved", "resolved by it")):
+        n = sum(1 for f in findings if f.status == status)
+        if n:
+            parts.append(f"{n} {word}")
+    noun = "finding" if len(findings) == 1 else "findings"
+    return f"vmxlint reviewed this patch: {len(findings)} {noun} ({', '.join(parts)})."
+
+
+def _patch_reply(patch: PatchRef, findings: list[Finding],
+                 mail: str | None) -> tuple[list[str], list[str]]:
+    """Return the headers and body of the reply to one patch."""
+    msg, body = _mail(mail)
+    files = parse_diff(body)
+    placed: list[_Placed] = []
+    loose: list[Finding] = []
+    for f in findings:
+        at = _locate(files, f)
+        if at is None:
+            loose.append(f)
+        else:
+            placed.append((at, f))
+    lines = [_tally(findings), ""]
+    if loose:
+        lines += [("Not in the quoted hunks:" if placed else "Findings:"), ""]
+        for f in loose:
+            lines += ["  " + ln for ln in _comment(f, where=True)] + [""]
+    if placed:
+        author, date = patch.sender or _header(msg, "From"), _header(msg, "Date")
+        if author:
+            lines.append(f"On {date}, {author} wrote:" if date else f"{author} wrote:")
+        lines += _quoted(files, placed)
+    return _reply_headers(patch, msg), lines
+
+
+def _plain_message(report: Report, findings: list[Finding]) -> tuple[list[str], list[str]]:
+    """Return the headers and body of the message listing findings outside patches."""
+    noun = "finding" if len(findings) == 1 else "findings"
+    headers = [f"Subject: vmxlint: {len(findings)} {noun} in {report.tree or 'the tree'}"]
+    body: list[str] = []
+    for f in findings:
+        body += _comment(f, where=True) + [""]
+    return headers, body
+
+
+def write(report: Report, out: TextIO) -> None:
+    """Write one reply draft per patch with findings, plus one for findings outside patches."""
+    for patch, findings in by_patch(report):
+        if not findings:
+            continue
+        if patch is None:
+            headers, body = _plain_message(report, findings)
+        else:
+            headers, body = _patch_reply(patch, findings, report.mails.get(patch))
+        while body and not body[-1]:
+            body.pop()
+        lines = [MBOX_FROM] + headers + MIME + [""] + body + CLOSING
+        out.write("\n".join(lines) + "\n\n")

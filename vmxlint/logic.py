@@ -1,0 +1,310 @@
+"""Guard formulas over atoms, and the boolean reasoning on them (BDDs from ``dd``).
+
+A guard is a small immutable formula: ``TRUE``, ``FALSE``, ``Atom``, ``Not``, ``And``,
+``Or``.  Atoms are model predicates (``l0.ept``, ``evmcs.clean.GUEST_GRP1``) or opaque C
+conditions (``c:<normalised text>``).  An atom may carry the C text it was read from,
+which is only for display: two atoms are equal when their names are.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import reduce
+from typing import Iterable, Mapping
+
+
+class Formula:
+    """Base class of guard formulas."""
+
+    __slots__ = ()
+
+    def __and__(self, other: "Formula") -> "Formula":
+        return conj(self, other)
+
+    def __or__(self, other: "Formula") -> "Formula":
+        return disj(self, other)
+
+    def __invert__(self) -> "Formula":
+        return neg(self)
+
+
+@dataclass(frozen=True)
+class Const(Formula):
+    value: bool
+
+    def __str__(self) -> str:
+        return "true" if self.value else "false"
+
+
+TRUE = Const(True)
+FALSE = Const(False)
+
+
+@dataclass(frozen=True)
+class Atom(Formula):
+    name: str
+    label: str | None = field(default=None, compare=False, hash=False)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class Not(Formula):
+    arg: Formula
+
+    def __str__(self) -> str:
+        return f"not {_wrap(self.arg)}"
+
+
+@dataclass(frozen=True)
+class And(Formula):
+    args: tuple[Formula, ...]
+
+    def __str__(self) -> str:
+        return " and ".join(_wrap(a) for a in self.args)
+
+
+@dataclass(frozen=True)
+class Or(Formula):
+    args: tuple[Formula, ...]
+
+    def __str__(self) -> str:
+        return " or ".join(_wrap(a) for a in self.args)
+
+
+def _wrap(f: Formula) -> str:
+    return f"({f})" if isinstance(f, (And, Or)) else str(f)
+
+
+def neg(f: Formula) -> Formula:
+    if isinstance(f, Const):
+        return FALSE if f.value else TRUE
+    if isinstance(f, Not):
+        return f.arg
+    return Not(f)
+
+
+def conj(*fs: Formula) -> Formula:
+    out: list[Formula] = []
+    for f in fs:
+        if f == TRUE:
+            continue
+        if f == FALSE:
+            return FALSE
+        for g in (f.args if isinstance(f, And) else (f,)):
+            if neg(g) in out:
+                return FALSE
+            if g not in out:
+                out.append(g)
+    if not out:
+        return TRUE
+    return out[0] if len(out) == 1 else And(tuple(out))
+
+
+def disj(*fs: Formula) -> Formula:
+    out: list[Formula] = []
+    for f in fs:
+        if f == FALSE:
+            continue
+        if f == TRUE:
+            return TRUE
+        for g in (f.args if isinstance(f, Or) else (f,)):
+            if neg(g) in out:
+                return TRUE
+            if g not in out:
+                out.append(g)
+    if not out:
+        return FALSE
+    return out[0] if len(out) == 1 else Or(tuple(out))
+
+
+def atoms(f: Formula) -> set[str]:
+    """Names of the atoms of f."""
+    if isinstance(f, Atom):
+        return {f.name}
+    if isinstance(f, Not):
+        return atoms(f.arg)
+    if isinstance(f, (And, Or)):
+        return set().union(*(atoms(a) for a in f.args))
+    return set()
+
+
+def substitute(f: Formula, env: Mapping[str, Formula]) -> Formula:
+    """Replace atoms named in env by their formulas."""
+    if isinstance(f, Atom):
+        return env.get(f.name, f)
+    if isinstance(f, Not):
+        return neg(substitute(f.arg, env))
+    if isinstance(f, And):
+        return conj(*(substitute(a, env) for a in f.args))
+    if isinstance(f, Or):
+        return disj(*(substitute(a, env) for a in f.args))
+    return f
+
+
+def render(f: Formula) -> str:
+    """Readable text, using each atom's C spelling where it has one."""
+    if isinstance(f, Atom):
+        return f.label or f.name
+    if isinstance(f, Not):
+        inner = render(f.arg)
+        simple = isinstance(f.arg, Atom) and re.fullmatch(r"[\w.>()\[\]-]*", inner.replace(
+            "->", ">").replace(", ", ","))
+        return f"!{inner}" if simple else f"!({inner})"
+    if isinstance(f, (And, Or)):
+        op = " && " if isinstance(f, And) else " || "
+        return op.join(f"({render(a)})" if isinstance(a, (And, Or)) else render(a)
+                       for a in f.args)
+    return str(f)
+
+
+# -- the condition language of rules/model/*.toml -------------------------------------
+
+_TOKEN = re.compile(r"\s*(?:(\()|(\))|(\$?[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*))")
+
+
+class ExprError(ValueError):
+    """A model condition string does not parse."""
+
+
+def parse_expr(text: str, params: Mapping[str, Formula] | None = None) -> Formula:
+    """Parse ``a and not (b or c)`` into a formula; ``$name`` takes params[name]."""
+    tokens: list[str] = []
+    pos = 0
+    text = text.strip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m or m.end() == pos:
+            raise ExprError(f"cannot read {text[pos:]!r} in condition {text!r}")
+        tokens.append(m.group(m.lastindex or 0))
+        pos = m.end()
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+    params = params or {}
+    stream = iter(tokens + [""])
+    cur = [next(stream)]
+
+    def take() -> str:
+        tok = cur[0]
+        cur[0] = next(stream)
+        return tok
+
+    def p_or() -> Formula:
+        f = p_and()
+        while cur[0] == "or":
+            take()
+            f = disj(f, p_and())
+        return f
+
+    def p_and() -> Formula:
+        f = p_not()
+        while cur[0] == "and":
+            take()
+            f = conj(f, p_not())
+        return f
+
+    def p_not() -> Formula:
+        if cur[0] == "not":
+            take()
+            return neg(p_not())
+        return p_atom()
+
+    def p_atom() -> Formula:
+        tok = take()
+        if tok == "(":
+            f = p_or()
+            if take() != ")":
+                raise ExprError(f"missing ')' in condition {text!r}")
+            return f
+        if tok in ("true", "false"):
+            return TRUE if tok == "true" else FALSE
+        if tok.startswith("$"):
+            if tok[1:] not in params:
+                raise ExprError(f"unknown parameter {tok} in condition {text!r}")
+            return params[tok[1:]]
+        if not tok or tok in (")", "and", "or"):
+            raise ExprError(f"unexpected {tok or 'end'!r} in condition {text!r}")
+        return Atom(tok)
+
+    result = p_or()
+    if cur[0] != "":
+        raise ExprError(f"unexpected {cur[0]!r} in condition {text!r}")
+    return result
+
+
+# -- reasoning ------------------------------------------------------------------------
+
+class Solver:
+    """Implication, satisfiability and counterexamples under background axioms."""
+
+    def __init__(self, axioms: Iterable[Formula] = ()) -> None:
+        from dd.autoref import BDD   # imported lazily: ~0.1 s
+
+        self._bdd = BDD()
+        self._vars: dict[str, str] = {}
+        self._names: dict[str, str] = {}
+        self._memo: dict[Formula, object] = {}
+        self._axioms = self._bdd.true
+        for ax in axioms:
+            self._axioms = self._axioms & self._node(ax)
+
+    def _var(self, name: str):
+        v = self._vars.get(name)
+        if v is None:
+            v = f"v{len(self._vars)}"
+            self._vars[name] = v
+            self._names[v] = name
+            self._bdd.declare(v)
+        return self._bdd.var(v)
+
+    def _node(self, f: Formula):
+        hit = self._memo.get(f)
+        if hit is not None:
+            return hit
+        b = self._bdd
+        if isinstance(f, Const):
+            u = b.true if f.value else b.false
+        elif isinstance(f, Atom):
+            u = self._var(f.name)
+        elif isinstance(f, Not):
+            u = ~self._node(f.arg)
+        elif isinstance(f, And):
+            u = reduce(lambda x, y: x & y, (self._node(a) for a in f.args), b.true)
+        elif isinstance(f, Or):
+            u = reduce(lambda x, y: x | y, (self._node(a) for a in f.args), b.false)
+        else:  # pragma: no cover - all subclasses handled above
+            raise TypeError(f)
+        self._memo[f] = u
+        return u
+
+    def satisfiable(self, f: Formula) -> bool:
+        return (self._axioms & self._node(f)) != self._bdd.false
+
+    def implies(self, a: Formula, b: Formula) -> bool:
+        return (self._axioms & self._node(a) & ~self._node(b)) == self._bdd.false
+
+    def equivalent(self, a: Formula, b: Formula) -> bool:
+        return self.implies(a, b) and self.implies(b, a)
+
+    def counterexample(self, a: Formula, b: Formula) -> dict[str, bool] | None:
+        """An assignment making a true and b false (None when a implies b)."""
+        return self.model(conj(a, neg(b)))
+
+    def model(self, f: Formula) -> dict[str, bool] | None:
+        """A satisfying assignment of the atoms of f, or None."""
+        u = self._axioms & self._node(f)
+        if u == self._bdd.false:
+            return None
+        relevant = [self._vars[n] for n in sorted(atoms(f)) if n in self._vars]
+        pick = self._bdd.pick(u, care_vars=set(relevant)) or {}
+        return {self._names[v]: bool(pick.get(v, False)) for v in relevant}
+
+
+def describe_assignment(assignment: Mapping[str, bool], labels: Mapping[str, str] = {}) -> str:
+    """``l0.ept=1, l2.pae_paging=1, c:x=0`` in atom order, readable."""
+    parts = []
+    for name in sorted(assignment):
+        shown = labels.get(name, name)
+        parts.append(f"{shown}={'1' if assignment[name] else '0'}")
+    return ", ".join(parts)

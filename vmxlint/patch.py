@@ -1,0 +1,538 @@
+"""Unidiff parsing, repair of damaged hunks, and in-memory application.
+
+A diff is parsed with unidiff.  When unidiff rejects it (context lines that lost
+their leading space in a web archive, wrong hunk counts, truncation), or when a
+hunk's pre-image is not in the tree as written, the hunk is read leniently and
+located in the tree ignoring whitespace; the tree's own text of its context and
+removed lines is then used (VMX002, info).  Only a hunk with no unique place in
+the tree is reported: VMX001 when the hunk was damaged, VMX003 when it was well
+formed.  The tree is only read, never written.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import unidiff
+
+from vmxlint.tree import Tree
+
+__all__ = ["Applied", "Problem", "apply_patch"]
+
+UNUSABLE = "VMX001"
+REPAIRED = "VMX002"
+NOT_APPLIED = "VMX003"
+
+# A lenient match may ignore up to this many context lines at the hunk's ends
+# (GNU patch's "fuzz"), or half the hunk's context when that is more.
+MIN_FUZZ = 2
+# When a damaged hunk matches several places, the stated line picks one only
+# when exactly one candidate lies this close to it.
+NEAR_LINES = 100
+
+_HUNK_HEADER = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+_DIFF_GIT = re.compile(r"^diff --git (\S+) (\S+)\s*$")
+_VERSION = re.compile(r"^\d+(\.\d+)+\S*\s*$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong with the patch itself, in the shape of a finding."""
+
+    code: str
+    path: str
+    line: int
+    message: str
+
+
+@dataclass
+class Applied:
+    """The result of applying one patch in memory."""
+
+    files: dict[str, str | None] = field(default_factory=dict)
+    pre: dict[str, str | None] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    added_lines: dict[str, set[int]] = field(default_factory=dict)
+    removed_lines: dict[str, set[int]] = field(default_factory=dict)
+    usable: bool = False
+
+
+# -- the diff as data -------------------------------------------------------------
+
+@dataclass
+class _Hunk:
+    old_start: int
+    old_len: int
+    lines: list[tuple[str, str]]      # (" " | "-" | "+", text without line end)
+    no_eol: bool = False              # the post-image's last added line has no newline
+    damaged: bool = False             # read leniently: lost prefixes or wrong counts
+
+    @property
+    def header(self) -> str:
+        return f"@@ -{self.old_start},{self.old_len} @@"
+
+
+@dataclass
+class _FilePatch:
+    old: str | None                   # None for a new file
+    new: str | None                   # None for a deleted file
+    hunks: list[_Hunk] = field(default_factory=list)
+    binary: bool = False
+    header_only: bool = False         # new/deleted/renamed without hunks
+
+
+def _strip_prefix(path: str) -> str | None:
+    """Path of a diff header without a/ b/ and timestamps; None for /dev/null."""
+    path = path.split("\t", 1)[0].strip()
+    if path.startswith('"') and path.endswith('"') and len(path) >= 2:
+        path = path[1:-1]
+    if path == "/dev/null" or not path:
+        return None
+    if path.startswith(("a/", "b/")):
+        return path[2:]
+    return path
+
+
+# -- parsing with unidiff ---------------------------------------------------------
+
+def _from_unidiff(diff: str) -> list[_FilePatch] | None:
+    """Parse a well-formed diff with unidiff; None when it rejects the text."""
+    try:
+        patchset = unidiff.PatchSet(diff)
+    except Exception:        # noqa: BLE001 - unidiff raises more than UnidiffParseError on junk
+        return None
+    files = []
+    for pf in patchset:
+        fp = _FilePatch(old=_strip_prefix(pf.source_file or ""),
+                        new=_strip_prefix(pf.target_file or ""),
+                        binary=bool(pf.is_binary_file))
+        fp.hunks = [_convert_hunk(h) for h in pf]
+        fp.header_only = not fp.hunks
+        files.append(fp)
+    return files
+
+
+def _convert_hunk(hunk: unidiff.Hunk) -> _Hunk:
+    lines: list[tuple[str, str]] = []
+    no_eol = False
+    for line in hunk:
+        kind = line.line_type
+        text = line.value.rstrip("\n").rstrip("\r")
+        if kind == "\\":
+            no_eol = no_eol or bool(lines and lines[-1][0] in "+ ")
+            continue
+        lines.append((kind if kind in ("+", "-") else " ", text))
+    return _Hunk(hunk.source_start, hunk.source_length, lines, no_eol=no_eol)
+
+
+# -- lenient parsing --------------------------------------------------------------
+
+def _lenient_parse(diff: str) -> tuple[list[_FilePatch], list[Problem]]:
+    """Read a damaged diff: file headers, and hunks bounded by their header counts."""
+    lines = [ln.rstrip("\r") for ln in diff.split("\n")]
+    files: list[_FilePatch] = []
+    problems: list[Problem] = []
+    cur: _FilePatch | None = None
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        nxt = lines[i + 1] if i + 1 < len(lines) else ""
+        m = _DIFF_GIT.match(line)
+        if m:
+            cur = _FilePatch(_strip_prefix(m.group(1)), _strip_prefix(m.group(2)),
+                             header_only=True)
+            files.append(cur)
+        elif line.startswith("--- ") and nxt.startswith("+++ "):
+            if cur is None or cur.hunks:
+                cur = _FilePatch(None, None)
+                files.append(cur)
+            cur.old, cur.new = _strip_prefix(line[4:]), _strip_prefix(nxt[4:])
+            cur.header_only = False
+            i += 1
+        elif cur is not None:
+            _file_header_line(cur, line)
+        if line.startswith("@@"):
+            if cur is None:
+                problems.append(Problem(UNUSABLE, "", 0, "hunk without a file header"))
+                i = _skip_hunk(lines, i + 1)
+                continue
+            hunk, i = _read_hunk(lines, i)
+            if hunk is None:
+                problems.append(Problem(UNUSABLE, cur.new or cur.old or "", 0,
+                                        f"malformed hunk header: {line[:60]}"))
+            else:
+                cur.hunks.append(hunk)
+                cur.header_only = False
+            continue
+        i += 1
+    return files, problems
+
+
+def _file_header_line(cur: _FilePatch, line: str) -> None:
+    """Apply a git extended header line (new/deleted/rename/binary) to cur."""
+    if line.startswith("new file mode"):
+        cur.old = None
+    elif line.startswith("deleted file mode"):
+        cur.new = None
+    elif line.startswith("rename from "):
+        cur.old = line[len("rename from "):].strip()
+    elif line.startswith("rename to "):
+        cur.new = line[len("rename to "):].strip()
+    elif line.startswith(("GIT binary patch", "Binary files ")):
+        cur.binary = True
+
+
+def _is_boundary(lines: list[str], i: int) -> bool:
+    """Whether lines[i] ends a hunk body: next hunk, next file, or the signature."""
+    line = lines[i]
+    nxt = lines[i + 1] if i + 1 < len(lines) else ""
+    if line.startswith(("@@ -", "diff ", "Index: ", "GIT binary patch")):
+        return True
+    if line.startswith("--- ") and nxt.startswith("+++ "):
+        return True
+    if line not in ("-- ", "--"):
+        return False
+    rest = [ln for ln in lines[i + 1:] if ln.strip()]
+    if any(ln.startswith(("+", "-", "@@", "diff ")) for ln in rest):
+        return False
+    # "-- " is the mail signature; a bare "--" only when a git version follows it.
+    return line == "-- " or bool(rest and _VERSION.match(rest[0]))
+
+
+def _skip_hunk(lines: list[str], i: int) -> int:
+    while i < len(lines) and not _is_boundary(lines, i):
+        i += 1
+    return i
+
+
+def _read_hunk(lines: list[str], i: int) -> tuple[_Hunk | None, int]:
+    """Read the hunk whose header is lines[i]; return it and the index after it."""
+    m = _HUNK_HEADER.match(lines[i])
+    end = _skip_hunk(lines, i + 1)
+    if not m:
+        return None, end
+    old_start = int(m.group(1))
+    old_len = int(m.group(2)) if m.group(2) is not None else 1
+    new_len = int(m.group(4)) if m.group(4) is not None else 1
+    body = lines[i + 1:end]
+    hunk = _Hunk(old_start, old_len, [])
+    pre = post = 0
+    k = 0
+    while k < len(body) and (pre < old_len or post < new_len):
+        pre, post = _take_line(hunk, body[k], pre, post)
+        k += 1
+    if pre != old_len or post != new_len:
+        hunk.damaged = True           # truncated, or counts that do not add up
+    # Counts too small: keep diff lines that directly follow (git apply --recount).
+    while k < len(body) and body[k][:1] in ("+", "-", " ", "\\"):
+        hunk.damaged = True
+        pre, post = _take_line(hunk, body[k], pre, post)
+        k += 1
+    return hunk, end
+
+
+def _take_line(hunk: _Hunk, line: str, pre: int, post: int) -> tuple[int, int]:
+    """Add one body line to hunk; return the updated pre/post counts."""
+    tag = line[:1]
+    if tag == "\\":
+        hunk.no_eol = hunk.no_eol or bool(hunk.lines and hunk.lines[-1][0] in "+ ")
+        return pre, post
+    if tag == "-":
+        hunk.lines.append(("-", line[1:]))
+        return pre + 1, post
+    if tag == "+":
+        hunk.lines.append(("+", line[1:]))
+        return pre, post + 1
+    if tag == " ":
+        hunk.lines.append((" ", line[1:]))
+    else:
+        # A context line that lost its leading whitespace (or an empty one).
+        hunk.lines.append((" ", line))
+        hunk.damaged = hunk.damaged or line != ""
+    return pre + 1, post + 1
+
+
+# -- locating a hunk in the tree ----------------------------------------------------
+
+@dataclass
+class _Place:
+    start: int                        # 0-based index of the core's first pre-image line
+    core: list[tuple[str, str]]       # the hunk lines that were matched (fuzz trims context)
+    exact: bool
+    fuzz: int = 0                     # context lines ignored at the hunk's ends
+    lead: int = 0                     # of which before the core
+
+
+def _norm(text: str) -> str:
+    return "".join(text.split())
+
+
+def _pre(lines: list[tuple[str, str]]) -> list[str]:
+    return [text for tag, text in lines if tag != "+"]
+
+
+def _expected(hunk: _Hunk, offset: int) -> int:
+    """0-based index where the hunk's pre-image should start, after earlier hunks' drift."""
+    start = hunk.old_start if hunk.old_len == 0 else hunk.old_start - 1
+    return max(start + offset, 0)
+
+
+def _find_exact(hunk: _Hunk, orig: list[str], lo: int, want: int) -> _Place | None:
+    """The nearest exact occurrence of the pre-image at or after lo."""
+    pre = _pre(hunk.lines)
+    if not pre:
+        return _Place(min(max(want, lo), len(orig)), hunk.lines, True, 0) if (
+            want <= len(orig)) else None
+    cands = [p for p in range(lo, len(orig) - len(pre) + 1)
+             if orig[p] == pre[0] and orig[p:p + len(pre)] == pre]
+    if not cands:
+        return None
+    best = min(abs(p - want) for p in cands)
+    nearest = [p for p in cands if abs(p - want) == best]
+    return _Place(nearest[0], hunk.lines, True, 0) if len(nearest) == 1 else None
+
+
+def _context_ends(lines: list[tuple[str, str]]) -> tuple[int, int]:
+    """Number of context lines before the first change and after the last one."""
+    changed = [k for k, (tag, _) in enumerate(lines) if tag != " "]
+    if not changed:
+        return len(lines), 0
+    return changed[0], len(lines) - 1 - changed[-1]
+
+
+def _find_lenient(hunk: _Hunk, norm: list[str], index: dict[str, list[int]], lo: int,
+                  want: int) -> tuple[_Place | None, int]:
+    """Locate the hunk ignoring whitespace, trimming end context if needed.
+
+    Returns the place, or None and the number of candidates (0: nowhere, >1: ambiguous).
+    """
+    lead, trail = _context_ends(hunk.lines)
+    max_fuzz = max(MIN_FUZZ, (lead + trail + 1) // 2)
+    for total in range(0, min(lead + trail, max_fuzz) + 1):
+        found: dict[int, _Place] = {}
+        for drop_lead in range(max(0, total - trail), min(lead, total) + 1):
+            core = hunk.lines[drop_lead:len(hunk.lines) - (total - drop_lead)]
+            pattern = [_norm(t) for t in _pre(core)]
+            if not any(pattern):
+                continue          # nothing left to anchor the hunk on
+            for p in _occurrences(pattern, norm, index, lo):
+                found.setdefault(p - drop_lead, _Place(p, core, False, total, drop_lead))
+        if len(found) == 1:
+            return next(iter(found.values())), 1
+        if len(found) > 1:
+            near = [s for s in found if abs(s - want) <= NEAR_LINES]
+            if len(near) == 1:
+                return found[near[0]], 1
+            return None, len(found)
+    return None, 0
+
+
+def _occurrences(pattern: list[str], norm: list[str], index: dict[str, list[int]],
+                 lo: int) -> list[int]:
+    """Start positions >= lo where norm holds pattern."""
+    n = len(pattern)
+    return [p for p in index.get(pattern[0], ()) if p >= lo and norm[p:p + n] == pattern]
+
+
+# -- applying -----------------------------------------------------------------------
+
+def _split_lines(text: str) -> list[str]:
+    """Lines with their "\\n" (only "\\n" ends a line: kernel files hold form feeds)."""
+    parts = text.split("\n")
+    out = [p + "\n" for p in parts[:-1]]
+    if parts[-1]:
+        out.append(parts[-1])
+    return out
+
+
+def _join(lines: list[str]) -> str:
+    fixed = [ln if ln.endswith("\n") or k == len(lines) - 1 else ln + "\n"
+             for k, ln in enumerate(lines)]
+    return "".join(fixed)
+
+
+@dataclass
+class _FileResult:
+    post: list[str]
+    added: set[int]
+    removed: set[int]
+    applied: int
+    repaired: int
+    fuzzed: int
+    first_repair: int
+    problems: list[Problem]
+
+
+def _apply_file(fp: _FilePatch, path: str, orig_text: str) -> _FileResult:
+    """Apply fp's hunks to orig_text; hunks that find no place are reported."""
+    orig = _split_lines(orig_text)
+    bare = [ln.rstrip("\n") for ln in orig]
+    norm = [_norm(ln) for ln in bare]
+    index: dict[str, list[int]] = {}
+    for k, value in enumerate(norm):
+        index.setdefault(value, []).append(k)
+    res = _FileResult([], set(), set(), 0, 0, 0, 0, [])
+    cursor = offset = 0
+    for hunk in fp.hunks:
+        want = _expected(hunk, offset)
+        place = None if hunk.damaged else _find_exact(hunk, bare, cursor, want)
+        count = 1
+        if place is None:
+            place, count = _find_lenient(hunk, norm, index, cursor, want)
+        if place is None:
+            res.problems.append(_unplaced(hunk, path, count))
+            continue
+        offset = place.start - place.lead - (want - offset)
+        res.post.extend(orig[cursor:place.start])
+        cursor = _emit(place, hunk, orig, res)
+        if hunk.damaged or not place.exact:
+            res.repaired += 1
+            res.fuzzed += place.fuzz > 0
+            res.first_repair = res.first_repair or place.start + 1
+    res.post.extend(orig[cursor:])
+    return res
+
+
+def _emit(place: _Place, hunk: _Hunk, orig: list[str], res: _FileResult) -> int:
+    """Write the hunk's post-image at place into res; return the next pre-image index."""
+    cur = place.start
+    last_add = max((k for k, (tag, _) in enumerate(place.core) if tag == "+"), default=-1)
+    for k, (tag, text) in enumerate(place.core):
+        if tag == "+":
+            eol = "" if hunk.no_eol and k == last_add and cur >= len(orig) else "\n"
+            res.post.append(text + eol)
+            res.added.add(len(res.post))
+        elif cur < len(orig):
+            if tag == " ":
+                res.post.append(orig[cur])      # the tree's exact text, not the mail's
+            else:
+                res.removed.add(cur + 1)
+            cur += 1
+    res.applied += 1
+    return cur
+
+
+def _unplaced(hunk: _Hunk, path: str, count: int) -> Problem:
+    """The problem for a hunk that has no unique place in the tree."""
+    where = "matches nowhere in the tree" if count == 0 else (
+        f"matches {count} places in the tree, none clearly meant")
+    if hunk.damaged:
+        return Problem(UNUSABLE, path, hunk.old_start,
+                       f"damaged hunk {hunk.header} cannot be repaired: it {where}")
+    return Problem(NOT_APPLIED, path, hunk.old_start,
+                   f"hunk {hunk.header} does not apply: its pre-image {where}")
+
+
+# -- the public entry point -----------------------------------------------------------
+
+def apply_patch(diff: str, tree: Tree) -> Applied:
+    """Apply diff to tree in memory; everything wrong with it becomes a Problem."""
+    out = Applied()
+    if not diff.strip():
+        out.problems.append(Problem(UNUSABLE, "", 0, "no diff found"))
+        return out
+    files = _from_unidiff(diff)
+    problems: list[Problem] = []
+    if files is None or not any(fp.hunks for fp in files):
+        lenient, problems = _lenient_parse(diff)
+        if files is None or any(fp.hunks for fp in lenient):
+            files = lenient
+    files = [fp for fp in files if fp.hunks or fp.binary or _is_file_op(fp)]
+    if not files:
+        out.problems.extend(problems or [Problem(UNUSABLE, "", 0, "no diff found")])
+        return out
+    out.problems.extend(problems)
+    for fp in files:
+        _apply_one(fp, tree, out)
+    return out
+
+
+def _is_file_op(fp: _FilePatch) -> bool:
+    """Whether a hunkless file patch still changes the tree (create/delete/rename)."""
+    return fp.header_only and (fp.old is None or fp.new is None or fp.old != fp.new) and (
+        fp.old is not None or fp.new is not None)
+
+
+def _safe(path: str | None) -> bool:
+    """Whether a path from the diff may be looked up in the tree."""
+    if path is None:
+        return True
+    parts = path.split("/")
+    return bool(path) and "\0" not in path and not path.startswith("/") and ".." not in parts
+
+
+def _read(tree: Tree, path: str | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return tree.read(path)
+    except (OSError, ValueError):        # names too long for the file system, and the like
+        return None
+
+
+def _resolve(tree: Tree, path: str | None) -> str | None:
+    """The tree path a diff path means: as given, or with its first component (-p1) gone."""
+    if path is None or _read(tree, path) is not None or "/" not in path:
+        return path
+    stripped = path.split("/", 1)[1]
+    return stripped if _read(tree, stripped) is not None else path
+
+
+def _apply_one(fp: _FilePatch, tree: Tree, out: Applied) -> None:
+    """Apply one file's patch and record its images, lines and problems."""
+    if not (_safe(fp.old) and _safe(fp.new)):
+        shown = (fp.new or fp.old or "")[:80]
+        out.problems.append(Problem(UNUSABLE, "", 0, f"unsafe path in diff: {shown!r}"))
+        return
+    # Earlier sections of the same diff may have touched this file already.
+    view = tree.with_overlay(out.files)
+    old, new = _resolve(view, fp.old), _resolve(view, fp.new)
+    name = new or old or ""
+    if fp.binary:
+        out.problems.append(Problem(NOT_APPLIED, name, 0, "binary diff cannot be applied"))
+        return
+    orig_text = _read(view, old)
+    if old is not None and orig_text is None:
+        out.problems.append(Problem(NOT_APPLIED, old, _first_line(fp),
+                                    "file is not in the tree"))
+        return
+    if old is None and new is not None and _read(view, new):
+        out.problems.append(Problem(NOT_APPLIED, new, 0, "new file already exists in the tree"))
+        return
+    res = _apply_file(fp, name, orig_text or "")
+    out.problems.extend(res.problems)
+    if fp.hunks and not res.applied:
+        return
+    _record(fp, old, new, orig_text, res, view, out)
+
+
+def _first_line(fp: _FilePatch) -> int:
+    return fp.hunks[0].old_start if fp.hunks else 0
+
+
+def _record(fp: _FilePatch, old: str | None, new: str | None, orig_text: str | None,
+            res: _FileResult, tree: Tree, out: Applied) -> None:
+    """Store the pre- and post-image of an applied file patch in out."""
+    post = _join(res.post)
+    if old is not None:
+        out.pre.setdefault(old, orig_text)
+        out.removed_lines.setdefault(old, set()).update(res.removed)
+    if new is None:
+        if post.strip():
+            out.problems.append(Problem(NOT_APPLIED, old or "", 0,
+                                        "deletion leaves lines behind; file kept"))
+            out.files[old or ""] = post
+        else:
+            out.files[old or ""] = None
+    else:
+        if new != old:
+            out.pre.setdefault(new, _read(tree, new))
+            if old is not None:
+                out.files[old] = None          # a rename: the old name goes away
+        out.files[new] = post
+        out.added_lines.setdefault(new, set()).update(res.added)
+    if res.repaired:
+        fuzz = f", {res.fuzzed} with end context ignored" if res.fuzzed else ""
+        out.problems.append(Problem(REPAIRED, new or old or "", res.first_repair,
+                                    f"{res.repaired} hunk(s) restored against the tree{fuzz}"))
+    out.usable = True
