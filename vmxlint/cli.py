@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("patches", nargs="*", default=["-"], metavar="PATCH",
                    help="patch files, mails or mboxes; - for stdin (the default)")
     c.add_argument("--all", action="store_true", help="also report existing findings")
+    c.add_argument("--staged", action="store_true",
+                   help="check the staged changes of the tree's git index against HEAD "
+                   "(for pre-commit)")
     _common(c)
     a = sub.add_parser("audit", help="every finding of the tree as it is")
     _common(a)
@@ -170,9 +173,16 @@ def _read_inputs(names: list[str]):
 def _check(args) -> int:
     from vmxlint.analysis import check
 
+    if args.staged:
+        args.rev = args.rev or "HEAD"
     tree = _tree(args)
     opts = _options(args, tree)
-    mails = _read_inputs(args.patches)
+    if args.staged:
+        mails = _staged(tree)
+        if not mails:
+            return EXIT_OK
+    else:
+        mails = _read_inputs(args.patches)
     result = check(mails, tree, include_existing=args.all)
     if result.usable == 0:
         why = next((f.message for f in result.findings if f.code in ("VMX001", "VMX003")),
@@ -180,6 +190,22 @@ def _check(args) -> int:
         if len(mails) == 1 or all(f.code in ("VMX001", "VMX003") for f in result.findings):
             raise UsageError(f"unusable input: {why}")
     return _report(result.findings, opts, "check", tree, result.mails)
+
+
+def _staged(tree):
+    """The staged diff of the tree's git checkout, as one mail (none when nothing is staged)."""
+    import subprocess
+
+    from vmxlint.mail import read_mails
+
+    proc = subprocess.run(["git", "-C", str(tree.root), "diff", "--cached", "--no-color",
+                           "--no-ext-diff", "-U3"], capture_output=True)
+    if proc.returncode != 0:
+        raise UsageError(f"{tree.root}: git diff --cached failed: "
+                         f"{proc.stderr.decode(errors='replace').strip().splitlines()[-1:]}")
+    if not proc.stdout.strip():
+        return []
+    return read_mails(proc.stdout, "staged changes")
 
 
 def _audit(args) -> int:
