@@ -29,7 +29,7 @@ def test_format_patch() -> None:
     assert "1 file changed" not in mail.body          # the diffstat is not the message
     assert mail.diff.startswith("diff --git a/arch/x86/kvm/vmx/nested.c")
     assert "2.43.0" not in mail.diff and not mail.diff.endswith("-- \n")
-    assert mail.diff.endswith("(VM_ENTRY_LOAD_BNDCFGS))\n")
+    assert mail.diff.endswith("& VM_ENTRY_LOAD_BNDCFGS))\n")
     assert "Subject:" in mail.raw
 
 
@@ -171,7 +171,8 @@ def test_read_source_missing_file(tmp_path: Path) -> None:
     ("[PATCH 1/1] x", ("1/1", None)),
     ("[RFC PATCH net-next v10 03/12] x", ("3/12", 10)),
     ("[PATCH] [v3] x", (None, 3)),
-    ("Re: [PATCH v2 2/5] x", (None, None)),
+    ("Re: [PATCH v2 2/5] x", ("2/5", 2)),
+    ("Re: Re: [PATCH v2 2/5] x", ("2/5", 2)),
     ("KVM: nVMX: no tags 1/2", (None, None)),
 ])
 def test_parse_tags(subject: str, expected: tuple[str | None, int | None]) -> None:

@@ -297,7 +297,8 @@ class Solver:
         if u == self._bdd.false:
             return None
         relevant = [self._vars[n] for n in sorted(atoms(f)) if n in self._vars]
-        pick = self._bdd.pick(u, care_vars=set(relevant)) or {}
+        care = set(relevant) | set(self._bdd.support(u))
+        pick = self._bdd.pick(u, care_vars=care) or {}
         return {self._names[v]: bool(pick.get(v, False)) for v in relevant}
 
 

@@ -45,6 +45,7 @@ _HEADER_LINE = re.compile(r"^[!-9;-~]+:[ \t]")
 _GIT_SHOW = re.compile(r"^commit [0-9a-f]{7,64}\b")
 _ARCHIVE_HEADER = re.compile(r"^(From|Date|Subject|To|Cc|Message-I[Dd]):\s*(.*)$")
 _SIG_VERSION = re.compile(r"^\d+(\.\d+)+\S*\s*$")
+_REPLY = re.compile(r"^(\s*(re|fwd?|aw|sv)\s*:\s*)+", re.I)
 _TAGS = re.compile(r"^\s*\[([^\]]*)\]")
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f]")
 
@@ -358,7 +359,7 @@ def parse_tags(subject: str) -> tuple[str | None, int | None]:
     """The series index ("2/5") and version (2) from a subject's [PATCH ...] tags."""
     index: str | None = None
     version: int | None = None
-    rest = subject
+    rest = _REPLY.sub("", subject)       # a reply still names the patch it answers
     while True:
         m = _TAGS.match(rest)
         if not m:

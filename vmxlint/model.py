@@ -98,87 +98,88 @@ class Model:
 
 def condition_atoms(text: str, *, params: bool = False) -> tuple[str, ...]:
     """Return the predicate names of a condition; raise ValueError if it is not well formed."""
-    tokens: list[tuple[str, str]] = []
+    atoms: list[str] = []
+    want_operand, depth = True, 0
     for m in _TOKEN_RE.finditer(text):
         kind = m.lastgroup
         tok = m.group(kind) if kind else ""
-        if kind == "bad" or (kind == "param" and not params):
-            raise ValueError(f"unexpected {tok!r} in condition {text!r}")
         if kind == "word" and tok not in _KEYWORDS and "." not in tok:
             raise ValueError(f"{tok!r} is neither a keyword nor a dotted predicate in {text!r}")
-        tokens.append((kind, tok))
-    pos = 0
-
-    def peek() -> str | None:
-        return tokens[pos][1] if pos < len(tokens) else None
-
-    def operand() -> None:
-        nonlocal pos
-        tok = peek()
-        if tok is None:
-            raise ValueError(f"condition {text!r} ends early")
-        pos += 1
-        if tok == "not":
-            operand()
-        elif tok == "(":
-            expr()
-            if peek() != ")":
-                raise ValueError(f"missing ')' in condition {text!r}")
-            pos += 1
-        elif tok in ("and", "or", ")"):
+        if want_operand and tok in ("not", "("):
+            depth += tok == "("
+        elif want_operand and (kind == "word" and tok not in ("and", "or")
+                               or kind == "param" and params):
+            atoms += [] if tok in _KEYWORDS else [tok]
+            want_operand = False
+        elif not want_operand and tok in ("and", "or", ")"):
+            want_operand, depth = tok != ")", depth - (tok == ")")
+            if depth < 0:
+                raise ValueError(f"unbalanced ')' in condition {text!r}")
+        else:
             raise ValueError(f"unexpected {tok!r} in condition {text!r}")
-
-    def expr() -> None:
-        nonlocal pos
-        operand()
-        while peek() in ("and", "or"):
-            pos += 1
-            operand()
-
-    expr()
-    if pos != len(tokens):
-        raise ValueError(f"unexpected {tokens[pos][1]!r} in condition {text!r}")
-    return tuple(t for k, t in tokens if k in ("word", "param") and t not in _KEYWORDS)
+    if want_operand or depth:
+        raise ValueError(f"condition {text!r} is incomplete or leaves '(' open")
+    return tuple(atoms)
 
 
-def _cond(file: Path, key: str, value: Any, *, params: bool = False,
-          roots: tuple[str, ...] | None = ROOTS) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ModelError(file, key, "condition must be a non-empty string")
-    try:
-        atoms = condition_atoms(value, params=params)
-    except ValueError as exc:
-        raise ModelError(file, key, str(exc)) from None
-    for atom in atoms:
-        if roots is not None and not atom.startswith("$") and atom.split(".")[0] not in roots:
-            raise ModelError(file, key, f"predicate {atom!r} is outside {', '.join(roots)}")
-    return value
+class _Table:
+    """One TOML table of ``file`` at ``where``, with typed, validated access to its keys."""
+
+    def __init__(self, file: Path, value: Any, where: str) -> None:
+        if not isinstance(value, dict):
+            raise ModelError(file, where, "expected a table")
+        self.file, self.data, self.where = file, value, where
+
+    def err(self, key: str, problem: str) -> ModelError:
+        return ModelError(self.file, f"{self.where}.{key}" if self.where else key, problem)
+
+    def get(self, key: str, kind: type = str, default: Any = ...) -> Any:
+        if key not in self.data:
+            if default is ...:
+                raise ModelError(self.file, self.where or "(top)", f"missing key {key!r}")
+            return default
+        if not isinstance(self.data[key], kind):
+            raise self.err(key, f"expected {kind.__name__}, got {type(self.data[key]).__name__}")
+        return self.data[key]
+
+    def enum(self, key: str, allowed: tuple[str, ...], default: Any = ...) -> Any:
+        value = self.get(key, str, default)
+        if value is not None and value not in allowed:
+            raise self.err(key, f"{value!r} is not one of {', '.join(allowed)}")
+        return value
+
+    def strs(self, key: str) -> tuple[str, ...]:
+        items = self.get(key, list, [])
+        if not all(isinstance(i, str) for i in items):
+            raise self.err(key, "expected a list of strings")
+        return tuple(items)
+
+    def cond(self, key: str, *, params: tuple[str, ...] | None = None,
+             roots: tuple[str, ...] | None = ROOTS, text: str | None = None) -> str:
+        text = self.get(key) if text is None else text
+        try:
+            atoms = condition_atoms(text, params=params is not None)
+        except ValueError as exc:
+            raise self.err(key, str(exc)) from None
+        for atom in atoms:
+            if atom.startswith("$"):
+                if atom[1:] not in (params or ()):
+                    raise self.err(key, f"{atom} is not a parameter")
+            elif roots is not None and atom.split(".")[0] not in roots:
+                raise self.err(key, f"predicate {atom!r} is outside {', '.join(roots)}")
+        return text
+
+    def tables(self, key: str, kind: type) -> list[tuple[str, _Table]]:
+        items = self.get(key, kind, kind())
+        pairs = items.items() if kind is dict else ((f"[{i}]", t) for i, t in enumerate(items))
+        return [(k, _Table(self.file, t, f"{key}{'.' if kind is dict else ''}{k}"))
+                for k, t in pairs]
 
 
-def _get(file: Path, table: dict, key: str, where: str, kind: type | tuple[type, ...],
-         default: Any = ...) -> Any:
-    if key not in table:
-        if default is ...:
-            raise ModelError(file, where, f"missing key {key!r}")
-        return default
-    value = table[key]
-    if not isinstance(value, kind):
-        raise ModelError(file, f"{where}.{key}", f"expected {getattr(kind, '__name__', kind)}, "
-                         f"got {type(value).__name__}")
-    return value
-
-
-def _strs(file: Path, table: dict, key: str, where: str) -> tuple[str, ...]:
-    items = _get(file, table, key, where, list, [])
-    if not all(isinstance(i, str) for i in items):
-        raise ModelError(file, f"{where}.{key}", "expected a list of strings")
-    return tuple(items)
-
-
-def _load_toml(file: Path) -> dict:
+def _load_toml(file: Path) -> _Table:
     try:
         with file.open("rb") as fh:
-            return tomllib.load(fh)
+            return _Table(file, tomllib.load(fh), "")
     except tomllib.TOMLDecodeError as exc:
         raise ModelError(file, "(syntax)", str(exc)) from None
     except OSError as exc:
@@ -186,114 +187,73 @@ def _load_toml(file: Path) -> dict:
 
 
 def _load_rule(file: Path) -> Rule:
-    data = _load_toml(file)
-    s = functools.partial(_get, file, data, where="rule", kind=str)
-    code, name, severity = s("code"), s("name"), s("severity")
+    t = _load_toml(file)
+    code, name, severity = t.get("code"), t.get("name"), t.enum("severity", SEVERITIES)
     if not CODE_RE.match(code):
-        raise ModelError(file, "code", f"{code!r} does not match VMXnnn")
+        raise t.err("code", f"{code!r} does not match VMXnnn")
     if not NAME_RE.match(name):
-        raise ModelError(file, "name", f"{name!r} is not a kebab-case slug")
-    if severity not in SEVERITIES:
-        raise ModelError(file, "severity", f"{severity!r} is not one of {', '.join(SEVERITIES)}")
+        raise t.err("name", f"{name!r} is not a kebab-case slug")
     if file.stem != f"{code}-{name}":
-        raise ModelError(file, "code", f"file name must be {code}-{name}.toml")
-    message = s("message")
-    if "\n" in message:
-        raise ModelError(file, "message", "must be one line")
-    return Rule(code, name, severity, s("summary"), message, s("rationale"), s("limits"),
-                _strs(file, data, "references", "rule"),
-                _get(file, data, "default", "rule", bool, True))
+        raise t.err("code", f"file name must be {code}-{name}.toml")
+    if "\n" in t.get("message"):
+        raise t.err("message", "must be one line")
+    return Rule(code, name, severity, t.get("summary"), t.get("message"), t.get("rationale"),
+                t.get("limits"), t.strs("references"), t.get("default", bool, True))
 
 
 def _load_fields(file: Path) -> dict[str, FieldModel]:
     fields: dict[str, FieldModel] = {}
-    for name, t in _get(file, _load_toml(file), "fields", "(top)", dict).items():
-        w = f"fields.{name}"
-        if not isinstance(t, dict):
-            raise ModelError(file, w, "expected a table")
-        origin = _get(file, t, "origin", w, str)
-        if origin not in ORIGINS:
-            raise ModelError(file, f"{w}.origin", f"{origin!r} is not one of {', '.join(ORIGINS)}")
-        cache = _get(file, t, "cache", w, str, None)
-        if cache is not None and cache not in CACHES:
-            raise ModelError(file, f"{w}.cache", f"{cache!r} is not one of {', '.join(CACHES)}")
-        helpers = _strs(file, t, "cache_helpers", w)
+    top = _load_toml(file)
+    top.get("fields", dict)
+    for name, t in top.tables("fields", dict):
+        cache, helpers = t.enum("cache", CACHES, None), t.strs("cache_helpers")
         if helpers and cache is None:
-            raise ModelError(file, f"{w}.cache_helpers", "given without 'cache'")
+            raise t.err("cache_helpers", "given without 'cache'")
         fields[name] = FieldModel(
-            name, _cond(file, f"{w}.entry", _get(file, t, "entry", w, str)),
-            _cond(file, f"{w}.exit", _get(file, t, "exit", w, str)), origin,
-            _get(file, t, "runtime", w, bool, False), cache, helpers, _strs(file, t, "readers", w),
-            _get(file, t, "hot_constant", w, bool, False), _get(file, t, "source", w, str))
+            name, t.cond("entry"), t.cond("exit"), t.enum("origin", ORIGINS),
+            t.get("runtime", bool, False), cache, helpers, t.strs("readers"),
+            t.get("hot_constant", bool, False), t.get("source"))
     return fields
 
 
 def _load_vmcs02(file: Path) -> tuple[dict[str, str], tuple[str, ...]]:
-    data = _load_toml(file)
+    top = _load_toml(file)
+    top.get("controls", dict)
     controls: dict[str, str] = {}
-    for key, t in _get(file, data, "controls", "(top)", dict).items():
-        w = f"controls.{key}"
-        _cond(file, w, key, roots=("vmcs02",))
-        if not isinstance(t, dict):
-            raise ModelError(file, w, "expected a table with 'when' and 'source'")
-        _get(file, t, "source", w, str)
-        controls[key] = _cond(file, f"{w}.when", _get(file, t, "when", w, str),
-                              roots=tuple(r for r in ROOTS if r != "vmcs02"))
+    for key, t in top.tables("controls", dict):
+        t.get("source")
+        top.cond("controls", roots=("vmcs02",), text=key)
+        controls[key] = t.cond("when", roots=tuple(r for r in ROOTS if r != "vmcs02"))
     axioms = []
-    for i, t in enumerate(_get(file, data, "axioms", "(top)", list, [])):
-        w = f"axioms[{i}]"
-        if not isinstance(t, dict):
-            raise ModelError(file, w, "expected a table with 'rule' and 'source'")
-        _get(file, t, "source", w, str)
-        axioms.append(_cond(file, f"{w}.rule", _get(file, t, "rule", w, str)))
+    for _, t in top.tables("axioms", list):
+        t.get("source")
+        axioms.append(t.cond("rule"))
     return controls, tuple(axioms)
 
 
 def _load_predicates(file: Path) -> tuple[Predicate, ...]:
     preds = []
-    for i, t in enumerate(_get(file, _load_toml(file), "predicate", "(top)", list, [])):
-        w = f"predicate[{i}]"
-        if not isinstance(t, dict):
-            raise ModelError(file, w, "expected a table")
-        spelling, regex = _get(file, t, "spelling", w, str), _get(file, t, "regex", w, bool, False)
+    for _, t in _load_toml(file).tables("predicate", list):
+        spelling, regex = t.get("spelling"), t.get("regex", bool, False)
         if regex:
             try:
                 re.compile(spelling)
             except re.error as exc:
-                raise ModelError(file, f"{w}.spelling", f"bad regex: {exc}") from None
-        means = _get(file, t, "means", w, str)
-        if not regex:   # a regex's means may hold group references (\\1), checked when used
-            means = _cond(file, f"{w}.means", means, roots=None)
-        preds.append(Predicate(spelling, means,
-                               _strs(file, t, "functions", w), regex, _get(file, t, "source", w, str)))
+                raise t.err("spelling", f"bad regex: {exc}") from None
+        # a regex's `means` may hold group references (\\1), checked when used
+        means = t.get("means") if regex else t.cond("means", roots=None)
+        preds.append(Predicate(spelling, means, t.strs("functions"), regex, t.get("source")))
     return tuple(preds)
 
 
 def _load_summaries(file: Path) -> dict[str, Summary]:
     out: dict[str, Summary] = {}
-    for name, t in _get(file, _load_toml(file), "summaries", "(top)", dict, {}).items():
-        w = f"summaries.{name}"
-        if not isinstance(t, dict):
-            raise ModelError(file, w, "expected a table")
-        params = _strs(file, t, "params", w)
-        writes = []
-        for i, wt in enumerate(_get(file, t, "writes", w, list, [])):
-            ww = f"{w}.writes[{i}]"
-            if not isinstance(wt, dict):
-                raise ModelError(file, ww, "expected a table")
-            origin = _get(file, wt, "origin", ww, str)
-            if origin not in ORIGINS:
-                raise ModelError(file, f"{ww}.origin", f"{origin!r} is not one of "
-                                 f"{', '.join(ORIGINS)}")
-            when = _cond(file, f"{ww}.when", _get(file, wt, "when", ww, str), params=True,
-                         roots=None)
-            for atom in condition_atoms(when, params=True):
-                if atom.startswith("$") and atom[1:] not in params:
-                    raise ModelError(file, f"{ww}.when", f"{atom} is not a parameter of {name}")
-            writes.append(SummaryWrite(_get(file, wt, "field", ww, str), when, origin,
-                                       _get(file, wt, "source", ww, str, "")))
-        out[name] = Summary(name, params, tuple(writes), _strs(file, t, "calls", w),
-                            _get(file, t, "source", w, str, ""))
+    for name, t in _load_toml(file).tables("summaries", dict):
+        params = t.strs("params")
+        writes = tuple(SummaryWrite(w.get("field"), w.cond("when", params=params, roots=None),
+                                    w.enum("origin", ORIGINS), w.get("source", str, ""))
+                       for _, w in t.tables("writes", list))
+        out[name] = Summary(name, params, writes, t.strs("calls"), t.get("source", str, ""))
     return out
 
 

@@ -1,13 +1,17 @@
 """Where the reference model (``rules/``) lives: in an installed wheel or in a checkout."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
 
 
 def rules_dir() -> Path:
-    """``vmxlint/_rules`` inside an installed wheel, else ``<checkout>/rules``."""
+    """``$VMXLINT_RULES_DIR``, else ``vmxlint/_rules`` in a wheel, else ``<checkout>/rules``."""
+    env = os.environ.get("VMXLINT_RULES_DIR")
+    if env:
+        return Path(env)
     packaged = _HERE / "_rules"
     if packaged.is_dir():
         return packaged

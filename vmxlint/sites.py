@@ -93,6 +93,8 @@ class _Predicates:
     def __init__(self, model: "Model") -> None:
         self.exact: dict[str, list] = {}
         self.regex: list = []
+        # A vmcs02 control means what vmcs02.toml derives it from (L0, vmcs12).
+        self.controls = {k: parse_expr(v) for k, v in model.controls.items()}
         for p in model.predicates:
             if p.regex:
                 self.regex.append((re.compile(p.spelling), p))
@@ -102,14 +104,20 @@ class _Predicates:
     def lookup(self, text: str, function: str) -> Formula | None:
         for p in self.exact.get(text, ()):
             if not p.functions or function in p.functions:
-                return parse_expr(p.means)
+                return self._derive(parse_expr(p.means))
         for rx, p in self.regex:
             if p.functions and function not in p.functions:
                 continue
             m = rx.fullmatch(text)
             if m:
-                return parse_expr(m.expand(p.means))
+                return self._derive(parse_expr(m.expand(p.means)))
         return None
+
+    def _derive(self, f: Formula) -> Formula:
+        from vmxlint.logic import substitute
+        for _ in range(3):
+            f = substitute(f, self.controls)
+        return f
 
 
 class _Frame:
@@ -394,6 +402,9 @@ class Walker:
             sub = self._call(name, guard, env, fr.chain, shown)
             truth = disj(*(conj(rpc, self._truth(expr, sub)) for rpc, expr in sub.returns))
             self.call_values[id(node)] = truth
+        else:
+            # Unknown effect; kept so checks can see helpers such as cache invalidation.
+            self._add(Site(kind="call", callee=name, vmcs=self.vmcs, **base))
 
     def _bind(self, callee: "Function", args: list, fr: _Frame) -> dict[str, Formula]:
         """Parameters of the callee that are used as conditions take the caller's args."""

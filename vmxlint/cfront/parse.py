@@ -70,9 +70,9 @@ def split_chunks(text: str) -> Iterator[Chunk]:
                     and _ends_bare_macro(text, start, m.end()):
                 end = m.end()
         elif tok == "}":
-            if body >= 0 and m.start() > 0 and text[m.start() - 1] == "\n":
-                # Kernel style closes a function at column 0: if the braces disagree, the
-                # chunk ends here anyway so the damage stays inside this function.
+            if m.start() > 0 and text[m.start() - 1] == "\n":
+                # Kernel style closes top-level braces at column 0: if the braces disagree,
+                # the chunk closes here anyway so the damage stays inside this chunk.
                 braces = 1
             braces = max(braces - 1, 0)
             if braces == 0:
@@ -138,7 +138,8 @@ _MACRO_CALL = re.compile(r"\A(?:static\s+)?([A-Za-z_]\w*)\s*\(.*\)\s*;?\s*\Z", r
 _POINTER_CAST = re.compile(r"\(\s*(?!(?:const|volatile|struct|union|enum|void|char|int|long|"
                            r"short|unsigned|signed)\b)([A-Za-z_]\w*)\s*\*[\s*]*\)\s*(?=[\w(&*])")
 _T_CALL = re.compile(r"\b(\w+_t)\(")
-_TYPEDEF_NAME = re.compile(r"\(\s*\*\s*([A-Za-z_]\w*)\s*\)\s*\(|([A-Za-z_]\w*)\s*(?:\[[^\]]*\]\s*)*;\s*\Z")
+_TYPEDEF_NAME = re.compile(r"\(\s*\*\s*([A-Za-z_]\w*)\s*\)\s*\("
+                           r"|([A-Za-z_]\w*)\s*(?:\[[^\]]*\]\s*)*;\s*\Z")
 
 
 def chunk_name(chunk_text: str) -> str | None:

@@ -86,7 +86,8 @@ def strip_comments(text: str) -> str:
 
 _DIRECTIVE = re.compile(r"[ \t]*#[ \t]*([A-Za-z_]\w*)?(.*)")
 _COND_TOKEN = re.compile(
-    r"\s*(?:(0[xX][0-9a-fA-F]+|\d+)[uUlL]*|([A-Za-z_]\w*)|(&&|\|\||==|!=|<=|>=|<<|>>|[!()<>+\-*/%,]))"
+    r"\s*(?:(0[xX][0-9a-fA-F]+|\d+)[uUlL]*|([A-Za-z_]\w*)"
+    r"|(&&|\|\||==|!=|<=|>=|<<|>>|[!()<>+\-*/%,]))"
 )
 
 
@@ -349,6 +350,12 @@ _KERNEL_WORD = re.compile(
 )
 
 
+_LITERAL = {
+    '"': re.compile(r'"(?:\\.|[^"\\\n])*"'),
+    "'": re.compile(r"'(?:\\.|[^'\\\n])*'"),
+}
+
+
 def _balanced_end(text: str, pos: int) -> int:
     """Return the index after the ')' matching the '(' at POS, or -1 when unbalanced."""
     depth = 0
@@ -363,7 +370,7 @@ def _balanced_end(text: str, pos: int) -> int:
             if depth == 0:
                 return i + 1
         elif c == '"' or c == "'":
-            m = re.compile(c + r"(?:\\.|[^" + c + r"\\\n])*" + c).match(text, i)
+            m = _LITERAL[c].match(text, i)
             if m:
                 i = m.end()
                 continue

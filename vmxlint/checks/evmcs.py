@@ -49,7 +49,9 @@ def ungated_write(ctx: Context) -> Iterator[Finding]:
         own = _group(ctx, w)
         if not w.direct or not w.in_rare or own in (None, "NONE", "ALL"):
             continue
-        if not ctx.solver.satisfiable(conj(w.guard, Atom("evmcs.active"))):
+        # Writes done once per vmcs02 (prepare_vmcs02_constant_state) are not redone.
+        if not ctx.solver.satisfiable(conj(w.guard, Atom("evmcs.active"),
+                                           Atom("vmcs02.initialized"))):
             continue
         if not gates(ctx, w):
             yield ctx.finding(

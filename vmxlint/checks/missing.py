@@ -5,39 +5,48 @@ from typing import Iterator
 
 from vmxlint.checks import Context, check
 from vmxlint.findings import Finding
-from vmxlint.logic import FALSE, TRUE, Atom, conj, describe_assignment, disj, render, substitute
+from vmxlint.logic import (FALSE, TRUE, Atom, conj, describe_assignment, disj, neg, render,
+                           substitute)
 from vmxlint.sites import Site
 
 ONCE = "vmcs02.initialized"
 
 
-def persists(ctx: Context, name: str) -> bool:
-    """A value written on an earlier entry is still right on an entry that skips the write.
+def persists(ctx: Context, w: Site) -> bool:
+    """The value w wrote on an earlier entry is still right on an entry that skips w.
 
-    True when it comes from vmcs12 (or is a per-vmcs02 constant) and L1 cannot change it
-    without a VM exit, i.e. it is not a read/write shadow-VMCS field (DESIGN.md section 2).
+    A value copied from vmcs12 stays right while vmcs12 is clean, unless L1 can change the
+    field without a VM exit (a read/write shadow-VMCS field; DESIGN.md section 2).  A value
+    from L0 stays right only when it is a constant or KVM's runtime writers keep the field
+    current (the MSR-list counts, for example).
     """
-    fm = ctx.model.fields.get(name)
-    info = ctx.facts.get(name)
-    if fm is None or fm.origin not in ("vmcs12", "constant"):
+    fm = ctx.model.fields.get(w.field or "")
+    info = ctx.facts.get(w.field or "")
+    if fm is None or (info is not None and info.shadow == "rw"):
         return False
-    return info is None or info.shadow != "rw"
+    if w.origin in ("vmcs12", "constant"):
+        return True
+    return fm.origin == "constant" or fm.runtime
 
 
-def coverage(ctx: Context, name: str, before: int) -> tuple:
+def coverage(ctx: Context, name: str, before: int):
     """When some write gives the field its value for an entry at position ``before``."""
     cover = []
     for w in ctx.writes_of(name):
         if w.order >= before:
             continue
-        g = w.guard
         # A write done once per vmcs02 still holds after vmcs02 was initialised.
-        g = substitute(g, {ONCE: FALSE})
-        if persists(ctx, name):
+        g = substitute(w.guard, {ONCE: FALSE})
+        if persists(ctx, w):
             # Written on the last entry that copied vmcs12: still valid while it is clean.
             clean = {a: FALSE for a in _atoms(g) if a.startswith("evmcs.clean.")}
             g = substitute(g, {"vmcs12.dirty": TRUE, **clean})
         cover.append(g)
+    fm = ctx.model.fields.get(name)
+    if fm is not None and fm.runtime:
+        # An entry that does not emulate L1's VMLAUNCH/VMRESUME (nested state restore,
+        # RSM) runs L2 with the state userspace restored through KVM's runtime writers.
+        cover.append(neg(Atom("nested.run_pending")))
     return disj(*cover)
 
 
@@ -59,6 +68,9 @@ def missing_write(ctx: Context) -> Iterator[Finding]:
         if cex is None:
             continue
         first = min(ctx.writes_of(name), key=lambda w: w.order)
+        # Show the atoms that decide consumption and coverage, not the success path's.
+        keep = _atoms(ctx.consumed(name)) | _atoms(have)
+        cex = {k: v for k, v in cex.items() if k in keep} or cex
         shown = describe_assignment(cex, ctx.path.labels)
         site = Site(**{**first.__dict__})
         yield ctx.finding(
@@ -73,7 +85,7 @@ def missing_write(ctx: Context) -> Iterator[Finding]:
 def _stale_reason(ctx: Context, w: Site) -> str | None:
     info = ctx.facts.get(w.field)
     fm = ctx.model.fields.get(w.field)
-    if info is not None and info.shadow == "rw":
+    if info is not None and info.shadow == "rw" and w.origin == "vmcs12":
         return "L1 can VMWRITE it through the shadow VMCS without a VM exit"
     if fm is not None and fm.origin == "l0" and not fm.runtime and w.origin == "other":
         return "its value comes from L0/vCPU state, which changes without dirtying vmcs12"

@@ -1,0 +1,461 @@
+"""Tests of the C front end: preprocessing, chunking, parsing, positions, robustness."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pycparser import c_ast
+
+from vmxlint.cfront import Failure, Function, Unit, parse_unit
+from vmxlint.cfront.parse import split_chunks
+from vmxlint.cfront.preprocess import eval_condition, preprocess
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures" / "cfront"
+
+REQUIRED = (
+    "prepare_vmcs02_constant_state", "prepare_vmcs02_early_rare", "prepare_vmcs02_early",
+    "prepare_vmcs02_rare", "prepare_vmcs02", "nested_vmx_enter_non_root_mode",
+    "nested_vmx_load_cr3", "nested_get_vmcs12_pages", "vmx_switch_vmcs",
+    "sync_vmcs02_to_vmcs12", "nested_vmx_vmexit",
+)
+
+
+def fixture(name: str) -> tuple[str, str]:
+    """Return the text and repository-relative path of a front end fixture."""
+    path = FIXTURES / name
+    return path.read_text(), f"fixtures/cfront/{name}"
+
+
+def line_of(text: str, snippet: str, start: int = 1) -> int:
+    """Return the first line, at or after START, whose text contains SNIPPET."""
+    for number, line in enumerate(text.split("\n"), 1):
+        if number >= start and snippet in line:
+            return number
+    raise AssertionError(f"{snippet!r} not in text")
+
+
+def find_calls(node: c_ast.Node, name: str) -> list[c_ast.FuncCall]:
+    """Return the calls of NAME below NODE."""
+    found: list[c_ast.FuncCall] = []
+
+    class Visitor(c_ast.NodeVisitor):
+        def visit_FuncCall(self, call: c_ast.FuncCall) -> None:
+            if isinstance(call.name, c_ast.ID) and call.name.name == name:
+                found.append(call)
+            self.generic_visit(call)
+
+    Visitor().visit(node)
+    return found
+
+
+def ids_off_their_line(node: c_ast.Node, lines: list[str]) -> list[tuple[str, int]]:
+    """Return the identifiers below NODE whose name is not on their coord's line."""
+    bad: list[tuple[str, int]] = []
+
+    class Visitor(c_ast.NodeVisitor):
+        def visit_ID(self, ident: c_ast.ID) -> None:
+            if ident.name not in lines[ident.coord.line - 1]:
+                bad.append((ident.name, ident.coord.line))
+
+    Visitor().visit(node)
+    return bad
+
+
+@pytest.fixture(scope="module")
+def constructs() -> tuple[str, str, Unit]:
+    text, path = fixture("kernel_constructs.c")
+    return text, path, parse_unit(text, path)
+
+
+# --------------------------------------------------------------------------- API
+
+def test_import_is_cheap_and_lazy() -> None:
+    code = ("import sys, time; t = time.perf_counter(); import vmxlint.cfront; "
+            "print(time.perf_counter() - t, 'pycparser' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out[1] == "False"
+    assert float(out[0]) < 0.1  # the budget is 20 ms; leave room for a loaded machine
+
+
+def test_shim_is_plain_c() -> None:
+    from importlib import resources
+
+    from pycparser import c_parser
+
+    from vmxlint.cfront.parse import shim_type_names
+
+    text = resources.files("vmxlint.cfront").joinpath("shim.h").read_text()
+    ast = c_parser.CParser().parse(preprocess(text), "shim.h")
+    assert {node.name for node in ast.ext} == set(shim_type_names())
+    assert {"u8", "u64", "s64", "bool", "gpa_t", "gva_t", "gfn_t", "hpa_t", "size_t",
+            "ulong"} <= shim_type_names()
+
+
+def test_unit_shape(constructs: tuple[str, str, Unit]) -> None:
+    _, path, unit = constructs
+    assert unit.path == path
+    assert unit.failures == []
+    fn = unit.functions["widget_width"]
+    assert isinstance(fn, Function)
+    assert isinstance(fn.node, c_ast.FuncDef)
+    assert fn.path == path and fn.name == "widget_width"
+    assert fn.node.coord.file == path
+
+
+def test_function_extent(constructs: tuple[str, str, Unit]) -> None:
+    text, _, unit = constructs
+    fn = unit.functions["widget_asm"]
+    assert fn.start_line == line_of(text, "static void widget_asm(")
+    assert fn.end_line == line_of(text, "}", line_of(text, "MARK:after-asm"))
+
+
+# --------------------------------------------------------------------------- preprocessing
+
+@pytest.mark.parametrize("name", ["kernel_constructs.c", "ifdef.c", "bad_function.c"])
+def test_preprocess_keeps_line_count(name: str) -> None:
+    text, _ = fixture(name)
+    assert preprocess(text).count("\n") == text.count("\n")
+
+
+def test_preprocess_drops_directives_and_comments() -> None:
+    text, _ = fixture("kernel_constructs.c")
+    out = preprocess(text)
+    assert "#" not in out.replace('"#', "")
+    assert "/*" not in out and "SPDX" not in out
+    assert "__read_mostly" not in out and "__attribute__" not in out
+    assert "asm" not in out.replace("widget_asm", "")
+
+
+def test_continuation_lines_keep_following_lines() -> None:
+    text = "int a = 1 + \\\n  2;\nint b;\n"
+    out = preprocess(text)
+    assert out.split("\n")[0].replace(" ", "") == "inta=1+2;"
+    assert out.split("\n")[2] == "int b;"
+
+
+def test_comment_keeps_lines_and_columns() -> None:
+    text = "int /* one\n two */ x; // tail\nint y;"
+    out = preprocess(text)
+    assert out.split("\n")[1].index("x") == text.split("\n")[1].index("x")
+    assert out.split("\n")[2] == "int y;"
+
+
+def test_comment_markers_in_strings_survive() -> None:
+    out = preprocess('char *s = "/* not a comment */ // nor this";\n')
+    assert '"/* not a comment */ // nor this"' in out
+
+
+@pytest.mark.parametrize("expr, expected", [
+    ("defined(CONFIG_X86_64)", True),
+    ("defined CONFIG_X86_64", True),
+    ("IS_ENABLED(CONFIG_KVM_HYPERV)", True),
+    ("IS_ENABLED(CONFIG_WIDGET)", False),
+    ("!defined(CONFIG_KVM_INTEL)", False),
+    ("defined(CONFIG_X86_64) && !IS_ENABLED(CONFIG_WIDGET)", True),
+    ("IS_ENABLED(CONFIG_WIDGET) || 1", True),
+    ("0", False),
+    ("(1)", True),
+    ("WIDGET_VERSION > 3", None),
+    ("UNKNOWN && 0", False),
+    ("UNKNOWN || 1", True),
+    ("!UNKNOWN", None),
+    ("foo(1)", None),
+    ("1 +", None),
+])
+def test_eval_condition(expr: str, expected: bool | None) -> None:
+    from vmxlint.cfront.preprocess import DEFAULT_CONFIG
+    assert eval_condition(expr, DEFAULT_CONFIG) is expected
+
+
+# --------------------------------------------------------------------------- conditionals
+
+def test_ifdef_default_config() -> None:
+    text, path = fixture("ifdef.c")
+    unit = parse_unit(text, path)
+    assert unit.failures == []
+    assert set(unit.functions) == {
+        "branch_x86_64", "branch_hyperv", "branch_intel_nodebug", "branch_ifndef",
+        "branch_unknown_first", "branch_inside", "branch_nested_live",
+    }
+
+
+def test_ifdef_custom_config() -> None:
+    text, path = fixture("ifdef.c")
+    unit = parse_unit(text, path, {"CONFIG_X86_64": False, "CONFIG_KVM_HYPERV": False,
+                                   "CONFIG_WIDGET_DEBUG": True})
+    assert unit.failures == []
+    assert set(unit.functions) == {
+        "branch_x86_32", "branch_no_hyperv", "branch_debug", "branch_unknown_first",
+        "branch_inside",
+    }
+
+
+def test_ifdef_inside_function_keeps_lines() -> None:
+    text, path = fixture("ifdef.c")
+    fn = parse_unit(text, path).functions["branch_inside"]
+    returns = [n for n in fn.node.body.block_items if isinstance(n, c_ast.Return)]
+    assert returns[-1].coord.line == line_of(text, "MARK:inside-return")
+    if_stmts = [n for n in fn.node.body.block_items if isinstance(n, c_ast.If)]
+    assert len(if_stmts) == 1
+    assert if_stmts[0].iftrue.expr.value == "64"
+
+
+# --------------------------------------------------------------------------- kernel constructs
+
+@pytest.mark.parametrize("name", [
+    "widget_width",          # __always_inline
+    "widget_init",           # noinline __init
+    "widget_exit",           # __exit
+    "widget_cold",           # __cold __maybe_unused
+    "widget_check",          # __must_check
+    "widget_noinstr",        # noinstr
+    "widget_copy",           # __user __percpu
+    "widget_attr",           # multi-line __attribute__((...))
+    "widget_entry",          # asmlinkage __visible
+    "widget_asm",            # asm volatile over several lines
+    "widget_asm_goto",       # asm goto
+    "widget_typeof",         # typeof, __typeof__
+    "widget_builtin",        # __builtin_*
+    "widget_of",             # container_of(p, struct T, m)
+    "widget_min",            # min_t(u32, ...), max_t(unsigned long, ...)
+    "widget_loop",           # list_for_each_entry(...) { }, for_each_set_bit(...) stmt
+    "widget_case_range",     # case A ... B:, a ?: b
+    "widget_printk",         # KERN_ERR "...", "..." PRIx64 "..."
+    "widget_cast",           # (widget_desc *)p with an unknown typedef
+    "widget_lock",           # __acquires(...) after the declarator
+    "widget_after_helpers",  # follows macro invocations that have no ';'
+    "widget_continued",      # backslash continuation in a declaration
+    "widget_statement_expr",  # ({ ... })
+    "widget_use_typedef",    # typedefs declared earlier in the file
+])
+def test_construct_parses(constructs: tuple[str, str, Unit], name: str) -> None:
+    _, _, unit = constructs
+    assert name in unit.functions, unit.failures
+
+
+def test_top_level_macros_are_skipped(constructs: tuple[str, str, Unit]) -> None:
+    _, _, unit = constructs
+    assert unit.failures == []
+    names = {getattr(d, "name", None) for d in unit.declarations}
+    assert {"enable_widgets", "widget_limit", "widget_fn", "widget_pair", "widget_ops"} <= names
+    assert "EXPORT_SYMBOL_GPL" not in names and "module_param_named" not in names
+
+
+def test_marked_lines(constructs: tuple[str, str, Unit]) -> None:
+    text, path, unit = constructs
+    cases = {
+        "widget_attr": ("widget_marker", "MARK:attr"),
+        "widget_after_helpers": ("widget_read", "MARK:after-helpers"),
+        "widget_loop": ("widget_marker", "MARK:loop-body"),
+    }
+    for fn_name, (call, mark) in cases.items():
+        calls = find_calls(unit.functions[fn_name].node, call)
+        assert [c.coord.line for c in calls] == [line_of(text, mark)], fn_name
+        assert calls[0].coord.file == path
+
+
+def test_all_identifiers_on_their_lines(constructs: tuple[str, str, Unit]) -> None:
+    text, _, unit = constructs
+    lines = text.split("\n")
+    for fn in unit.functions.values():
+        assert ids_off_their_line(fn.node, lines) == [], fn.name
+
+
+def test_asm_statement_becomes_expression(constructs: tuple[str, str, Unit]) -> None:
+    text, _, unit = constructs
+    body = unit.functions["widget_asm"].node.body.block_items
+    assignment = body[-1]
+    assert isinstance(assignment, c_ast.Assignment)
+    assert assignment.coord.line == line_of(text, "MARK:after-asm")
+
+
+def test_loop_macro_is_a_loop(constructs: tuple[str, str, Unit]) -> None:
+    _, _, unit = constructs
+    loops = [n for n in unit.functions["widget_loop"].node.body.block_items
+             if isinstance(n, c_ast.While)]
+    assert [loop.cond.name.name for loop in loops] == ["list_for_each_entry",
+                                                       "for_each_set_bit"]
+
+
+def test_type_arguments_stay_arguments(constructs: tuple[str, str, Unit]) -> None:
+    _, _, unit = constructs
+    (call,) = find_calls(unit.functions["widget_of"].node, "container_of")
+    assert len(call.args.exprs) == 3
+    assert isinstance(call.args.exprs[1], c_ast.UnaryOp) and call.args.exprs[1].op == "sizeof"
+
+
+# --------------------------------------------------------------------------- failures
+
+def test_bad_function_costs_only_itself() -> None:
+    text, path = fixture("bad_function.c")
+    unit = parse_unit(text, path)
+    assert set(unit.functions) == {"good_before", "good_after"}
+    assert len(unit.failures) == 1
+    failure = unit.failures[0]
+    assert isinstance(failure, Failure)
+    assert failure.name == "bad_middle"
+    assert failure.path == path
+    assert failure.line == line_of(text, "static int bad_middle(")
+    assert "\n" not in failure.message and not failure.message.startswith(path)
+    for name, mark in (("good_before", "MARK:good-before"), ("good_after", "MARK:good-after")):
+        ret = unit.functions[name].node.body.block_items[0]
+        assert ret.coord.line == line_of(text, mark)
+
+
+def test_failure_message_has_no_path_prefix() -> None:
+    unit = parse_unit("int f(void)\n{\n\treturn 1 +* ;\n}\n", "some/dir/file.c")
+    assert [f.name for f in unit.failures] == ["f"]
+    assert "some/dir/file.c" not in unit.failures[0].message
+
+
+def test_unbalanced_braces_stay_in_their_function() -> None:
+    text = ("static int a(void)\n{\n\tif (x) {\n\t\treturn 1;\n}\n\n"
+            "static int b(void)\n{\n\treturn 2;\n}\n")
+    unit = parse_unit(text, "t.c")
+    assert [f.name for f in unit.failures] == ["a"]
+    assert set(unit.functions) == {"b"}
+    assert unit.functions["b"].start_line == 7
+
+
+def test_odd_paths_keep_their_name() -> None:
+    path = 'dir with "quotes"\\file.c'
+    unit = parse_unit("int f(void)\n{\n\treturn 0;\n}\n", path)
+    fn = unit.functions["f"]
+    assert fn.node.coord.file == path and fn.node.body.block_items[0].coord.line == 3
+
+
+def test_chunks_cover_top_level() -> None:
+    text = 'int a; struct s { int x; }; static int f(void) { return "}"[0]; }\nint b = 1;'
+    chunks = list(split_chunks(text))
+    assert [text[c.start:c.end].split()[0:2] for c in chunks] == [
+        ["int", "a;"], ["struct", "s"], ["static", "int"], ["int", "b"]]
+    assert [c.is_function for c in chunks] == [False, False, True, False]
+
+
+# --------------------------------------------------------------------------- robustness
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text())
+def test_arbitrary_text_never_raises(text: str) -> None:
+    unit = parse_unit(text, "fuzz.c")
+    assert isinstance(unit, Unit)
+    assert all(isinstance(f, Failure) and "\n" not in f.message for f in unit.failures)
+
+
+_C_ALPHABET = st.sampled_from(list("{}()[];,#\"'\\/*\n \tabcx_0") + [
+    "#if ", "#else\n", "#endif\n", "/*", "*/", "asm(", "__attribute__((", "typeof(",
+    "for_each_x(", "case 1 ... 2:", "?:", "struct ", "static ", "int ", "u64 ", "}\n",
+])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_C_ALPHABET, max_size=80).map("".join))
+def test_c_like_text_never_raises(text: str) -> None:
+    assert isinstance(parse_unit(text, "fuzz.c"), Unit)
+
+
+_FIXTURE_TEXT = (FIXTURES / "kernel_constructs.c").read_text()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, len(_FIXTURE_TEXT)), st.integers(0, 40),
+                          st.sampled_from(["", "{", "}", "(", ")", ";", "\"", "'", "/*",
+                                           "#if 0\n", "#endif\n", "\\\n", "asm(", "@"])),
+                min_size=1, max_size=5))
+def test_mutated_fixture_never_raises(edits: list[tuple[int, int, str]]) -> None:
+    text = _FIXTURE_TEXT
+    for pos, length, insert in edits:
+        pos = min(pos, len(text))
+        text = text[:pos] + insert + text[pos + length:]
+    unit = parse_unit(text, "mutant.c")
+    assert isinstance(unit, Unit)
+    last = text.count("\n") + 1
+    for fn in unit.functions.values():
+        assert 1 <= fn.start_line <= fn.end_line <= last
+    for failure in unit.failures:
+        assert 1 <= failure.line <= last and "\n" not in failure.message
+
+
+def test_stray_brace_costs_little() -> None:
+    text = "{\n" + _FIXTURE_TEXT
+    unit = parse_unit(text, "stray.c")
+    assert len(unit.functions) >= 20
+
+
+def test_bytes_and_crlf_input() -> None:
+    text = "int f(void)\r\n{\r\n\treturn 0;\r\n}\r\n"
+    assert "f" in parse_unit(text, "crlf.c").functions
+    assert "f" in parse_unit(text.encode(), "bytes.c").functions  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- real kernel trees
+
+def _nested(tree: Path) -> tuple[str, Unit]:
+    text = (tree / "arch/x86/kvm/vmx/nested.c").read_text()
+    return text, parse_unit(text, "arch/x86/kvm/vmx/nested.c")
+
+
+@pytest.mark.kernel
+def test_kernel_nested_parses(kernel_tree: Path) -> None:
+    _, unit = _nested(kernel_tree)
+    missing = [name for name in REQUIRED if name not in unit.functions]
+    assert missing == [], unit.failures
+    assert len(unit.failures) <= 3, unit.failures
+    assert len(unit.functions) >= 150
+
+
+@pytest.mark.kernel
+def test_kernel_pdptr_write_line(kernel_tree: Path) -> None:
+    text, unit = _nested(kernel_tree)
+    fn = unit.functions["prepare_vmcs02_rare"]
+    expected = line_of(text, "vmcs_write64(GUEST_PDPTR0", fn.start_line)
+    calls = [c for c in find_calls(fn.node, "vmcs_write64")
+             if c.args.exprs[0].name == "GUEST_PDPTR0"]
+    assert [c.coord.line for c in calls] == [expected]
+    assert calls[0].coord.file == "arch/x86/kvm/vmx/nested.c"
+
+
+@pytest.mark.kernel
+def test_kernel_rare_nodes_on_original_lines(kernel_tree: Path) -> None:
+    text, unit = _nested(kernel_tree)
+    lines = text.split("\n")
+    fn = unit.functions["prepare_vmcs02_rare"]
+    assert ids_off_their_line(fn.node, lines) == []
+    for node in _walk(fn.node):
+        if node.coord is not None:
+            assert fn.start_line <= node.coord.line <= fn.end_line
+
+
+def _walk(node: c_ast.Node):
+    yield node
+    for _, child in node.children():
+        yield from _walk(child)
+
+
+@pytest.mark.kernel
+def test_kernel_vmx_parses(kernel_tree: Path) -> None:
+    text = (kernel_tree / "arch/x86/kvm/vmx/vmx.c").read_text()
+    unit = parse_unit(text, "arch/x86/kvm/vmx/vmx.c")
+    assert len(unit.failures) <= 5, unit.failures
+    assert "vmx_set_rflags" in unit.functions
+
+
+@pytest.mark.kernel
+def test_kernel_parse_time(kernel_612: Path) -> None:
+    text = (kernel_612 / "arch/x86/kvm/vmx/nested.c").read_text()
+    parse_unit(text, "nested.c")  # warm: pycparser import and the shim
+    best = min(_timed(text) for _ in range(3))
+    assert best < 0.5, f"parse_unit took {best:.3f}s"
+
+
+def _timed(text: str) -> float:
+    start = time.perf_counter()
+    parse_unit(text, "nested.c")
+    return time.perf_counter() - start
