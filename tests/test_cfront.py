@@ -98,6 +98,19 @@ def test_shim_is_plain_c() -> None:
             "ulong"} <= shim_type_names()
 
 
+def test_textual_prelude_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vmxlint.cfront import parse as cparse
+
+    parser = cparse._make_parser()
+    parser.uses_scope_hook = False  # as if pycparser's private scope API had changed
+    monkeypatch.setattr(cparse._local, "parser", parser, raising=False)
+    text, path = fixture("kernel_constructs.c")
+    unit = parse_unit(text, path)
+    assert unit.failures == []
+    assert len(unit.functions) == 24
+    assert not any(getattr(d, "name", None) == "u64" for d in unit.declarations)
+
+
 def test_unit_shape(constructs: tuple[str, str, Unit]) -> None:
     _, path, unit = constructs
     assert unit.path == path
@@ -280,8 +293,8 @@ def test_loop_macro_is_a_loop(constructs: tuple[str, str, Unit]) -> None:
     _, _, unit = constructs
     loops = [n for n in unit.functions["widget_loop"].node.body.block_items
              if isinstance(n, c_ast.While)]
-    assert [loop.cond.name.name for loop in loops] == ["list_for_each_entry",
-                                                       "for_each_set_bit"]
+    assert [loop.cond.name.name for loop in loops] == [
+        "list_for_each_entry", "for_each_set_bit", "list_for_each_entry_reverse"]
 
 
 def test_type_arguments_stay_arguments(constructs: tuple[str, str, Unit]) -> None:

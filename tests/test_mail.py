@@ -190,7 +190,8 @@ def test_split_body_keeps_double_dash_in_hunks() -> None:
 @pytest.mark.kernel
 def test_seed(seed_path: Path) -> None:
     [mail] = read_mails(seed_path.read_bytes(), seed_path.name)
-    assert mail.subject == "[PATCH v2 2/5] KVM: nVMX: remove unnecessary code in prepare_vmcs02_rare"
+    assert mail.subject == ("[PATCH v2 2/5] KVM: nVMX: remove unnecessary code in "
+                            "prepare_vmcs02_rare")
     assert (mail.index, mail.version) == ("2/5", 2)
     assert mail.sender == "Paolo Bonzini"
     assert mail.date == "Sat May 30 2026 - 13:00:46 EST"

@@ -144,7 +144,8 @@ def test_truncated_hunk_still_applies(tree: Tree) -> None:
 
 
 def test_damaged_ambiguous_hunk_is_unusable(tree: Tree) -> None:
-    diff = ("--- a/{0}\n+++ b/{0}\n@@ -27,3 +27,2 @@\n"
+    # Both PDPTR blocks are within reach of line 40 and neither is at it.
+    diff = ("--- a/{0}\n+++ b/{0}\n@@ -40,3 +40,2 @@\n"
             "vmcs_write64(GUEST_PDPTR0, vmcs12->guest_pdptr0);\n"
             "- vmcs_write64(GUEST_PDPTR1, vmcs12->guest_pdptr1);\n"
             "vmcs_write64(GUEST_PDPTR2, vmcs12->guest_pdptr2);\n").format(NESTED)
@@ -152,6 +153,16 @@ def test_damaged_ambiguous_hunk_is_unusable(tree: Tree) -> None:
     assert not applied.usable
     assert codes(applied) == ["VMX001"]
     assert "2 places" in applied.problems[0].message
+
+
+def test_damaged_hunk_at_its_stated_line_wins_a_near_tie(tree: Tree) -> None:
+    diff = ("--- a/{0}\n+++ b/{0}\n@@ -54,3 +54,2 @@\n"
+            "vmcs_write64(GUEST_PDPTR0, vmcs12->guest_pdptr0);\n"
+            "- vmcs_write64(GUEST_PDPTR1, vmcs12->guest_pdptr1);\n"
+            "vmcs_write64(GUEST_PDPTR2, vmcs12->guest_pdptr2);\n").format(NESTED)
+    applied = apply_patch(diff, tree)
+    assert codes(applied) == ["VMX002"]
+    assert applied.removed_lines[NESTED] == {55}
 
 
 def test_damaged_hunk_stated_line_breaks_a_far_tie() -> None:
@@ -221,7 +232,8 @@ def test_no_newline_at_end_of_file() -> None:
 
 
 def test_non_git_prefix_is_stripped(tree: Tree) -> None:
-    diff = diff_of("plain.diff").replace("a/arch", "linux.orig/arch").replace("b/arch", "linux/arch")
+    diff = diff_of("plain.diff").replace("a/arch", "linux.orig/arch")
+    diff = diff.replace("b/arch", "linux/arch")
     applied = apply_patch(diff, tree)
     assert applied.problems == [] and NESTED in applied.files
 

@@ -331,26 +331,29 @@ def split_body(text: str) -> tuple[str, str]:
 
 def _clean_diff(lines: list[str]) -> str:
     """Drop the "-- \\n2.x.y" signature and trailing empty lines."""
-    for i in range(len(lines) - 1, -1, -1):
-        if _is_signature(lines, i):
-            lines = lines[:i]
-            break
+    lines = lines[:_signature_at(lines)]
     while lines and lines[-1] == "":
         lines.pop()
     return "\n".join(lines) + "\n" if lines else ""
 
 
-def _is_signature(lines: list[str], i: int) -> bool:
-    """Whether lines[i] starts the mail signature rather than a diff line."""
-    if lines[i] not in ("-- ", "--"):
-        return False
-    rest = [ln for ln in lines[i + 1:] if ln.strip()]
-    if any(ln.startswith(("diff ", "@@ ", "--- ", "+++ ")) for ln in rest):
-        return False
-    if rest and _SIG_VERSION.match(rest[0]):
-        return True
-    # "-- " with its space is the real delimiter; a bare "--" could be a removed "-".
-    return lines[i] == "-- "
+def _signature_at(lines: list[str]) -> int:
+    """Index of the signature line, or len(lines); one pass from the end.
+
+    "-- " is the mail signature delimiter; a bare "--" (an archive dropped the
+    space) counts only when a git version follows, as it could be a removed "-".
+    A candidate with diff lines after it is a hunk line, not the signature.
+    """
+    next_text = ""
+    for i in range(len(lines) - 1, -1, -1):
+        line = lines[i]
+        if line in ("-- ", "--") and (line == "-- " or _SIG_VERSION.match(next_text)):
+            return i
+        if line.startswith(("+", "-", "@@", "diff ")):
+            return len(lines)
+        if line.strip():
+            next_text = line
+    return len(lines)
 
 
 # -- subject tags ---------------------------------------------------------------

@@ -24,8 +24,10 @@ REPAIRED = "VMX002"
 NOT_APPLIED = "VMX003"
 
 # A lenient match may ignore up to this many context lines at the hunk's ends
-# (GNU patch's "fuzz"), or half the hunk's context when that is more.
+# (GNU patch's "fuzz"), or half the hunk's context when that is more, but never
+# more than MAX_FUZZ (the search is quadratic in it).
 MIN_FUZZ = 2
+MAX_FUZZ = 8
 # When a damaged hunk matches several places, the stated line picks one only
 # when exactly one candidate lies this close to it.
 NEAR_LINES = 100
@@ -130,6 +132,7 @@ def _convert_hunk(hunk: unidiff.Hunk) -> _Hunk:
 def _lenient_parse(diff: str) -> tuple[list[_FilePatch], list[Problem]]:
     """Read a damaged diff: file headers, and hunks bounded by their header counts."""
     lines = [ln.rstrip("\r") for ln in diff.split("\n")]
+    lines = lines[:_signature_at(lines)]
     files: list[_FilePatch] = []
     problems: list[Problem] = []
     cur: _FilePatch | None = None
@@ -183,20 +186,25 @@ def _file_header_line(cur: _FilePatch, line: str) -> None:
 
 
 def _is_boundary(lines: list[str], i: int) -> bool:
-    """Whether lines[i] ends a hunk body: next hunk, next file, or the signature."""
+    """Whether lines[i] ends a hunk body: the next hunk or the next file."""
     line = lines[i]
-    nxt = lines[i + 1] if i + 1 < len(lines) else ""
     if line.startswith(("@@ -", "diff ", "Index: ", "GIT binary patch")):
         return True
-    if line.startswith("--- ") and nxt.startswith("+++ "):
-        return True
-    if line not in ("-- ", "--"):
-        return False
-    rest = [ln for ln in lines[i + 1:] if ln.strip()]
-    if any(ln.startswith(("+", "-", "@@", "diff ")) for ln in rest):
-        return False
-    # "-- " is the mail signature; a bare "--" only when a git version follows it.
-    return line == "-- " or bool(rest and _VERSION.match(rest[0]))
+    return line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ ")
+
+
+def _signature_at(lines: list[str]) -> int:
+    """Index of the mail signature ("-- " then the git version), or len(lines)."""
+    next_text = ""
+    for i in range(len(lines) - 1, -1, -1):
+        line = lines[i]
+        if line in ("-- ", "--") and (line == "-- " or _VERSION.match(next_text)):
+            return i
+        if line.startswith(("+", "-", "@@", "diff ")):
+            return len(lines)           # diff lines follow: not a signature
+        if line.strip():
+            next_text = line
+    return len(lines)
 
 
 def _skip_hunk(lines: list[str], i: int) -> int:
@@ -277,19 +285,20 @@ def _expected(hunk: _Hunk, offset: int) -> int:
     return max(start + offset, 0)
 
 
-def _find_exact(hunk: _Hunk, orig: list[str], lo: int, want: int) -> _Place | None:
+def _find_exact(hunk: _Hunk, orig: list[str], index: dict[str, list[int]], lo: int,
+                want: int) -> _Place | None:
     """The nearest exact occurrence of the pre-image at or after lo."""
     pre = _pre(hunk.lines)
     if not pre:
-        return _Place(min(max(want, lo), len(orig)), hunk.lines, True, 0) if (
-            want <= len(orig)) else None
-    cands = [p for p in range(lo, len(orig) - len(pre) + 1)
-             if orig[p] == pre[0] and orig[p:p + len(pre)] == pre]
+        if want > len(orig):
+            return None
+        return _Place(min(max(want, lo), len(orig)), hunk.lines, True)
+    cands = _occurrences(pre, orig, index, lo)
     if not cands:
         return None
     best = min(abs(p - want) for p in cands)
     nearest = [p for p in cands if abs(p - want) == best]
-    return _Place(nearest[0], hunk.lines, True, 0) if len(nearest) == 1 else None
+    return _Place(nearest[0], hunk.lines, True) if len(nearest) == 1 else None
 
 
 def _context_ends(lines: list[tuple[str, str]]) -> tuple[int, int]:
@@ -307,7 +316,7 @@ def _find_lenient(hunk: _Hunk, norm: list[str], index: dict[str, list[int]], lo:
     Returns the place, or None and the number of candidates (0: nowhere, >1: ambiguous).
     """
     lead, trail = _context_ends(hunk.lines)
-    max_fuzz = max(MIN_FUZZ, (lead + trail + 1) // 2)
+    max_fuzz = min(MAX_FUZZ, max(MIN_FUZZ, (lead + trail + 1) // 2))
     for total in range(0, min(lead + trail, max_fuzz) + 1):
         found: dict[int, _Place] = {}
         for drop_lead in range(max(0, total - trail), min(lead, total) + 1):
@@ -320,18 +329,39 @@ def _find_lenient(hunk: _Hunk, norm: list[str], index: dict[str, list[int]], lo:
         if len(found) == 1:
             return next(iter(found.values())), 1
         if len(found) > 1:
-            near = [s for s in found if abs(s - want) <= NEAR_LINES]
-            if len(near) == 1:
-                return found[near[0]], 1
-            return None, len(found)
+            pick = _tie_break(list(found), want)
+            return (found[pick], 1) if pick is not None else (None, len(found))
     return None, 0
 
 
-def _occurrences(pattern: list[str], norm: list[str], index: dict[str, list[int]],
+def _tie_break(starts: list[int], want: int) -> int | None:
+    """The one start the stated line clearly means, or None.
+
+    That is the only candidate within NEAR_LINES of the stated line, or else the
+    only one exactly at it (the tree is then the one the patch was made on).
+    """
+    near = [s for s in starts if abs(s - want) <= NEAR_LINES]
+    if len(near) == 1:
+        return near[0]
+    exact = [s for s in near if s == want]
+    return exact[0] if len(exact) == 1 else None
+
+
+def _occurrences(pattern: list[str], lines: list[str], index: dict[str, list[int]],
                  lo: int) -> list[int]:
-    """Start positions >= lo where norm holds pattern."""
+    """Start positions >= lo where lines hold pattern (anchored on its rarest line)."""
     n = len(pattern)
-    return [p for p in index.get(pattern[0], ()) if p >= lo and norm[p:p + n] == pattern]
+    anchor = min(range(n), key=lambda k: len(index.get(pattern[k], ())))
+    starts = (q - anchor for q in index.get(pattern[anchor], ()))
+    return [p for p in starts if p >= lo and lines[p:p + n] == pattern]
+
+
+def _index(lines: list[str]) -> dict[str, list[int]]:
+    """Positions of each distinct line."""
+    index: dict[str, list[int]] = {}
+    for k, value in enumerate(lines):
+        index.setdefault(value, []).append(k)
+    return index
 
 
 # -- applying -----------------------------------------------------------------------
@@ -368,17 +398,15 @@ def _apply_file(fp: _FilePatch, path: str, orig_text: str) -> _FileResult:
     orig = _split_lines(orig_text)
     bare = [ln.rstrip("\n") for ln in orig]
     norm = [_norm(ln) for ln in bare]
-    index: dict[str, list[int]] = {}
-    for k, value in enumerate(norm):
-        index.setdefault(value, []).append(k)
+    bare_index, norm_index = _index(bare), _index(norm)
     res = _FileResult([], set(), set(), 0, 0, 0, 0, [])
     cursor = offset = 0
     for hunk in fp.hunks:
         want = _expected(hunk, offset)
-        place = None if hunk.damaged else _find_exact(hunk, bare, cursor, want)
+        place = None if hunk.damaged else _find_exact(hunk, bare, bare_index, cursor, want)
         count = 1
         if place is None:
-            place, count = _find_lenient(hunk, norm, index, cursor, want)
+            place, count = _find_lenient(hunk, norm, norm_index, cursor, want)
         if place is None:
             res.problems.append(_unplaced(hunk, path, count))
             continue

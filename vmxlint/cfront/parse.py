@@ -137,7 +137,13 @@ _DECL_NAME = re.compile(r"([A-Za-z_]\w*)\s*(?:\[[^\]]*\]\s*)*(?:=|;|$)")
 _MACRO_CALL = re.compile(r"\A(?:static\s+)?([A-Za-z_]\w*)\s*\(.*\)\s*;?\s*\Z", re.S)
 _POINTER_CAST = re.compile(r"\(\s*(?!(?:const|volatile|struct|union|enum|void|char|int|long|"
                            r"short|unsigned|signed)\b)([A-Za-z_]\w*)\s*\*[\s*]*\)\s*(?=[\w(&*])")
+_DECL_TYPE = re.compile(
+    r"^[ \t]*(?:const[ \t]+)?([A-Za-z_]\w*)[ \t]+[* \t]*[A-Za-z_]\w*[ \t]*[;=,\[)]", re.M)
+# Statement words that may stand before a name without being types.
+_NOT_TYPES = frozenset(("return", "goto", "case", "else", "do", "sizeof", "typedef", "extern",
+                        "static", "register", "inline", "volatile", "struct", "union", "enum"))
 _T_CALL = re.compile(r"\b(\w+_t)\(")
+_T_WORD = re.compile(r"\b\w+_t\b")
 _TYPEDEF_NAME = re.compile(r"\(\s*\*\s*([A-Za-z_]\w*)\s*\)\s*\("
                            r"|([A-Za-z_]\w*)\s*(?:\[[^\]]*\]\s*)*;\s*\Z")
 
@@ -205,6 +211,8 @@ def _make_parser() -> Any:
         def _is_type_in_scope(self, name: str) -> bool:
             # Parsing the shim in front of every chunk costs more than the chunk: look the
             # name up in the real scopes first (locals shadow types), then in the kernel set.
+            if not self.uses_scope_hook:
+                return bool(super()._is_type_in_scope(name))
             for scope in reversed(self._scope_stack):
                 in_scope = scope.get(name)
                 if in_scope is not None:
@@ -212,10 +220,10 @@ def _make_parser() -> Any:
             return (name in self.kernel_types or name in self.chunk_types
                     or (_looks_like_type(name) and name not in self.chunk_calls))
 
-    parser = KernelParser()
     # Private pycparser API: fall back to a textual typedef prelude if it ever changes.
-    parser.uses_scope_hook = hasattr(parser, "_scope_stack") and hasattr(
-        c_parser.CParser, "_is_type_in_scope")
+    KernelParser.uses_scope_hook = hasattr(c_parser.CParser, "_is_type_in_scope")
+    parser = KernelParser()
+    parser.uses_scope_hook = parser.uses_scope_hook and hasattr(parser, "_scope_stack")
     return parser
 
 
@@ -295,9 +303,6 @@ def _parse_into(unit: "Unit", text: Any, path: str, config: Mapping[str, bool] |
     parser = _parser()
     shim = shim_type_names()
     parser.kernel_types = set(shim)
-    prelude = ""
-    if not parser.uses_scope_hook:
-        prelude = "".join(f"typedef int {n};" for n in sorted(shim)) + "\n"
     for chunk in split_chunks(text):
         src = text[chunk.start:chunk.end]
         if not src.strip() or src.strip() == ";":
@@ -308,17 +313,21 @@ def _parse_into(unit: "Unit", text: Any, path: str, config: Mapping[str, bool] |
         if chunk.is_function:
             cut = chunk.body - chunk.start
             src = src[:cut] + _rewrite_function(src[cut:])
-        if not parser.uses_scope_hook:
-            extra = sorted({n for n in re.findall(r"\b\w+_t\b", src)} | parser.kernel_types)
-            prelude = "".join(f"typedef int {n};" for n in extra) + "\n"
         # `min_t(` is a call: kernel style glues '(' to a called name, never to a type.
         parser.chunk_calls = set(_T_CALL.findall(src)) if "_t(" in src else set()
         # `(gate_desc *)x` can only be a cast, so gate_desc is a type in this chunk.
         parser.chunk_types = set(_POINTER_CAST.findall(src)) if "*)" in src.replace(" ", "") \
             else set()
-        if parser.chunk_types and not parser.uses_scope_hook:
-            prelude = prelude[:-1] + "".join(f"typedef int {n};" for n in parser.chunk_types) \
-                + "\n"
+        # `sev_ret_code fw_err = 0;`: two names in a row can only be a type and a declarator.
+        parser.chunk_types.update(n for n in _DECL_TYPE.findall(src) if n not in _C_KEYWORDS
+                                  and n not in _NOT_TYPES)
+        prelude, skip = "", 0
+        if not parser.uses_scope_hook:
+            names = (parser.kernel_types | parser.chunk_types
+                     | {n for n in _T_WORD.findall(src) if _looks_like_type(n)})
+            names -= parser.chunk_calls
+            prelude = "".join(f"typedef int {n};" for n in sorted(names)) + "\n"
+            skip = len(names)
         source = prelude + _line_marker(chunk.line, path) + " " * chunk.column + src + "\n"
         try:
             ast = parser.parse(source, path)
@@ -327,7 +336,7 @@ def _parse_into(unit: "Unit", text: Any, path: str, config: Mapping[str, bool] |
             if "typedef" in src:
                 _learn_typedef_text(src, parser.kernel_types)
             continue
-        for node in ast.ext:
+        for node in ast.ext[skip:]:
             if isinstance(node, c_ast.FuncDef):
                 fname = node.decl.name
                 if fname and fname not in unit.functions:

@@ -7,7 +7,7 @@ not expanded: a macro call stays a call, which is what the later stages want to 
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Iterable, Mapping
 
 DEFAULT_CONFIG: dict[str, bool] = {
     "CONFIG_X86_64": True,
@@ -68,7 +68,7 @@ _NOT_NEWLINE = re.compile(r"[^\n]")
 
 
 def strip_comments(text: str) -> str:
-    """Replace each comment by a space plus the newlines it contained."""
+    """Blank each comment, keeping the newlines it contained."""
     if "/*" not in text and "//" not in text:
         return text
 
@@ -330,8 +330,9 @@ _RENAME = {
     "__inline__": "inline", "__inline": "inline", "__volatile__": "volatile",
     "__volatile": "volatile", "__const": "const", "__const__": "const",
     "__signed__": "signed", "__signed": "signed", "__restrict": "restrict",
-    "__restrict__": "restrict", "__builtin_offsetof": "offsetof", "__alignof__": "_Alignof",
-    "__alignof": "_Alignof", "alignof": "_Alignof", "__auto_type": "long",
+    "__restrict__": "restrict", "__builtin_offsetof": "offsetof",
+    # _Alignof takes only a type in pycparser; sizeof takes both and is as opaque here.
+    "__alignof__": "sizeof", "__alignof": "sizeof", "alignof": "sizeof", "__auto_type": "long",
     "__label__": "long", "_Noreturn": "", "__thread": "_Thread_local",
 }
 
@@ -346,7 +347,7 @@ _TO_ZERO = frozenset((
 _KERNEL_WORD = re.compile(
     r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\''
     r"|\b(?:__\w+|asm\w*|typeof\w*|alignof|_Noreturn|_Generic|noinline|noinstr|asmlinkage"
-    r"|fastcall|notrace)\b"
+    r"|fastcall|notrace|DECLARE_BITMAP)\b"
 )
 
 
@@ -396,7 +397,8 @@ def _scan_replace(text: str, pattern: re.Pattern[str],
     """Apply HANDLE to each PATTERN match outside string literals.
 
     HANDLE returns (end, replacement) to replace TEXT[match.start():end], or None to keep
-    it.  Newlines inside a replaced span are appended to the replacement, so lines stay put.
+    it.  Newlines of the span that the replacement lacks are appended to it, so lines stay
+    put.
     """
     out: list[str] = []
     last = 0
@@ -416,11 +418,12 @@ def _scan_replace(text: str, pattern: re.Pattern[str],
         end = max(end, m.end())
         out.append(text[last:m.start()])
         out.append(replacement)
-        newlines = text.count("\n", m.start(), end)
-        if newlines:
+        span_newlines = text.count("\n", m.start(), end)
+        missing = span_newlines - replacement.count("\n")
+        if missing > 0:
             # Put the text after the span back in its column on the span's last line.
-            out.append("\n" * newlines + " " * (end - text.rfind("\n", m.start(), end) - 1))
-        elif len(replacement) < end - m.start():
+            out.append("\n" * missing + " " * (end - text.rfind("\n", m.start(), end) - 1))
+        elif span_newlines == 0 and len(replacement) < end - m.start():
             out.append(" " * (end - m.start() - len(replacement)))
         last = pos = end
     out.append(text[last:])
@@ -432,6 +435,14 @@ def _kernel_word(text: str, m: re.Match[str]) -> tuple[int, str] | None:
     end = m.end()
     if word in _DROP_WORDS:
         return end, " "
+    if word == "DECLARE_BITMAP":
+        # A member or variable declaration in disguise: spell out the array it declares.
+        paren = _skip_space(text, end)
+        close = _balanced_end(text, paren) if text.startswith("(", paren) else -1
+        name, comma, bits = text[paren + 1:close - 1].partition(",") if close > 0 else ("", "", "")
+        if not comma or not name.strip().isidentifier():
+            return None
+        return close, f"unsigned long {name.strip()}[BITS_TO_LONGS({bits.strip()})]"
     if word in _RENAME:
         return end, _RENAME[word]
     if word in _DROP_CALLS or word in _TYPEOF or word in _TO_ZERO or word in _ASM:
@@ -464,7 +475,7 @@ def _kernel_word(text: str, m: re.Match[str]) -> tuple[int, str] | None:
 # sit there, and pycparser cannot, so it becomes an empty literal that concatenates.
 _STRING_MACRO = re.compile(
     r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\''
-    r'|\b[A-Za-z_]\w+(?=[ \t]*")|(?<=")[ \t]*[A-Za-z_]\w*\b'
+    r'|\b[A-Za-z_]\w+(?=\s*")|(?<=")[ \t]*[A-Za-z_]\w*\b'
 )
 
 
@@ -513,11 +524,11 @@ def _loop_macro(text: str, m: re.Match[str]) -> tuple[int, str] | None:
     if _prev_char(text, m.start()) not in ";{}:)" and not _PREV_ELSE_DO.search(
             text, max(0, m.start() - 16), m.start()):
         return None  # inside an expression, so not a loop head
-    head = text[m.start():close].replace("\n", " ")
-    return close, f"while ({head})"
+    # The head keeps its own newlines, so arguments on later lines stay on them.
+    return close, f"while ({text[m.start():close]})"
 
 
-def type_argument_pattern(type_names: Iterator[str] | frozenset[str] | set[str]) -> re.Pattern[str]:
+def type_argument_pattern(type_names: Iterable[str]) -> re.Pattern[str]:
     """Return the pattern of a macro argument that is a type (`, struct foo *)`)."""
     names = "|".join(sorted((re.escape(n) for n in type_names), key=len, reverse=True))
     typename = rf"(?:{names})\b|\w+_t\b" if names else r"\w+_t\b"

@@ -87,7 +87,8 @@ def _stale_reason(ctx: Context, w: Site) -> str | None:
     fm = ctx.model.fields.get(w.field)
     if info is not None and info.shadow == "rw" and w.origin == "vmcs12":
         return "L1 can VMWRITE it through the shadow VMCS without a VM exit"
-    if fm is not None and fm.origin == "l0" and not fm.runtime and w.origin == "other":
+    if fm is not None and fm.origin in ("l0", "mixed") and not fm.runtime \
+            and w.origin == "other":
         return "its value comes from L0/vCPU state, which changes without dirtying vmcs12"
     return None
 
