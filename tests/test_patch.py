@@ -76,6 +76,13 @@ def test_archive_page_is_repaired_to_the_clean_result(tree: Tree) -> None:
     assert applied.files[NESTED] == without_pdptr_block(BASE)
 
 
+def test_archive_page_footer_is_not_part_of_the_hunk(tree: Tree) -> None:
+    diff = diff_of("archive-page.txt") + "\n- Previous message\n Next: x\nLast update: today\n"
+    applied = apply_patch(diff, tree)
+    assert codes(applied) == ["VMX002"]
+    assert applied.files[NESTED] == without_pdptr_block(BASE)
+
+
 def test_hunk_that_does_not_apply(tree: Tree) -> None:
     applied = apply_patch(diff_of("does-not-apply.patch"), tree)
     assert not applied.usable

@@ -140,9 +140,10 @@ PLANTED = {
         "\t\tvmcs_write64(GUEST_PDPTR0, vmcs12->guest_pdptr0);\n\t\tvmcs_write64(GUEST_PDPTR1",
         "\t\tvmcs_write32(GUEST_PDPTR0, vmcs12->guest_pdptr0);\n\t\tvmcs_write64(GUEST_PDPTR1"),
         "VMX401", "GUEST_PDPTR0"),
-    "cache-bypass": (lambda t: t.replace("\tpin_controls_set(vmx, exec_control);",
-                                         "\tvmcs_write32(PIN_BASED_VM_EXEC_CONTROL, exec_control);"),
-                     "VMX403", "PIN_BASED_VM_EXEC_CONTROL"),
+    "cache-bypass": (lambda t: t.replace(
+        "\tpin_controls_set(vmx, exec_control);",
+        "\tvmcs_write32(PIN_BASED_VM_EXEC_CONTROL, exec_control);"),
+        "VMX403", "PIN_BASED_VM_EXEC_CONTROL"),
     "constant-on-hot-path": (lambda t: _move(
         t, r"vmcs_write64\(VM_FUNCTION_CONTROL, 0\);", "prepare_vmcs02_early",
         "\tvmcs_write64(VM_FUNCTION_CONTROL, 0);\n"), "VMX103", "VM_FUNCTION_CONTROL"),

@@ -231,11 +231,16 @@ def _read_hunk(lines: list[str], i: int) -> tuple[_Hunk | None, int]:
         k += 1
     if pre != old_len or post != new_len:
         hunk.damaged = True           # truncated, or counts that do not add up
-    # Counts too small: keep diff lines that directly follow (git apply --recount).
-    while k < len(body) and body[k][:1] in ("+", "-", " ", "\\"):
+    # Counts too small (git apply --recount): keep the rest only when it is all diff
+    # lines up to the next header, so trailing page text is not mistaken for a hunk.
+    rest = body[k:]
+    while rest and rest[-1] == "":
+        rest.pop()
+    if any(ln[:1] in ("+", "-") for ln in rest) and all(
+            ln == "" or ln[:1] in ("+", "-", " ", "\\") for ln in rest):
         hunk.damaged = True
-        pre, post = _take_line(hunk, body[k], pre, post)
-        k += 1
+        for line in rest:
+            pre, post = _take_line(hunk, line, pre, post)
     return hunk, end
 
 

@@ -42,7 +42,8 @@ class Context:
     def solver(self) -> Solver:
         axioms = [parse_expr(a) for a in self.model.axioms]
         # A clean bit of the enlightened VMCS means something only when one is in use.
-        clean = {a for s in self.path.sites for a in _atoms(s.guard) if a.startswith("evmcs.clean.")}
+        clean = {a for s in self.path.sites for a in _atoms(s.guard)
+                 if a.startswith("evmcs.clean.")}
         axioms += [parse_expr(f"not {a} or evmcs.active") for a in sorted(clean)]
         return Solver(axioms)
 
