@@ -5,7 +5,9 @@ prints, so the output is safe as b4's ``am-perpatch-check-cmd``: b4 takes every
 stdout line for one problem (``fail`` if it contains ``ERROR:``, ``warning``
 otherwise). Hence nothing else is printed: no summary, no blank line, and no
 resolved finding. Severities map to checkpatch's levels: error -> ERROR,
-warning -> WARNING, info -> CHECK (checkpatch's lowest level).
+warning -> WARNING. Info findings would be checkpatch's CHECK level, which checkpatch
+prints only with --strict; like checkpatch by default, this format leaves them out, so
+a patch that only triggers info (a repaired archive diff, say) prints nothing.
 """
 from __future__ import annotations
 
@@ -15,13 +17,13 @@ from vmxlint.findings import Report
 
 from . import one_line, ordered
 
-LEVELS = {"error": "ERROR", "warning": "WARNING", "info": "CHECK"}
+LEVELS = {"error": "ERROR", "warning": "WARNING"}
 
 
 def write(report: Report, out: TextIO) -> None:
     """Write one checkpatch line per finding that is not resolved."""
     for f in ordered(report.findings):
-        if f.status == "resolved":
+        if f.status == "resolved" or f.severity not in LEVELS:
             continue
-        level = LEVELS.get(f.severity, "WARNING")
+        level = LEVELS[f.severity]
         out.write(f"{f.path}:{f.line}: {level}:{f.code}: {one_line(f.message)}\n")
