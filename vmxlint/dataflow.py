@@ -22,7 +22,7 @@ def build_graph(path: "EntryPath", field: str | None = None) -> "networkx.DiGrap
     """The graph of one entry path, optionally only the sites of one field."""
     import networkx as nx
 
-    g = nx.DiGraph(root=path.root, success=render(path.success))
+    g = nx.DiGraph(root=path.root)
     prev = None
     for s in path.sites:
         if field is not None and s.kind in ("write", "read") and s.field != field:
@@ -39,7 +39,9 @@ def build_graph(path: "EntryPath", field: str | None = None) -> "networkx.DiGrap
         if s.kind in ("call", "entry") and s.callee:
             attrs.update(callee=s.callee)
         if s.kind == "entry" and not s.callee:
-            attrs.update(label="VM entry")
+            # Reached when none of the path's early exits was taken; the full condition
+            # is in the checks' evidence, too long to show on a node.
+            attrs.update(label="VM entry", guard="no early exit taken")
         g.add_node(node, **attrs)
         if prev is not None:
             g.add_edge(prev, node, kind="next")

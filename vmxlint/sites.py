@@ -167,7 +167,7 @@ class Walker:
         success = disj(*ok) if ok else disj(*(pc for pc, _ in frame.returns)) \
             if frame.returns else TRUE
         self._add(Site(kind="entry", order=0, function=root, path=fn.path,
-                       line=fn.end_line, guard=success, local=success, shown=success,
+                       line=fn.end_line, guard=success, local=success, shown=TRUE,
                        chain=(root,)))
         return EntryPath(root=root, sites=self.sites, success=success,
                          functions=self.visited, labels=self.labels)
