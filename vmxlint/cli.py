@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -111,6 +112,11 @@ def _options(args, tree) -> dict:
         v = opt(name)
         return v is True or str(v).lower() in ("1", "true", "yes", "on")
 
+    for name in ("select", "ignore", "extend-select", "extend-ignore"):
+        for code in split_codes(opt(name)):
+            if not re.fullmatch(r"V(M(X\d{0,3})?)?", code):
+                raise UsageError(f"--{name}: {code!r} is not a vmxlint code or prefix "
+                                 "(VMX, VMX1, VMX101, ...)")
     sel = Selection(select=split_codes(opt("select")) or ["VMX"],
                     ignore=split_codes(opt("ignore")),
                     extend_select=split_codes(opt("extend-select")),
@@ -177,6 +183,9 @@ def _check(args) -> int:
         args.rev = args.rev or "HEAD"
     tree = _tree(args)
     opts = _options(args, tree)
+    from vmxlint.tree import NESTED_C, TreeError
+    if not tree.exists(NESTED_C):
+        raise TreeError(f"{tree.describe()}: no {NESTED_C} in this tree")
     if args.staged:
         mails = _staged(tree)
         if not mails:

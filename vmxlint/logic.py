@@ -121,26 +121,46 @@ def disj(*fs: Formula) -> Formula:
 
 def atoms(f: Formula) -> set[str]:
     """Names of the atoms of f."""
-    if isinstance(f, Atom):
-        return {f.name}
-    if isinstance(f, Not):
-        return atoms(f.arg)
-    if isinstance(f, (And, Or)):
-        return set().union(*(atoms(a) for a in f.args))
-    return set()
+    out: set[str] = set()
+    seen: set[int] = set()
+    stack = [f]
+    # Guards share subformulas heavily (one path condition feeds many sites): visit each
+    # object once.
+    while stack:
+        g = stack.pop()
+        if id(g) in seen:
+            continue
+        seen.add(id(g))
+        if isinstance(g, Atom):
+            out.add(g.name)
+        elif isinstance(g, Not):
+            stack.append(g.arg)
+        elif isinstance(g, (And, Or)):
+            stack.extend(g.args)
+    return out
 
 
-def substitute(f: Formula, env: Mapping[str, Formula]) -> Formula:
+def substitute(f: Formula, env: Mapping[str, Formula],
+               _memo: dict[int, Formula] | None = None) -> Formula:
     """Replace atoms named in env by their formulas."""
+    if not env:
+        return f
+    memo = {} if _memo is None else _memo
+    hit = memo.get(id(f))
+    if hit is not None:
+        return hit
     if isinstance(f, Atom):
-        return env.get(f.name, f)
-    if isinstance(f, Not):
-        return neg(substitute(f.arg, env))
-    if isinstance(f, And):
-        return conj(*(substitute(a, env) for a in f.args))
-    if isinstance(f, Or):
-        return disj(*(substitute(a, env) for a in f.args))
-    return f
+        out = env.get(f.name, f)
+    elif isinstance(f, Not):
+        out = neg(substitute(f.arg, env, memo))
+    elif isinstance(f, And):
+        out = conj(*(substitute(a, env, memo) for a in f.args))
+    elif isinstance(f, Or):
+        out = disj(*(substitute(a, env, memo) for a in f.args))
+    else:
+        out = f
+    memo[id(f)] = out
+    return out
 
 
 def render(f: Formula) -> str:

@@ -16,7 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Mapping
 
-from vmxlint.logic import FALSE, TRUE, Atom, Formula, conj, disj, neg, parse_expr
+from vmxlint.logic import (FALSE, TRUE, Atom, Formula, atoms, conj, disj, neg, parse_expr,
+                           substitute)
 
 if TYPE_CHECKING:  # pragma: no cover
     from pycparser import c_ast
@@ -95,6 +96,7 @@ class _Predicates:
         self.regex: list = []
         # A vmcs02 control means what vmcs02.toml derives it from (L0, vmcs12).
         self.controls = {k: parse_expr(v) for k, v in model.controls.items()}
+        self.memo: dict[tuple[str, str], Formula | None] = {}
         for p in model.predicates:
             if p.regex:
                 self.regex.append((re.compile(p.spelling), p))
@@ -102,6 +104,12 @@ class _Predicates:
                 self.exact.setdefault(_norm(p.spelling), []).append(p)
 
     def lookup(self, text: str, function: str) -> Formula | None:
+        key = (text, function)
+        if key not in self.memo:
+            self.memo[key] = self._lookup(text, function)
+        return self.memo[key]
+
+    def _lookup(self, text: str, function: str) -> Formula | None:
         for p in self.exact.get(text, ()):
             if not p.functions or function in p.functions:
                 return self._derive(parse_expr(p.means))
@@ -114,7 +122,6 @@ class _Predicates:
         return None
 
     def _derive(self, f: Formula) -> Formula:
-        from vmxlint.logic import substitute
         for _ in range(3):
             f = substitute(f, self.controls)
         return f
@@ -358,7 +365,7 @@ class Walker:
         text = self.text(node)
         known = self.preds.lookup(text, fr.name)
         if known is not None:
-            for a in _atoms_of(known):
+            for a in atoms(known):
                 self.labels.setdefault(a, self.gen.visit(node))
             return _label(known, self.gen.visit(node))
         if kind == "FuncCall" and id(node) in self.call_values:
@@ -456,11 +463,6 @@ class Walker:
         if "vmcs12->" in text:
             return "vmcs12", None
         return "other", None
-
-
-def _atoms_of(f: Formula) -> set[str]:
-    from vmxlint.logic import atoms
-    return atoms(f)
 
 
 def _label(f: Formula, label: str | None) -> Formula:

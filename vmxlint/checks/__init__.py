@@ -12,7 +12,8 @@ from typing import Callable, Iterable, Iterator
 
 from vmxlint.facts import Facts
 from vmxlint.findings import Evidence, Finding
-from vmxlint.logic import FALSE, TRUE, Atom, Formula, Solver, conj, parse_expr, substitute
+from vmxlint.logic import (FALSE, TRUE, Atom, Formula, Solver, atoms, conj, parse_expr,
+                           substitute)
 from vmxlint.model import Model
 from vmxlint.sites import EntryPath, Site
 
@@ -42,7 +43,7 @@ class Context:
     def solver(self) -> Solver:
         axioms = [parse_expr(a) for a in self.model.axioms]
         # A clean bit of the enlightened VMCS means something only when one is in use.
-        clean = {a for s in self.path.sites for a in _atoms(s.guard)
+        clean = {a for s in self.path.sites for a in atoms(s.guard)
                  if a.startswith("evmcs.clean.")}
         axioms += [parse_expr(f"not {a} or evmcs.active") for a in sorted(clean)]
         return Solver(axioms)
@@ -86,11 +87,6 @@ class Context:
     def evidence(self, site: Site, role: str) -> Evidence:
         return Evidence(path=site.path, line=site.line,
                         function=site.via or site.function, role=role)
-
-
-def _atoms(f: Formula) -> set[str]:
-    from vmxlint.logic import atoms
-    return atoms(f)
 
 
 def run_checks(ctx: Context, codes: Iterable[str] | None = None) -> Iterator[Finding]:

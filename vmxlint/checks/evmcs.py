@@ -5,7 +5,7 @@ from typing import Iterator
 
 from vmxlint.checks import Context, check
 from vmxlint.findings import Finding
-from vmxlint.logic import Atom, conj, neg, render
+from vmxlint.logic import Atom, atoms, conj, neg, render
 from vmxlint.sites import Site
 
 PREFIX = "evmcs.clean."
@@ -13,8 +13,6 @@ PREFIX = "evmcs.clean."
 
 def gates(ctx: Context, w: Site) -> list[str]:
     """Groups whose clean bit, when set, keeps the write from running (with an eVMCS)."""
-    from vmxlint.logic import atoms
-
     active = conj(w.guard, Atom("evmcs.active"))
     out = []
     for a in sorted(atoms(w.guard)):

@@ -5,8 +5,8 @@ from typing import Iterator
 
 from vmxlint.checks import Context, check
 from vmxlint.findings import Finding
-from vmxlint.logic import (FALSE, TRUE, Atom, conj, describe_assignment, disj, neg, render,
-                           substitute)
+from vmxlint.logic import (FALSE, TRUE, Atom, atoms, conj, describe_assignment, disj, neg,
+                           render, substitute)
 from vmxlint.sites import Site
 
 ONCE = "vmcs02.initialized"
@@ -39,7 +39,7 @@ def coverage(ctx: Context, name: str, before: int):
         g = substitute(w.guard, {ONCE: FALSE})
         if persists(ctx, w):
             # Written on the last entry that copied vmcs12: still valid while it is clean.
-            clean = {a: FALSE for a in _atoms(g) if a.startswith("evmcs.clean.")}
+            clean = {a: FALSE for a in atoms(g) if a.startswith("evmcs.clean.")}
             g = substitute(g, {"vmcs12.dirty": TRUE, **clean})
         cover.append(g)
     fm = ctx.model.fields.get(name)
@@ -48,11 +48,6 @@ def coverage(ctx: Context, name: str, before: int):
         # RSM) runs L2 with the state userspace restored through KVM's runtime writers.
         cover.append(neg(Atom("nested.run_pending")))
     return disj(*cover)
-
-
-def _atoms(f):
-    from vmxlint.logic import atoms
-    return atoms(f)
 
 
 @check("VMX201")
@@ -69,7 +64,7 @@ def missing_write(ctx: Context) -> Iterator[Finding]:
             continue
         first = min(ctx.writes_of(name), key=lambda w: w.order)
         # Show the atoms that decide consumption and coverage, not the success path's.
-        keep = _atoms(ctx.consumed(name)) | _atoms(have)
+        keep = atoms(ctx.consumed(name)) | atoms(have)
         cex = {k: v for k, v in cex.items() if k in keep} or cex
         shown = describe_assignment(cex, ctx.path.labels)
         site = Site(**{**first.__dict__})
