@@ -12,8 +12,7 @@ from typing import Callable, Iterable, Iterator
 
 from vmxlint.facts import Facts
 from vmxlint.findings import Evidence, Finding
-from vmxlint.logic import (FALSE, TRUE, Atom, Formula, Solver, atoms, conj, parse_expr,
-                           substitute)
+from vmxlint.logic import Formula, Solver, TRUE, atoms, parse_expr, substitute
 from vmxlint.model import Model
 from vmxlint.sites import EntryPath, Site
 
@@ -98,4 +97,4 @@ def run_checks(ctx: Context, codes: Iterable[str] | None = None) -> Iterator[Fin
             yield from fn(ctx)
 
 
-__all__ = ("CHECKS", "Context", "check", "run_checks", "FALSE", "TRUE", "Atom", "conj")
+__all__ = ("CHECKS", "Context", "check", "run_checks")
