@@ -1,6 +1,7 @@
 """The pipeline: tree -> facts and sites -> graph -> checks -> findings, for audit and check."""
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +35,14 @@ class Analysis:
 def _rules_digest() -> str:
     from vmxlint.model_paths import rules_dir
 
+    return _digest_of(rules_dir())
+
+
+@functools.lru_cache(maxsize=4)
+def _digest_of(directory: Path) -> str:
+    """Hash of the rule data: read once per process, not once per analysed image."""
     parts = []
-    for p in sorted(rules_dir().rglob("*.toml")):
+    for p in sorted(directory.rglob("*.toml")):
         parts.append(p.name + p.read_text(encoding="utf-8"))
     return cache.key(*parts)
 

@@ -163,6 +163,16 @@ def substitute(f: Formula, env: Mapping[str, Formula],
     return out
 
 
+def expand(f: Formula, defs: Mapping[str, Formula], rounds: int = 3) -> Formula:
+    """Substitute definitions that may refer to one another (vmcs02 controls), to a depth."""
+    for _ in range(rounds):
+        g = substitute(f, defs)
+        if g == f:
+            break
+        f = g
+    return f
+
+
 def render(f: Formula) -> str:
     """Readable text, using each atom's C spelling where it has one."""
     if isinstance(f, Atom):

@@ -16,8 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Mapping
 
-from vmxlint.logic import (FALSE, TRUE, Atom, Formula, atoms, conj, disj, neg, parse_expr,
-                           substitute)
+from vmxlint.logic import (FALSE, TRUE, Atom, Formula, atoms, conj, disj, expand, neg,
+                           parse_expr)
 
 if TYPE_CHECKING:  # pragma: no cover
     from pycparser import c_ast
@@ -112,19 +112,14 @@ class _Predicates:
     def _lookup(self, text: str, function: str) -> Formula | None:
         for p in self.exact.get(text, ()):
             if not p.functions or function in p.functions:
-                return self._derive(parse_expr(p.means))
+                return expand(parse_expr(p.means), self.controls)
         for rx, p in self.regex:
             if p.functions and function not in p.functions:
                 continue
             m = rx.fullmatch(text)
             if m:
-                return self._derive(parse_expr(m.expand(p.means)))
+                return expand(parse_expr(m.expand(p.means)), self.controls)
         return None
-
-    def _derive(self, f: Formula) -> Formula:
-        for _ in range(3):
-            f = substitute(f, self.controls)
-        return f
 
 
 class _Frame:

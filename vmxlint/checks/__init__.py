@@ -12,7 +12,7 @@ from typing import Callable, Iterable, Iterator
 
 from vmxlint.facts import Facts
 from vmxlint.findings import Evidence, Finding
-from vmxlint.logic import Formula, Solver, TRUE, atoms, parse_expr, substitute
+from vmxlint.logic import TRUE, Formula, Solver, atoms, expand, parse_expr
 from vmxlint.model import Model
 from vmxlint.sites import EntryPath, Site
 
@@ -48,6 +48,11 @@ class Context:
         return Solver(axioms)
 
     @cached_property
+    def controls(self) -> dict[str, Formula]:
+        """vmcs02 controls as vmcs02.toml derives them from L0 and vmcs12."""
+        return {k: parse_expr(v) for k, v in self.model.controls.items()}
+
+    @cached_property
     def writes(self) -> list[Site]:
         return self.path.writes("vmcs02")
 
@@ -63,10 +68,7 @@ class Context:
         if name not in self._consumed:
             fm = self.model.fields.get(name)
             f = parse_expr(fm.entry) if fm is not None else TRUE
-            controls = {k: parse_expr(v) for k, v in self.model.controls.items()}
-            for _ in range(3):   # controls may be defined through other controls
-                f = substitute(f, controls)
-            self._consumed[name] = f
+            self._consumed[name] = expand(f, self.controls)
         return self._consumed[name]
 
     def finding(self, code: str, site: Site, message: str, *,

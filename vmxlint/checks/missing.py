@@ -67,9 +67,8 @@ def missing_write(ctx: Context) -> Iterator[Finding]:
         keep = atoms(ctx.consumed(name)) | atoms(have)
         cex = {k: v for k, v in cex.items() if k in keep} or cex
         shown = describe_assignment(cex, ctx.path.labels)
-        site = Site(**{**first.__dict__})
         yield ctx.finding(
-            "VMX201", site,
+            "VMX201", first,
             f"VM entry consumes {name} but no write of it runs when {shown}",
             evidence=[ctx.evidence(w, "write") for w in ctx.writes_of(name)]
             + [ctx.evidence(entry, "consumer")],
