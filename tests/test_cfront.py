@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -76,12 +75,11 @@ def constructs() -> tuple[str, str, Unit]:
 # --------------------------------------------------------------------------- API
 
 def test_import_is_cheap_and_lazy() -> None:
-    code = ("import sys, time; t = time.perf_counter(); import vmxlint.cfront; "
-            "print(time.perf_counter() - t, 'pycparser' in sys.modules)")
+    # Import cost is timed in benchmarks/; here only what is imported is checked.
+    code = "import sys; import vmxlint.cfront; print('pycparser' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout.split()
-    assert out[1] == "False"
-    assert float(out[0]) < 0.1  # the budget is 20 ms; leave room for a loaded machine
+    assert out == ["False"]
 
 
 def test_shim_is_plain_c() -> None:
@@ -458,17 +456,3 @@ def test_kernel_vmx_parses(kernel_tree: Path) -> None:
     unit = parse_unit(text, "arch/x86/kvm/vmx/vmx.c")
     assert len(unit.failures) <= 5, unit.failures
     assert "vmx_set_rflags" in unit.functions
-
-
-@pytest.mark.kernel
-def test_kernel_parse_time(kernel_612: Path) -> None:
-    text = (kernel_612 / "arch/x86/kvm/vmx/nested.c").read_text()
-    parse_unit(text, "nested.c")  # warm: pycparser import and the shim
-    best = min(_timed(text) for _ in range(3))
-    assert best < 0.5, f"parse_unit took {best:.3f}s"
-
-
-def _timed(text: str) -> float:
-    start = time.perf_counter()
-    parse_unit(text, "nested.c")
-    return time.perf_counter() - start
