@@ -16,16 +16,24 @@ listed plainly before the quote; findings without a patch (audit) go into a
 message of their own. Messages are separated by mbox ``From `` lines, as in
 ``git format-patch`` output, so that ``git send-email`` or a mail client can
 take the file as is.
+
+The mail is untrusted (DESIGN.md section 8). Each reply is an ``EmailMessage``
+under a strict policy; every header value taken from the input is decoded and
+flattened to one line first, addresses and message ids are kept only when they
+parse, so no input can add a header or a message. Control characters in the
+body are escaped. The signature follows a ``-- `` line, where b4 drops it.
 """
 from __future__ import annotations
 
 import email
 import email.errors
+import email.generator
 import email.policy
 import email.utils
 import re
 from dataclasses import dataclass, field
-from email.message import Message
+from email.headerregistry import Address
+from email.message import EmailMessage, Message
 from typing import TextIO
 
 from vmxlint import __version__
@@ -37,9 +45,12 @@ QUOTE_CONTEXT = 3
 MBOX_FROM = "From vmxlint Mon Sep 17 00:00:00 2001"
 _GIT = re.compile(r"^diff --git a/(.*) b/(.*)$")
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@(.*)$")
-MIME = ["MIME-Version: 1.0", "Content-Type: text/plain; charset=utf-8",
-        "Content-Transfer-Encoding: 8bit"]
-CLOSING = ["", "-- ", f"vmxlint {__version__}; `vmxlint explain CODE` describes each check."]
+SIGNATURE = f"vmxlint {__version__}; `vmxlint explain CODE` describes each check."
+# Strict on what we write; headers fold only past RFC 5322's 998-character limit.
+POLICY = email.policy.default.clone(raise_on_defect=True, max_line_length=998)
+# Characters that end a line for str.splitlines() or a terminal: C0 (tab aside), DEL, C1, LS, PS.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+_MSGID = re.compile(r"<[!-;=?-~]+>")
 _STATUS_NOTE = {"resolved": "(resolved by this patch)", "existing": "(present before this patch)"}
 
 
@@ -167,12 +178,23 @@ def _mail(text: str | None) -> tuple[Message | None, str]:
         return None, text
 
 
+def _flat(value: object) -> str:
+    """Decoded header text on one line: control characters become blanks, runs of blanks one."""
+    return " ".join(_CONTROL.sub(" ", str(value or "")).split())
+
+
+def _escape(line: str) -> str:
+    """Show the control characters of one body line as ``\\xNN`` / ``\\uNNNN``; keep tabs."""
+    return _CONTROL.sub(lambda m: ascii(m.group())[1:-1], line)
+
+
 def _header(msg: Message | None, name: str) -> str:
+    """The decoded value of a header of the patch mail, flattened to one line."""
     if msg is None:
         return ""
     try:
-        return str(msg.get(name) or "").strip()
-    except (ValueError, TypeError, IndexError, email.errors.MessageError):
+        return _flat(msg.get(name))
+    except (ValueError, TypeError, IndexError, LookupError, email.errors.MessageError):
         return ""
 
 
@@ -239,31 +261,51 @@ def _hunk_header(hunk: _Hunk, start: int, last: int) -> str:
     return f"@@ -{first.old},{old} +{first.new},{new} @@{hunk.section}"
 
 
-def _msgid(value: str | None) -> str:
-    value = (value or "").strip()
+def _msgid(value: str | None) -> str | None:
+    """A message id as ``<left@right>``, or None when the value is not one."""
+    value = _flat(value)
     if value and not value.startswith("<"):
         value = f"<{value}>"
-    return value
+    return value if _MSGID.fullmatch(value) else None
 
 
-def _reply_headers(patch: PatchRef, msg: Message | None) -> list[str]:
-    subject = _header(msg, "Subject") or patch.subject
+def _addresses(*values: str) -> list[Address]:
+    """The addresses in header values that parse strictly and have a domain."""
+    out: list[Address] = []
+    for name, addr in email.utils.getaddresses([_flat(v) for v in values]):
+        try:
+            address = Address(display_name=_flat(name), addr_spec=addr)
+        except (ValueError, TypeError, IndexError, email.errors.MessageError):
+            continue
+        if address.username and address.domain:
+            out.append(address)
+    return out
+
+
+_Headers = list[tuple[str, "str | list[Address]"]]
+
+
+def _reply_headers(patch: PatchRef, msg: Message | None) -> _Headers:
+    """Subject, threading and recipients of the reply, from the patch and its mail."""
+    subject = _header(msg, "Subject") or _flat(patch.subject) or "your patch"
     if not subject.lower().startswith("re:"):
         subject = "Re: " + subject
-    headers = [f"Subject: {subject}"]
-    msgid = _msgid(patch.message_id or _header(msg, "Message-ID"))
+    headers: _Headers = [("Subject", subject)]
+    msgid = _msgid(patch.message_id) or _msgid(_header(msg, "Message-ID"))
     if msgid:
-        refs = _header(msg, "References").split()
-        headers += [f"In-Reply-To: {msgid}", f"References: {' '.join(refs + [msgid])}"]
-    author = patch.sender or _header(msg, "From")
+        refs = [r for r in _MSGID.findall(_header(msg, "References")) if r != msgid]
+        refs = list(dict.fromkeys(refs + [msgid]))
+        headers += [("In-Reply-To", msgid), ("References", " ".join(refs))]
+    author = _addresses(_flat(patch.sender) or _header(msg, "From"))[:1]
     if author:
-        headers.append(f"To: {author}")
-    own = {a.lower() for _, a in email.utils.getaddresses([author])}
-    others = [email.utils.formataddr(p) for p in
-              email.utils.getaddresses([_header(msg, "To"), _header(msg, "Cc")])
-              if p[1] and p[1].lower() not in own]
+        headers.append(("To", author))
+    own = {a.addr_spec.lower() for a in author}
+    others: dict[str, Address] = {}
+    for a in _addresses(_header(msg, "To"), _header(msg, "Cc")):
+        if a.addr_spec.lower() not in own:
+            others.setdefault(a.addr_spec.lower(), a)
     if others:
-        headers.append(f"Cc: {', '.join(dict.fromkeys(others))}")
+        headers.append(("Cc", list(others.values())))
     return headers
 
 
@@ -279,7 +321,7 @@ def _tally(findings: list[Finding]) -> str:
 
 
 def _patch_reply(patch: PatchRef, findings: list[Finding],
-                 mail: str | None) -> tuple[list[str], list[str]]:
+                 mail: str | None) -> tuple[_Headers, list[str]]:
     """Return the headers and body of the reply to one patch."""
     msg, body = _mail(mail)
     files = parse_diff(body)
@@ -297,25 +339,41 @@ def _patch_reply(patch: PatchRef, findings: list[Finding],
         for f in loose:
             lines += ["  " + ln for ln in _comment(f, where=True)] + [""]
     if placed:
-        author, date = patch.sender or _header(msg, "From"), _header(msg, "Date")
+        author = _flat(patch.sender) or _header(msg, "From")
+        date = _header(msg, "Date")
         if author:
             lines.append(f"On {date}, {author} wrote:" if date else f"{author} wrote:")
         lines += _quoted(files, placed)
     return _reply_headers(patch, msg), lines
 
 
-def _plain_message(report: Report, findings: list[Finding]) -> tuple[list[str], list[str]]:
+def _plain_message(report: Report, findings: list[Finding]) -> tuple[_Headers, list[str]]:
     """Return the headers and body of the message listing findings outside patches."""
     noun = "finding" if len(findings) == 1 else "findings"
-    headers = [f"Subject: vmxlint: {len(findings)} {noun} in {report.tree or 'the tree'}"]
+    where = _flat(report.tree) or "the tree"
+    headers: _Headers = [("Subject", f"vmxlint: {len(findings)} {noun} in {where}")]
     body: list[str] = []
     for f in findings:
         body += _comment(f, where=True) + [""]
     return headers, body
 
 
+def _message(headers: _Headers, body: list[str]) -> EmailMessage:
+    """One reply: the headers, the escaped body, then the signature after ``-- ``."""
+    while body and not body[-1]:
+        body.pop()
+    msg = EmailMessage(policy=POLICY)
+    for name, value in headers:
+        msg[name] = value
+    text = "\n".join(_escape(line) for line in body)
+    msg.set_content(f"{text}\n\n-- \n{SIGNATURE}\n")
+    msg.set_unixfrom(MBOX_FROM)
+    return msg
+
+
 def write(report: Report, out: TextIO) -> None:
     """Write one reply draft per patch with findings, plus one for findings outside patches."""
+    generator = email.generator.Generator(out, mangle_from_=True, policy=POLICY)
     for patch, findings in by_patch(report):
         if not findings:
             continue
@@ -323,7 +381,5 @@ def write(report: Report, out: TextIO) -> None:
             headers, body = _plain_message(report, findings)
         else:
             headers, body = _patch_reply(patch, findings, report.mails.get(patch))
-        while body and not body[-1]:
-            body.pop()
-        lines = [MBOX_FROM] + headers + MIME + [""] + body + CLOSING
-        out.write("\n".join(lines) + "\n\n")
+        generator.flatten(_message(headers, body), unixfrom=True)
+        out.write("\n")
