@@ -1,30 +1,91 @@
-"""Content-addressed cache of analysis results under the user cache directory.
+"""Content-addressed cache of analysis results: data only, private, bounded (DESIGN §8).
 
-Entries are pickles named by a SHA-256 key; writes go to a temporary file that is
-renamed into place, so concurrent processes never see a half-written entry.  Set
-``VMXLINT_CACHE_DIR`` to move it, or ``VMXLINT_NO_CACHE=1`` to turn it off.
+Where: ``VMXLINT_CACHE_DIR``, else the user cache directory; ``VMXLINT_NO_CACHE=1``
+turns it off.  The directory is created 0700; when it is owned by another user or
+group/others can write it, one notice goes to stderr and the run goes on uncached.
+
+Format: one file ``<key>.json`` per entry, a header line
+``vmxlint-cache 1 <key> <sha256 of the body>`` then a JSON body.  Values are
+dataclasses of the vmxlint package, lists, tuples, dicts and JSON scalars, tagged
+so that tuples come back as tuples (``{"tuple": [...]}``, ``{"dict": [[k, v], ...]}``,
+``{"class": "module:Name", "fields": {...}}``).  Nothing in an entry can run code:
+no pickle, classes are looked up only among the dataclasses of vmxlint modules
+already imported (never imported by name), and their field values are checked
+against the field annotations.  Any failure (short, corrupt, foreign, not a
+regular file, wrong key or checksum, wrong shape) is a miss and the result is
+recomputed.  Special files are never opened blockingly (lstat, then
+``O_NONBLOCK | O_NOFOLLOW``).
+
+Writes go to a ``.tmp-*`` file in the directory, renamed into place, removed on
+failure.  Size cap: ``MAX_BYTES`` (64 MiB) over all entries; after each write the
+oldest entries by mtime (a hit refreshes it) are removed until the total fits.
+Callers put the package's code (``code_digest()``), the rules, the tree inputs and
+the patch in the key.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import os
-import pickle
+import re
+import stat
+import sys
 import tempfile
+import time
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
+MAX_BYTES = 64 * 1024 * 1024
+MAGIC = b"vmxlint-cache 1"
+_KEY = re.compile(r"[0-9a-f]{64}")
+_noticed: set[str] = set()
+
+
+class _Invalid(Exception):
+    """An entry that does not decode to a value of the expected shape."""
+
 
 def cache_dir() -> Path | None:
+    """The private cache directory, created 0700; None when off or not private."""
     if os.environ.get("VMXLINT_NO_CACHE"):
         return None
     env = os.environ.get("VMXLINT_CACHE_DIR")
     if env:
-        return Path(env)
-    import platformdirs
-    return Path(platformdirs.user_cache_dir("vmxlint"))
+        d = Path(env)
+    else:
+        import platformdirs
+        d = Path(platformdirs.user_cache_dir("vmxlint"))
+    try:
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = os.stat(d)
+    except OSError:
+        return None
+    why = _not_private(st)
+    if why:
+        if str(d) not in _noticed:
+            _noticed.add(str(d))
+            from vmxlint.textsafe import escape_text
+            print(f"vmxlint: cache directory {escape_text(str(d))} is not private ({why}); "
+                  "running without cache", file=sys.stderr)
+        return None
+    return d
+
+
+def _not_private(st: os.stat_result) -> str:
+    if not stat.S_ISDIR(st.st_mode):
+        return "not a directory"
+    if st.st_uid != os.getuid():
+        return f"owned by uid {st.st_uid}"
+    if st.st_mode & 0o022:
+        return f"mode {stat.S_IMODE(st.st_mode):04o}, writable by group or others"
+    return ""
 
 
 def key(*parts: str) -> str:
+    """SHA-256 over the parts, each NUL-terminated."""
     h = hashlib.sha256()
     for p in parts:
         h.update(p.encode("utf-8", "replace"))
@@ -32,27 +93,238 @@ def key(*parts: str) -> str:
     return h.hexdigest()
 
 
+def code_digest() -> str:
+    """Hash of the vmxlint package's .py files (read once per process)."""
+    return _digest_py(Path(__file__).resolve().parent)
+
+
+@functools.lru_cache(maxsize=4)
+def _digest_py(package: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(package.rglob("*.py")):
+        h.update(p.relative_to(package).as_posix().encode() + b"\0")
+        h.update(p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def entry_path(d: Path, k: str) -> Path:
+    return d / f"{k}.json"
+
+
 def get(k: str) -> Any | None:
+    """The value stored under `k`, or None on a miss or any invalid entry."""
     d = cache_dir()
-    if d is None:
+    if d is None or not _KEY.fullmatch(k):
+        return None
+    data = _read(entry_path(d, k))
+    if data is None:
         return None
     try:
-        with open(d / k[:2] / k, "rb") as fh:
-            return pickle.load(fh)
-    except Exception:   # a missing, partial or foreign entry is simply a miss
+        return loads(data, k)
+    except Exception:   # noqa: BLE001 - whatever is wrong with an entry, recompute
         return None
 
 
 def put(k: str, value: Any) -> None:
+    """Store `value` under `k`; a value that cannot be encoded or a failed write is skipped."""
     d = cache_dir()
-    if d is None:
+    if d is None or not _KEY.fullmatch(k):
         return
     try:
-        sub = d / k[:2]
-        sub.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=sub, prefix=".tmp-")
+        data = dumps(value, k)
+    except (TypeError, ValueError, RecursionError):
+        return
+    if len(data) > MAX_BYTES:
+        return
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
         with os.fdopen(fd, "wb") as fh:
-            pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, sub / k)
+            fh.write(data)
+        os.replace(tmp, entry_path(d, k))
+        tmp = None
+        evict(d)
     except OSError:
         pass   # a read-only or full cache directory costs speed, never the run
+    finally:
+        if tmp is not None:
+            _unlink(tmp)
+
+
+def _read(path: Path) -> bytes | None:
+    """The bytes of a regular file, never blocking on a FIFO or following a symlink."""
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_BYTES:
+            return None
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_BYTES:
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(MAX_BYTES + 1)
+        try:
+            os.utime(fd)   # a hit is recent: eviction goes oldest first
+        except OSError:
+            pass
+        return data if len(data) <= MAX_BYTES else None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def evict(d: Path, limit: int | None = None) -> None:
+    """Remove the oldest entries (and stale temp files) until they fit in `limit` (MAX_BYTES)."""
+    limit = MAX_BYTES if limit is None else limit
+    entries = []
+    for e in os.scandir(d):
+        try:
+            st = e.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if e.name.endswith(".json") and stat.S_ISREG(st.st_mode):
+            entries.append((st.st_mtime, st.st_size, e.path))
+        elif e.name.startswith(".tmp-") and st.st_mtime < time.time() - 3600:
+            _unlink(e.path)   # left by a process that was killed mid-write
+    total = sum(size for _, size, _ in entries)
+    for _, size, path in sorted(entries):
+        if total <= limit:
+            break
+        if _unlink(path):
+            total -= size
+
+
+def _unlink(path: str | Path) -> bool:
+    try:
+        os.unlink(path)
+        return True
+    except OSError:
+        return False
+
+
+# -- data-only encoding -----------------------------------------------------------------
+
+def dumps(value: Any, k: str) -> bytes:
+    """The bytes of an entry: header line with key and body checksum, then JSON."""
+    import json
+
+    body = json.dumps(_encode(value), separators=(",", ":"), allow_nan=False).encode()
+    digest = hashlib.sha256(body).hexdigest()
+    return MAGIC + f" {k} {digest}\n".encode() + body
+
+
+def loads(data: bytes, k: str) -> Any:
+    """The value of an entry written by dumps() under `k`; raises on anything else."""
+    import json
+
+    head, sep, body = data.partition(b"\n")
+    if not sep or head != MAGIC + f" {k} {hashlib.sha256(body).hexdigest()}".encode():
+        raise _Invalid("header, key or checksum")
+    return _decode(json.loads(body))
+
+
+def _encode(v: Any) -> Any:
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, list):
+        return [_encode(x) for x in v]
+    if isinstance(v, tuple) and type(v) is tuple:
+        return {"tuple": [_encode(x) for x in v]}
+    if isinstance(v, dict) and type(v) is dict:
+        return {"dict": [[_encode(a), _encode(b)] for a, b in v.items()]}
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        cls = type(v)
+        if _dataclass(cls.__module__, cls.__qualname__) is not cls:
+            raise TypeError(f"{cls.__qualname__} is not a vmxlint dataclass")
+        return {"class": f"{cls.__module__}:{cls.__qualname__}",
+                "fields": {f.name: _encode(getattr(v, f.name)) for f in _fields(cls)}}
+    raise TypeError(f"cannot cache a {type(v).__name__}")
+
+
+def _decode(v: Any) -> Any:
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, list):
+        return [_decode(x) for x in v]
+    if not isinstance(v, dict):
+        raise _Invalid(type(v).__name__)
+    if v.keys() == {"tuple"} and isinstance(v["tuple"], list):
+        return tuple(_decode(x) for x in v["tuple"])
+    if v.keys() == {"dict"} and isinstance(v["dict"], list):
+        pairs = [_decode(p) for p in v["dict"]]
+        if not all(isinstance(p, list) and len(p) == 2 for p in pairs):
+            raise _Invalid("dict pairs")
+        return {a: b for a, b in pairs}
+    if v.keys() == {"class", "fields"} and isinstance(v["class"], str) \
+            and isinstance(v["fields"], dict):
+        cls = _dataclass(*v["class"].partition(":")[::2])
+        if cls is None:
+            raise _Invalid(v["class"])
+        names = [f.name for f in _fields(cls)]
+        if sorted(v["fields"]) != sorted(names):
+            raise _Invalid(f"fields of {v['class']}")
+        values = {n: _decode(v["fields"][n]) for n in names}
+        hints = _hints(cls)
+        for n, x in values.items():
+            if not _conforms(x, hints.get(n, Any)):
+                raise _Invalid(f"{v['class']}.{n}")
+        return cls(**values)
+    raise _Invalid("untagged object")
+
+
+def _dataclass(module: str, qualname: str) -> type | None:
+    """A dataclass of an already imported vmxlint module, never importing anything."""
+    if module != "vmxlint" and not module.startswith("vmxlint."):
+        return None
+    obj: Any = sys.modules.get(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None) if obj is not None else None
+    if isinstance(obj, type) and dataclasses.is_dataclass(obj):
+        return obj
+    return None
+
+
+def _fields(cls: type) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(cls) if f.init]
+
+
+@functools.lru_cache(maxsize=None)
+def _hints(cls: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:   # noqa: BLE001 - an annotation we cannot resolve checks nothing
+        return {}
+
+
+def _conforms(x: Any, hint: Any) -> bool:
+    """Whether `x` fits the annotation `hint` (unknown annotations accept anything)."""
+    if hint is Any or hint is object:
+        return True
+    if hint is None or hint is type(None):
+        return x is None
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_conforms(x, a) for a in args)
+    if origin is tuple:
+        if not isinstance(x, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_conforms(y, args[0]) for y in x)
+        return not args or (len(x) == len(args) and all(map(_conforms, x, args)))
+    if origin is list:
+        return isinstance(x, list) and all(_conforms(y, args[0]) for y in x) if args \
+            else isinstance(x, list)
+    if origin is dict:
+        return isinstance(x, dict) and (not args or all(
+            _conforms(a, args[0]) and _conforms(b, args[1]) for a, b in x.items()))
+    if hint is float:
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+    if hint is int:
+        return isinstance(x, int) and not isinstance(x, bool)
+    if isinstance(hint, type):
+        return isinstance(x, hint)
+    return True

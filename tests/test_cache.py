@@ -1,0 +1,301 @@
+"""The analysis cache holds data, never code: validated, private, bounded (DESIGN §8)."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import shutil
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vmxlint import cache, findings
+from vmxlint.analysis import Analysis
+from vmxlint.findings import Evidence, Finding, PatchRef
+
+ROOT = Path(__file__).resolve().parent.parent
+K = cache.key("test", "entry")
+
+
+@pytest.fixture
+def cdir(tmp_path, monkeypatch) -> Path:
+    d = tmp_path / "cache"
+    monkeypatch.setenv("VMXLINT_CACHE_DIR", str(d))
+    monkeypatch.delenv("VMXLINT_NO_CACHE", raising=False)
+    return d
+
+
+def sample() -> Analysis:
+    ev = (Evidence("arch/x86/kvm/vmx/nested.c", 12, "prepare_vmcs02", "consumer"),
+          Evidence("arch/x86/kvm/vmx/nested.c", 40, None, "guard"))
+    f1 = Finding(code="VMX401", name="accessor-width", severity="error",
+                 message="vmcs_write32() writes GUEST_PDPTR0, a 64-bit field",
+                 path="arch/x86/kvm/vmx/nested.c", line=7, col=3, function="prepare_vmcs02",
+                 field="GUEST_PDPTR0", status="new", evidence=ev,
+                 patch=PatchRef("[PATCH 2/3] KVM: nVMX: x", "2/3", "<m@x>", "A <a@x>"),
+                 details=(("guard", {"all": ["a", "b"], "n": 2, "x": None, "f": 1.5}),
+                          ("counterexample", ["x", ["y", {"z": True}]]),
+                          ("text", "tab\there \x1b[31m")))
+    f2 = Finding(code="VMX004", name="unparsed-function", severity="warning",
+                 message="m", path="p", line=1)
+    return Analysis(findings=[f1, f2], notes=["fallback: vmx.h table", ""])
+
+
+def entry_files(d: Path) -> list[Path]:
+    """Every regular file the cache holds, whatever its layout."""
+    return [p for p in d.rglob("*") if p.is_file() and not p.is_symlink()]
+
+
+def test_round_trip_is_equal_and_keeps_tuples(cdir):
+    value = sample()
+    cache.put(K, value)
+    hit = cache.get(K)
+    assert hit == value and isinstance(hit, Analysis)
+    f = hit.findings[0]
+    assert type(f.details) is tuple and all(type(p) is tuple for p in f.details)
+    assert type(f.evidence) is tuple and f.evidence[1].function is None
+
+
+def test_fields_added_later_round_trip(cdir, monkeypatch):
+    """A field the core adds to Finding (statement, occurrence) is carried without a change here."""
+    wider = dataclasses.make_dataclass(
+        "WiderFinding", [("statement", str, dataclasses.field(default="")),
+                         ("occurrence", int, dataclasses.field(default=0))],
+        bases=(Finding,), frozen=True)
+    wider.__module__ = "vmxlint.findings"
+    monkeypatch.setattr(findings, "WiderFinding", wider, raising=False)
+    f = wider(**{fl.name: getattr(sample().findings[0], fl.name)
+                 for fl in dataclasses.fields(Finding)}, statement="x = 1;", occurrence=2)
+    value = Analysis(findings=[f])
+    cache.put(K, value)
+    assert cache.get(K) == value
+
+
+def test_entry_is_data_not_pickle(cdir):
+    cache.put(K, sample())
+    (entry,) = entry_files(cdir)
+    data = entry.read_bytes()
+    assert not data.startswith(b"\x80")
+    with pytest.raises(Exception):
+        pickle.loads(data)
+
+
+class _Payload:
+    marker = ""
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+@pytest.mark.parametrize("where", ["entry", "every-file"])
+def test_planted_pickle_runs_no_code(cdir, tmp_path, where):
+    cache.put(K, sample())
+    _Payload.marker = str(tmp_path / "pwned")
+    payload = pickle.dumps(_Payload())
+    targets = entry_files(cdir) if where == "every-file" else [cache.entry_path(cdir, K)]
+    for p in targets:
+        p.write_bytes(payload)
+    assert cache.get(K) is None
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_one_byte_corruption_is_a_miss(cdir):
+    """``error`` -> ``erroR`` in an entry must not serve a finding that lost its severity."""
+    cache.put(K, sample())
+    (entry,) = entry_files(cdir)
+    data = entry.read_bytes()
+    assert b'"error"' in data
+    entry.write_bytes(data.replace(b'"error"', b'"erroR"', 1))
+    assert cache.get(K) is None
+
+
+@pytest.mark.parametrize("body", [
+    b'{"class":"os:system","fields":{}}',
+    b'{"class":"vmxlint.tree:Tree","fields":{"root":"/"}}',
+    b'{"class":"vmxlint.findings:Evidence","fields":{"path":1,"line":"x",'
+    b'"function":null,"role":"r"}}',
+    b'{"tuple":1}', b'{"dict":[[1]]}', b'{"dict":[[[1],2]]}', b'[' * 100000, b'{"x":1}',
+])
+def test_well_checksummed_but_wrong_shape_is_a_miss(cdir, body):
+    """Even an entry with a valid header is checked against the dataclass fields."""
+    cache.put(K, sample())
+    entry = cache.entry_path(cdir, K)
+    import hashlib
+    entry.write_bytes(cache.MAGIC + f" {K} {hashlib.sha256(body).hexdigest()}\n".encode()
+                      + body)
+    assert cache.get(K) is None
+
+
+def test_entry_under_another_key_is_a_miss(cdir):
+    cache.put(K, sample())
+    other = cache.key("another")
+    shutil.copy(cache.entry_path(cdir, K), cache.entry_path(cdir, other))
+    assert cache.get(other) is None
+
+
+def test_symlinked_entry_is_not_followed(cdir, tmp_path):
+    cache.put(K, sample())
+    real = tmp_path / "real.json"
+    shutil.move(cache.entry_path(cdir, K), real)
+    cache.entry_path(cdir, K).symlink_to(real)
+    assert cache.get(K) is None
+
+
+def test_fifo_at_an_entry_does_not_block(cdir):
+    cache.put(K, sample())
+    for p in entry_files(cdir):
+        p.unlink()
+        os.mkfifo(p)
+    result: list[object] = []
+    t = threading.Thread(target=lambda: result.append(cache.get(K)), daemon=True)
+    t.start()
+    t.join(120)   # a guard against a hang, not a measure of speed
+    if t.is_alive():   # release the blocked reader before failing
+        for p in cdir.rglob("*"):
+            if stat.S_ISFIFO(p.lstat().st_mode):
+                os.close(os.open(p, os.O_WRONLY | os.O_NONBLOCK))
+        t.join()
+        pytest.fail("cache.get() blocked on a FIFO")
+    assert result == [None]
+
+
+def test_directory_is_created_private(cdir):
+    old = os.umask(0o022)
+    try:
+        cache.put(K, sample())
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(cdir.stat().st_mode) == 0o700
+    for p in entry_files(cdir):
+        assert stat.S_IMODE(p.stat().st_mode) & 0o077 == 0
+
+
+def _reset_notice(monkeypatch):
+    monkeypatch.setattr(cache, "_noticed", set())
+
+
+def test_group_writable_directory_is_refused_with_one_notice(cdir, capsys, monkeypatch):
+    _reset_notice(monkeypatch)
+    cdir.mkdir()
+    cdir.chmod(0o770)
+    cache.put(K, sample())
+    assert cache.get(K) is None
+    cache.put(K, sample())
+    assert list(cdir.iterdir()) == []
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"vmxlint: cache directory {cdir} is not private (")
+    assert err.endswith("running without cache\n")
+
+
+def test_directory_of_another_user_is_refused(cdir, capsys, monkeypatch):
+    _reset_notice(monkeypatch)
+    cdir.mkdir(mode=0o700)
+    uid = os.getuid()
+    monkeypatch.setattr(os, "getuid", lambda: uid + 1)
+    cache.put(K, sample())
+    assert cache.get(K) is None
+    monkeypatch.undo()
+    assert list(cdir.iterdir()) == []
+    assert "not private (owned by uid" in capsys.readouterr().err
+
+
+def test_failed_write_leaves_nothing(cdir, monkeypatch):
+    cdir.mkdir(mode=0o700)
+
+    def fail(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", fail)
+    cache.put(K, sample())
+    monkeypatch.undo()
+    assert list(cdir.iterdir()) == []
+
+
+def test_value_that_is_not_data_is_not_cached(cdir):
+    cache.put(K, Analysis(notes=[{1, 2}]))   # a set: no data-only encoding
+    cache.put(K, Analysis(notes=[float("nan")]))
+    assert cache.get(K) is None
+    assert entry_files(cdir) == []
+
+
+def test_size_cap_evicts_oldest_first(cdir, monkeypatch):
+    cache.put(K, sample())
+    size = cache.entry_path(cdir, K).stat().st_size
+    monkeypatch.setattr(cache, "MAX_BYTES", 3 * size + size // 2)
+    keys = [cache.key("entry", str(i)) for i in range(6)]
+    for i, k in enumerate(keys):
+        cache.put(k, sample())
+        os.utime(cache.entry_path(cdir, k), (1_000_000 + i, 1_000_000 + i))
+    cache.put(K, sample())   # the newest write
+    total = sum(p.stat().st_size for p in entry_files(cdir))
+    assert total <= cache.MAX_BYTES
+    assert cache.get(K) is not None and cache.get(keys[-1]) is not None
+    assert cache.get(keys[0]) is None
+
+
+def test_stale_temp_files_are_swept(cdir):
+    cache.put(K, sample())
+    stale = cdir / ".tmp-abandoned"
+    stale.write_bytes(b"half")
+    os.utime(stale, (1_000_000, 1_000_000))
+    cache.put(cache.key("other"), sample())
+    assert not stale.exists()
+
+
+def test_code_digest_covers_the_package(tmp_path):
+    d = cache.code_digest()
+    assert len(d) == 64 and d == cache.code_digest()
+    pkg = tmp_path / "vmxlint"
+    shutil.copytree(ROOT / "vmxlint", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    digest = cache._digest_py.__wrapped__   # the uncached function
+    before = digest(pkg)
+    with open(pkg / "checks" / "__init__.py", "a", encoding="utf-8") as fh:
+        fh.write("# changed\n")
+    assert digest(pkg) != before
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(junk=st.binary(max_size=2048), keep_header=st.booleans())
+def test_any_bytes_in_an_entry_are_a_miss(cdir, junk, keep_header):
+    cache.put(K, sample())
+    entry = cache.entry_path(cdir, K)
+    head = entry.read_bytes().partition(b"\n")[0] + b"\n" if keep_header else b""
+    entry.write_bytes(head + junk)
+    assert cache.get(K) is None
+
+
+# -- the analysis pipeline through a hostile cache ----------------------------------------
+
+TREE = ROOT / "fixtures" / "rules" / "VMX401-accessor-width"
+
+
+@pytest.fixture(scope="module")
+def uncached() -> Analysis:
+    from vmxlint.analysis import _analyse
+    from vmxlint.tree import Tree
+
+    return _analyse(Tree.open(TREE), "nested_vmx_enter_non_root_mode")
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(junk=st.one_of(st.binary(max_size=4096),
+                      st.just(pickle.dumps(_Payload())),
+                      st.sampled_from([b"", b"\x00" * 64, b"vmxlint-cache 1\n{}"])))
+def test_analysis_through_any_corrupt_entry_equals_uncached(cdir, uncached, junk, tmp_path):
+    from vmxlint.analysis import analyse
+    from vmxlint.tree import Tree
+
+    _Payload.marker = str(tmp_path / "pwned")
+    assert analyse(Tree.open(TREE)) == uncached     # fills the cache
+    for p in entry_files(cdir):
+        p.write_bytes(junk)
+    assert analyse(Tree.open(TREE)) == uncached
+    assert analyse(Tree.open(TREE)) == uncached     # and the recomputed entry is good
+    assert not (tmp_path / "pwned").exists()
