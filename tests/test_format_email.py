@@ -186,3 +186,12 @@ def test_a_series_gives_one_message_per_patch_with_findings(tmp_path):
     assert all(m.get_all("Bcc") is None for m in msgs)
     assert msgs[1]["In-Reply-To"] == "<two@example.org>"
     assert msgs[2]["Subject"] == "vmxlint: 1 finding in the tree"
+
+
+def test_deeply_nested_mime_still_gives_one_reply(tmp_path):
+    nest = "".join(f'Content-Type: multipart/mixed; boundary="b{i}"\n\n--b{i}\n'
+                   for i in range(1200))
+    text = reply("From: Dev Eloper <dev@example.org>\nSubject: s\n" + nest)
+    (msg,) = messages(text, tmp_path)
+    assert msg["To"] == "Dev Eloper <dev@example.org>"
+    assert "VMX101 (warning): GUEST_RIP is written twice" in msg.get_content()

@@ -174,7 +174,8 @@ def _mail(text: str | None) -> tuple[Message | None, str]:
             if isinstance(payload, bytes):
                 bodies.append(payload.decode(part.get_content_charset() or "utf-8", "replace"))
         return msg, "\n".join(bodies)
-    except (LookupError, ValueError, TypeError, IndexError, email.errors.MessageError):
+    except (LookupError, ValueError, TypeError, IndexError, RecursionError,
+            email.errors.MessageError):
         return None, text
 
 
