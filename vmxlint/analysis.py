@@ -16,12 +16,20 @@ ROOT = "nested_vmx_enter_non_root_mode"
 INPUTS = (
     NESTED_C,
     "arch/x86/include/asm/vmx.h",
+    "arch/x86/include/asm/vmxfeatures.h",
     "arch/x86/kvm/vmx/vmcs12.c",
     "arch/x86/kvm/vmx/vmcs_shadow_fields.h",
     "arch/x86/kvm/vmx/hyperv_evmcs.c",
     "arch/x86/kvm/vmx/evmcs.c",
     "arch/x86/include/asm/hyperv-tlfs.h",
 )
+
+
+def inputs() -> list[str]:
+    """Files whose content decides the analysis: nested.c, the facts, the runtime writers."""
+    from vmxlint.model import load_model
+
+    return list(INPUTS) + [p for p in load_model().entry.runtime_files if p not in INPUTS]
 
 
 @dataclass
@@ -47,24 +55,30 @@ def _digest_of(directory: Path) -> str:
     return cache.key(*parts)
 
 
-def entry_path(tree: Tree, root: str = ROOT):
-    """Parse nested.c of the tree and walk the nested VM-entry path: (unit, path)."""
+def entry_path(tree: Tree, root: str | None = None):
+    """Parse nested.c of the tree and walk the nested VM-entry path: (unit, path).
+
+    The root is the first of the model's entry roots the tree defines, unless given.
+    """
     from vmxlint.cfront import parse_unit
+    from vmxlint.facts import controls
     from vmxlint.model import load_model
-    from vmxlint.sites import walk_entry_path
+    from vmxlint.sites import find_root, walk_entry_path
 
     text = tree.read(NESTED_C)
     if text is None:
         raise TreeError(f"{tree.describe()}: no {NESTED_C} in this tree")
     unit = parse_unit(text, NESTED_C)
-    if root not in unit.functions:
+    model = load_model()
+    root = root or find_root(unit.functions, model)
+    if root is None or root not in unit.functions:
         return unit, None
-    return unit, walk_entry_path(unit.functions, load_model(), root)
+    return unit, walk_entry_path(unit.functions, model, root, controls.load(tree))
 
 
-def analyse(tree: Tree, root: str = ROOT) -> Analysis:
+def analyse(tree: Tree, root: str | None = None) -> Analysis:
     """All findings of one tree image (cached by the content of its inputs)."""
-    k = cache.key(__version__, _rules_digest(), root, tree.digest(list(INPUTS)))
+    k = cache.key(__version__, _rules_digest(), root or "", tree.digest(inputs()))
     hit = cache.get(k)
     if isinstance(hit, Analysis):
         return hit
@@ -73,7 +87,7 @@ def analyse(tree: Tree, root: str = ROOT) -> Analysis:
     return result
 
 
-def _analyse(tree: Tree, root: str) -> Analysis:
+def _analyse(tree: Tree, root: str | None) -> Analysis:
     from vmxlint.checks import Context, run_checks
     from vmxlint.facts import load_facts
     from vmxlint.model import load_model
@@ -84,8 +98,9 @@ def _analyse(tree: Tree, root: str) -> Analysis:
     out = Analysis(notes=list(facts.fallbacks))
     text = tree.read(NESTED_C) or ""
     if path is None:
-        line = next((f.line for f in unit.failures if f.name == root), 1)
-        out.findings.append(_vmx004(model, root, line, f"{root}() is missing or could not be "
+        want = root or model.entry.roots[0]
+        line = next((f.line for f in unit.failures if f.name in model.entry.roots), 1)
+        out.findings.append(_vmx004(model, want, line, f"{want}() is missing or could not be "
                                     "parsed: nothing on the nested entry path was analysed"))
         return out
     # A function the path calls that did not parse hides its writes.
@@ -95,7 +110,9 @@ def _analyse(tree: Tree, root: str) -> Analysis:
             out.findings.append(_vmx004(model, fail.name, fail.line,
                                         f"{fail.name}() could not be parsed ({fail.message}); "
                                         "its writes are unknown"))
-    ctx = Context(path, facts, model)
+    from vmxlint.runtime import scan
+
+    ctx = Context(path, facts, model, runtime=scan(tree, model))
     out.findings.extend(run_checks(ctx))
     out.findings.sort(key=sort_key)
     return out
@@ -166,7 +183,7 @@ def check(mails: list, tree: Tree, include_existing: bool = False) -> CheckResul
             continue
         usable += 1
         after = current.with_overlay(applied.files)
-        if any(p in INPUTS for p in applied.files):
+        if any(p in inputs() for p in applied.files):
             before_f = analyse(current).findings
             after_f = analyse(after).findings
             for f in compare(before_f, after_f):

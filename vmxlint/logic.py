@@ -331,6 +331,28 @@ class Solver:
         pick = self._bdd.pick(u, care_vars=care) or {}
         return {self._names[v]: bool(pick.get(v, False)) for v in relevant}
 
+    def prime_implicant(self, f: Formula, keep: Iterable[str],
+                        prefer: Iterable[str] = ()) -> dict[str, bool] | None:
+        """A minimal set of conditions over the atoms in ``keep`` that makes f true for
+        some value of every other atom (which is projected out), or None when f is
+        unsatisfiable.  Atoms in ``prefer`` are the last ones a literal is dropped for."""
+        b = self._bdd
+        u = self._axioms & self._node(f)
+        if u == b.false:
+            return None
+        keep = {n for n in keep if n in self._vars}
+        drop = [v for n, v in self._vars.items() if n not in keep]
+        u = b.exist(drop, u) if drop else u
+        ax = b.exist(drop, self._axioms) if drop else self._axioms
+        pick = b.pick(u, care_vars=set(b.support(u))) or {}
+        lits = dict(pick)
+        first = set(prefer)
+        for v in sorted(lits, key=lambda v: (self._names[v] in first, self._names[v])):
+            trial = {k: x for k, x in lits.items() if k != v}
+            if (ax & b.cube(trial) & ~u) == b.false:
+                lits = trial
+        return {self._names[v]: bool(x) for v, x in lits.items()}
+
 
 def describe_assignment(assignment: Mapping[str, bool], labels: Mapping[str, str] = {}) -> str:
     """``l0.ept=1, l2.pae_paging=1, c:x=0`` in atom order, readable."""

@@ -13,6 +13,8 @@ LOG = logging.getLogger(__name__)
 
 SEVERITIES = ("error", "warning", "info")
 ORIGINS = ("vmcs12", "l0", "constant", "mixed", "none")
+# Provenance classes of written values (rules/model/values.toml, DESIGN section 2).
+PROVENANCES = ("vmcs12", "constant", "l0-config", "snapshot", "runtime")
 CACHES = ("controls-shadow", "segment-cache", "register-cache")
 # Namespaces a model predicate may start with (see the header of rules/model/fields.toml).
 ROOTS = ("vmcs02", "vmcs12", "vmcs01", "l0", "l2", "nested", "evmcs")
@@ -75,6 +77,15 @@ class SummaryWrite:
     when: str
     origin: str
     source: str
+    value: str | None = None     # "$param": the written value is that argument of the call
+
+
+@dataclass(frozen=True)
+class ValuePattern:
+    """A leaf of a written value (``vcpu->arch.tsc_offset``) and its provenance class."""
+
+    pattern: re.Pattern[str]
+    provenance: str
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,33 @@ class Summary:
     source: str
 
 
+@dataclass(frozen=True)
+class Deferred:
+    """A request made on the entry path whose handler runs before the VM entry."""
+
+    request: str
+    handlers: tuple[str, ...]      # names it has had, the first one the tree defines wins
+
+
+@dataclass(frozen=True)
+class EntryModel:
+    """``entry.toml``: roots, phases and their old names, deferred requests, context axioms."""
+
+    roots: tuple[str, ...]
+    consumer: str
+    runtime_files: tuple[str, ...]
+    every_entry: tuple[str, ...]
+    restore_writers: tuple[str, ...]
+    phases: dict[str, tuple[str, ...]]
+    deferred: tuple[Deferred, ...]
+    deferred_context: tuple[str, ...]
+    axioms: tuple[str, ...]
+
+    def phase_of(self, function: str) -> str | None:
+        """The phase a function name stands for, under its current or an older name."""
+        return next((p for p, names in self.phases.items() if function in names), None)
+
+
 @dataclass
 class Model:
     rules: dict[str, Rule]
@@ -94,6 +132,8 @@ class Model:
     axioms: tuple[str, ...]
     predicates: tuple[Predicate, ...]
     summaries: dict[str, Summary]
+    entry: EntryModel
+    values: tuple[ValuePattern, ...] = ()
 
 
 def condition_atoms(text: str, *, params: bool = False) -> tuple[str, ...]:
@@ -250,11 +290,46 @@ def _load_summaries(file: Path) -> dict[str, Summary]:
     out: dict[str, Summary] = {}
     for name, t in _load_toml(file).tables("summaries", dict):
         params = t.strs("params")
-        writes = tuple(SummaryWrite(w.get("field"), w.cond("when", params=params, roots=None),
-                                    w.enum("origin", ORIGINS), w.get("source", str, ""))
-                       for _, w in t.tables("writes", list))
-        out[name] = Summary(name, params, writes, t.strs("calls"), t.get("source", str, ""))
+        writes = []
+        for _, w in t.tables("writes", list):
+            value = w.get("value", str, None)
+            if value is not None and value.lstrip("$") not in params:
+                raise w.err("value", f"{value!r} is not one of the parameters")
+            writes.append(SummaryWrite(w.get("field"), w.cond("when", params=params, roots=None),
+                                       w.enum("origin", ORIGINS + PROVENANCES),
+                                       w.get("source", str, ""), value))
+        out[name] = Summary(name, params, tuple(writes), t.strs("calls"),
+                            t.get("source", str, ""))
     return out
+
+
+def _load_values(file: Path) -> tuple[ValuePattern, ...]:
+    out = []
+    for _, t in _load_toml(file).tables("value", list):
+        t.get("source")
+        try:
+            rx = re.compile(t.get("pattern"))
+        except re.error as exc:
+            raise t.err("pattern", f"bad regex: {exc}") from None
+        out.append(ValuePattern(rx, t.enum("provenance", PROVENANCES)))
+    return tuple(out)
+
+
+def _load_entry(file: Path) -> EntryModel:
+    top = _load_toml(file)
+    e = _Table(file, top.get("entry", dict), "entry")
+    phases = {k: _Table(file, {"v": v}, f"phases.{k}").strs("v")
+              for k, v in top.get("phases", dict, {}).items()}
+    deferred = tuple(Deferred(t.get("request"), t.strs("handlers"))
+                     for _, t in top.tables("deferred", list))
+    context = tuple(t.get("spelling") for _, t in top.tables("deferred_context", list))
+    axioms = []
+    for _, t in top.tables("axioms", list):
+        t.get("source")
+        axioms.append(t.cond("rule"))
+    return EntryModel(e.strs("roots"), e.get("consumer"), e.strs("runtime_files"),
+                      e.strs("every_entry"), e.strs("restore_writers"), phases, deferred,
+                      context, tuple(axioms))
 
 
 @functools.lru_cache(maxsize=8)
@@ -270,8 +345,10 @@ def _load(directory: Path) -> Model:
     mdir = directory / "model"
     controls, axioms = _load_vmcs02(mdir / "vmcs02.toml")
     opt = {n: mdir / f"{n}.toml" for n in ("predicates", "summaries")}
+    entry = _load_entry(mdir / "entry.toml")
     return Model(
-        rules=rules, fields=_load_fields(mdir / "fields.toml"), controls=controls, axioms=axioms,
+        rules=rules, fields=_load_fields(mdir / "fields.toml"), controls=controls,
+        axioms=axioms + entry.axioms, entry=entry, values=_load_values(mdir / "values.toml"),
         predicates=_load_predicates(opt["predicates"]) if opt["predicates"].exists() else (),
         summaries=_load_summaries(opt["summaries"]) if opt["summaries"].exists() else {})
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import TYPE_CHECKING, Iterable, Mapping
 
-from vmxlint.logic import (FALSE, TRUE, Atom, Formula, atoms, conj, disj, expand, neg,
+from vmxlint.logic import (FALSE, TRUE, Atom, Formula, Not, conj, disj, expand, neg,
                            parse_expr)
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -35,14 +36,45 @@ TRANSPARENT = {"likely", "unlikely", "CC", "WARN_ON", "WARN_ON_ONCE", "unlikely_
 # Calls that run the CPU's VM entry on the current VMCS (nested early checks).
 HW_ENTRY_CALLS = {"__vmx_vcpu_run"}
 SWITCH_VMCS = "vmx_switch_vmcs"
+MAKE_REQUEST = "kvm_make_request"
 MAX_DEPTH = 12
+# vmcs12 members that hold a control word, by control group (vmx.h bit prefixes).
+VMCS12_CONTROLS = {
+    "pin_based_vm_exec_control": "pin", "cpu_based_vm_exec_control": "proc",
+    "secondary_vm_exec_control": "proc2", "tertiary_vm_exec_control": "proc3",
+    "vm_entry_controls": "entry", "vm_exit_controls": "exit",
+}
+# nested.h helpers that test a vmcs12 control bit: name -> group.
+VMCS12_BIT_TESTS = {"nested_cpu_has": "proc", "nested_cpu_has2": "proc2",
+                    "nested_cpu_has3": "proc3"}
+_CONTROLS_GET = re.compile(r"_*(\w+?)_controls_get\(\w+\)")
+
+
+class Provenance(str, Enum):
+    """Where a written value comes from (DESIGN section 2); decides persistence."""
+
+    VMCS12 = "vmcs12"
+    CONSTANT = "constant"
+    L0_CONFIG = "l0-config"
+    SNAPSHOT = "snapshot"
+    RUNTIME = "runtime"
+
+
+# A value is the worst class of its parts.
+_RANK = {Provenance.CONSTANT: 0, Provenance.L0_CONFIG: 1, Provenance.VMCS12: 2,
+         Provenance.RUNTIME: 3, Provenance.SNAPSHOT: 4}
+# Declared origins of summaries (summaries.toml) as provenance.
+SUMMARY_ORIGIN = {"vmcs12": Provenance.VMCS12, "constant": Provenance.CONSTANT,
+                  "l0": Provenance.SNAPSHOT, "mixed": Provenance.SNAPSHOT,
+                  "snapshot": Provenance.SNAPSHOT, "runtime": Provenance.RUNTIME,
+                  "l0-config": Provenance.L0_CONFIG}
 
 
 @dataclass(frozen=True)
 class Site:
     """One event on the nested VM-entry path: a write, a read, a call or a VM entry."""
 
-    kind: str                 # "write" | "read" | "call" | "entry"
+    kind: str                 # "write" | "read" | "call" | "store" | "entry"
     order: int
     function: str             # the function whose text holds the site
     path: str
@@ -53,9 +85,9 @@ class Site:
     chain: tuple[str, ...]    # call chain from the root, ending in ``function``
     field: str | None = None
     accessor: str | None = None   # vmcs_writeNN, or the summarised callee
-    value: str | None = None      # C text of the written value
-    origin: str = "other"         # vmcs12 | constant | l0 | other | model origin of a summary
-    member: str | None = None     # vmcs12 member the value is read from
+    value: str | None = None      # C text of the written value (of a store: "lhs=rhs")
+    origin: Provenance = Provenance.SNAPSHOT
+    member: str | None = None     # vmcs12 member the value is exactly
     vmcs: str = "vmcs02"          # the VMCS the write lands in
     via: str | None = None        # summarised callee, for writes made through a call
     callee: str | None = None     # for kind == "call"
@@ -64,10 +96,14 @@ class Site:
     def direct(self) -> bool:
         return self.via is None
 
+    def with_field(self, name: str) -> "Site":
+        """This place, speaking of another field (a finding anchored on the consumer)."""
+        return Site(**{**self.__dict__, "field": name})
+
     @property
-    def in_rare(self) -> bool:
-        """True when the site runs only through a ``*_rare`` function."""
-        return any(fn.endswith("_rare") for fn in self.chain)
+    def statement(self) -> str:
+        """Normalised text of the statement, for a finding's identity."""
+        return _norm(f"{self.accessor or self.kind}({self.field},{self.value})")
 
 
 @dataclass
@@ -79,6 +115,7 @@ class EntryPath:
     success: Formula = TRUE
     functions: set[str] = field(default_factory=set)
     labels: dict[str, str] = field(default_factory=dict)   # atom name -> C spelling
+    inverted: set[str] = field(default_factory=set)        # atoms whose spelling means "not"
 
     def writes(self, vmcs: str = "vmcs02") -> list[Site]:
         return [s for s in self.sites if s.kind == "write" and s.vmcs == vmcs]
@@ -135,44 +172,77 @@ class _Frame:
         self.chain = chain
         self.env = env
         self.tracked: set[str] = set(env)
-        self.returns: list[tuple[Formula, "c_ast.Node | None"]] = []
+        self.returns: list[tuple[Formula, "c_ast.Node | None", "c_ast.Node"]] = []
+        self.assigned: dict[str, int] = {}   # local -> how many times it was assigned
 
 
 class Walker:
     """Walks functions from a root and collects sites."""
 
     def __init__(self, functions: Mapping[str, "Function"], model: "Model",
-                 extra_sites: Iterable[Site] = ()) -> None:
+                 extra_sites: Iterable[Site] = (),
+                 bits: Mapping[str, tuple[str, str]] | None = None) -> None:
         from pycparser import c_generator
 
         self.functions = functions
         self.model = model
         self.preds = _Predicates(model)
+        self.bits = dict(bits or {})
         self.gen = c_generator.CGenerator()
         self.sites: list[Site] = list(extra_sites)
         self.order = 0
         self.vmcs = "vmcs02"
         self.call_values: dict[int, Formula] = {}
         self.labels: dict[str, str] = {}
+        self.inverted: set[str] = set()
         self.visited: set[str] = set()
+        self.requests = {d.request: d for d in model.entry.deferred}
+        self.pending: list[tuple[Formula, object]] = []   # deferred requests made on the path
+        self.context: set[str] = set()                     # spellings true at a handler
 
     # -- entry point ---------------------------------------------------------------
-    def walk(self, root: str, success_return: str = "SUCCESS") -> EntryPath:
+    def walk(self, root: str) -> EntryPath:
         fn = self.functions[root]
         # Writes before the first vmx_switch_vmcs in the root land in the VMCS that was
         # loaded on entry, which on the nested entry path is vmcs01.
         if SWITCH_VMCS in self.text(fn.node.body):
             self.vmcs = "vmcs01"
         frame = self._call(root, TRUE, {}, ())
-        ok = [pc for pc, expr in frame.returns
-              if expr is not None and success_return in self.text(expr)]
-        success = disj(*ok) if ok else disj(*(pc for pc, _ in frame.returns)) \
+        # The success exit is the return that ends the root's top-level block, after the
+        # last setup step (NVMX_VMENTRY_SUCCESS in 6.x, 0 in 4.20-5.x); every other
+        # return and goto leaves on a failure.
+        top = {id(item) for item in fn.node.body.block_items or ()
+               if type(item).__name__ == "Return"}
+        ok = [pc for pc, expr, node in frame.returns if id(node) in top]
+        success = disj(*ok) if ok else disj(*(pc for pc, _, _ in frame.returns)) \
             if frame.returns else TRUE
+        success = self._run_deferred(root, success)
         self._add(Site(kind="entry", order=0, function=root, path=fn.path,
                        line=fn.end_line, guard=success, local=success, shown=TRUE,
-                       chain=(root,)))
+                       chain=(root,), callee=None))
         return EntryPath(root=root, sites=self.sites, success=success,
-                         functions=self.visited, labels=self.labels)
+                         functions=self.visited, labels=self.labels, inverted=self.inverted)
+
+    def _run_deferred(self, root: str, success: Formula) -> Formula:
+        """Run the handlers of requests made on the path, as the run loop does before the
+        VM entry; an entry happens only when each pending handler succeeds."""
+        self.vmcs = "vmcs02"
+        self.context = set(self.model.entry.deferred_context)
+        for made, deferred in self.pending:
+            handler = next((h for h in deferred.handlers if h in self.functions), None)
+            if handler is None:
+                continue
+            when = conj(success, made)
+            self._add(Site(kind="call", callee=handler, order=0, function=root,
+                           path=self.functions[handler].path,
+                           line=self.functions[handler].start_line, guard=when, local=when,
+                           shown=made, chain=(root,)))
+            sub = self._call(handler, when, {}, (root,), made)
+            ran = disj(*(conj(rpc, self._truth(expr, sub)) for rpc, expr, _ in sub.returns)) \
+                if sub.returns else TRUE
+            success = conj(success, disj(neg(made), ran))
+        self.context = set()
+        return success
 
     # -- helpers ---------------------------------------------------------------------
     def text(self, node: "c_ast.Node") -> str:
@@ -230,7 +300,7 @@ class Walker:
     def _s_Return(self, node, pc, fr) -> Formula:
         if node.expr is not None:
             self._expr(node.expr, pc, fr)
-        fr.returns.append((pc, node.expr))
+        fr.returns.append((pc, node.expr, node))
         return TRUE
 
     def _s_Goto(self, node, pc, fr) -> Formula:
@@ -241,6 +311,8 @@ class Walker:
         return self._stmt(node.stmt, pc, fr)
 
     def _s_Decl(self, node, pc, fr) -> Formula:
+        if node.name:
+            fr.assigned[node.name] = 1 if node.init is not None else 0
         if node.init is not None:
             self._expr(node.init, pc, fr)
             if self._trackable(node.type):
@@ -287,6 +359,16 @@ class Walker:
     def _s_Assignment(self, node, pc, fr) -> Formula:
         self._expr(node.rvalue, pc, fr)
         lv = node.lvalue
+        if type(lv).__name__ == "ID" and lv.name in fr.assigned:
+            # A local reused for another value: conditions on it are a new atom from here.
+            fr.assigned[lv.name] += 1
+        elif type(lv).__name__ != "ID":
+            # A store to memory (vmx->segment_cache.bitmask = 0): an effect checks can see.
+            self._add(Site(kind="store", value=f"{self.text(lv)}{node.op}{self.text(node.rvalue)}",
+                           function=fr.name, path=fr.path,
+                           line=node.coord.line if node.coord else 0, guard=conj(fr.entry, pc),
+                           local=pc, shown=conj(fr.shown, fr.spc), chain=fr.chain, order=0,
+                           vmcs=self.vmcs))
         if type(lv).__name__ == "ID" and lv.name in fr.tracked and node.op == "=":
             old = fr.env.get(lv.name, Atom(f"c:{lv.name}@{fr.name}", label=lv.name))
             new = self.cond(node.rvalue, fr)
@@ -358,16 +440,76 @@ class Walker:
                 and node.name.name in TRANSPARENT and node.args and node.args.exprs:
             return self.cond(node.args.exprs[0], fr)
         text = self.text(node)
+        spelled = self.gen.visit(node)
+        if text in self.context:
+            return TRUE
         known = self.preds.lookup(text, fr.name)
+        if known is None:
+            known = self._control_test(node)
         if known is not None:
-            for a in atoms(known):
-                self.labels.setdefault(a, self.gen.visit(node))
-            return _label(known, self.gen.visit(node))
+            self._spell(known, spelled)
+            return _label(known, spelled)
         if kind == "FuncCall" and id(node) in self.call_values:
             return self.call_values[id(node)]
-        name = f"c:{text}"
-        self.labels.setdefault(name, self.gen.visit(node))
-        return Atom(name, label=self.gen.visit(node))
+        name = f"c:{text}{self._version(node, fr)}"
+        self.labels.setdefault(name, spelled)
+        return Atom(name, label=spelled)
+
+    def _spell(self, known: Formula, spelled: str) -> None:
+        """Remember the C spelling of a lone predicate, with its polarity; a compound
+        meaning (an expanded vmcs02 control) lends its spelling to none of its atoms."""
+        if isinstance(known, Atom):
+            self.labels.setdefault(known.name, spelled)
+        elif isinstance(known, Not) and isinstance(known.arg, Atom) \
+                and known.arg.name not in self.labels:
+            self.labels[known.arg.name] = spelled
+            self.inverted.add(known.arg.name)
+
+    def _version(self, node, fr: _Frame) -> str:
+        """``@x#2`` when the condition reads a local assigned more than once so far."""
+        tags = []
+        stack = [node]
+        while stack:
+            n = stack.pop()
+            if type(n).__name__ == "ID" and fr.assigned.get(n.name, 0) > 1:
+                tags.append(f"@{n.name}#{fr.assigned[n.name]}")
+            stack.extend(c for _, c in n.children())
+        return "".join(sorted(set(tags)))
+
+    # -- control bits, recognised from vmx.h's definitions --------------------------------
+    def _control_test(self, node) -> Formula | None:
+        """``nested_cpu_has2(vmcs12, X)``, ``vmcs12->vm_entry_controls & X`` and
+        ``exec_controls_get(vmx) & X`` as control-bit predicates of the VMCS they read."""
+        kind = type(node).__name__
+        if kind == "FuncCall" and type(node.name).__name__ == "ID" \
+                and node.name.name in VMCS12_BIT_TESTS and node.args \
+                and len(node.args.exprs) == 2 and self.text(node.args.exprs[0]) == "vmcs12":
+            return self._bits_of(node.args.exprs[1], "vmcs12")
+        if kind == "BinaryOp" and node.op == "&":
+            for word, mask in ((node.left, node.right), (node.right, node.left)):
+                owner = self._control_word(word)
+                if owner is not None:
+                    return self._bits_of(mask, owner)
+        return None
+
+    def _control_word(self, node) -> str | None:
+        text = self.text(node)
+        m = re.fullmatch(r"vmcs12->(\w+)", text)
+        if m and m.group(1) in VMCS12_CONTROLS:
+            return "vmcs12"
+        if _CONTROLS_GET.fullmatch(text) and self.vmcs in ("vmcs01", "vmcs02"):
+            return self.vmcs
+        return None
+
+    def _bits_of(self, mask, owner: str) -> Formula | None:
+        parts = []
+        for name in self.text(mask).strip("()").split("|"):
+            bit = self.bits.get(name.strip("()"))
+            if bit is None:
+                return None
+            a: Formula = Atom(f"{owner}.{bit[0]}.{bit[1]}")
+            parts.append(expand(a, self.preds.controls) if owner == "vmcs02" else a)
+        return disj(*parts) if parts else None
 
     # -- calls -----------------------------------------------------------------------
     def _on_call(self, node, pc: Formula, fr: _Frame) -> None:
@@ -380,9 +522,11 @@ class Walker:
         shown = conj(fr.shown, fr.spc)
         base = dict(function=fr.name, path=fr.path, line=line, guard=guard, local=pc,
                     shown=shown, chain=fr.chain, order=0)
+        if name == MAKE_REQUEST and args and self.text(args[0]) in self.requests:
+            self.pending.append((guard, self.requests[self.text(args[0])]))
         if name in WRITE_ACCESSORS and args:
             value = args[1] if len(args) > 1 else None
-            origin, member = self._origin(value)
+            origin, member = self.provenance(value, fr)
             self._add(Site(kind="write", field=self._field(args[0]), accessor=name,
                            value=self.gen.visit(value) if value is not None else None,
                            origin=origin, member=member, vmcs=self.vmcs, **base))
@@ -402,7 +546,7 @@ class Walker:
             callee = self.functions[name]
             env = self._bind(callee, args, fr)
             sub = self._call(name, guard, env, fr.chain, shown)
-            truth = disj(*(conj(rpc, self._truth(expr, sub)) for rpc, expr in sub.returns))
+            truth = disj(*(conj(rpc, self._truth(expr, sub)) for rpc, expr, _ in sub.returns))
             self.call_values[id(node)] = truth
         else:
             # Unknown effect; kept so checks can see helpers such as cache invalidation.
@@ -432,11 +576,16 @@ class Walker:
     def _summary(self, name: str, args: list, base: dict, fr: _Frame) -> None:
         summ = self.model.summaries[name]
         params = {p: self.cond(a, fr) for p, a in zip(summ.params, args)}
+        nodes = dict(zip(summ.params, args))
         self._add(Site(kind="call", callee=name, vmcs=self.vmcs, **base))
         for w in summ.writes:
             when = parse_expr(w.when, {k: _label(v, None) for k, v in params.items()})
-            self._add(Site(kind="write", field=w.field, accessor=name, origin=w.origin,
-                           vmcs=self.vmcs, via=name,
+            arg = nodes.get((w.value or "").lstrip("$"))
+            origin, member = self.provenance(arg, fr) if arg is not None \
+                else (SUMMARY_ORIGIN[w.origin], None)
+            self._add(Site(kind="write", field=w.field, accessor=name, origin=origin,
+                           member=member, vmcs=self.vmcs, via=name,
+                           value=self.gen.visit(arg) if arg is not None else None,
                            **{**base, "guard": conj(base["guard"], when),
                               "local": conj(base["local"], when),
                               "shown": conj(base["shown"], when)}))
@@ -446,18 +595,42 @@ class Walker:
             return node.name
         return None
 
-    def _origin(self, node) -> tuple[str, str | None]:
+    # -- provenance of written values ---------------------------------------------------
+    def provenance(self, node, fr: _Frame) -> tuple[Provenance, str | None]:
+        """The class of a written value, and the vmcs12 member when it is exactly one."""
         if node is None:
-            return "other", None
-        text = self.text(node)
-        m = re.fullmatch(r"(?:\([\w ]+\))?vmcs12->(\w+)", text)
+            return Provenance.SNAPSHOT, None
+        m = re.fullmatch(r"(?:\([\w ]+\))?vmcs12->(\w+)", self.text(node))
         if m:
-            return "vmcs12", m.group(1)
-        if re.fullmatch(r"-?(?:0x[0-9a-fA-F]+|\d+)[uUlL]*|-?[A-Z][A-Z0-9_]*", text):
-            return "constant", None
-        if "vmcs12->" in text:
-            return "vmcs12", None
-        return "other", None
+            return Provenance.VMCS12, m.group(1)
+        return self._leaf_class(node, fr), None
+
+    def _leaf_class(self, node, fr: _Frame) -> Provenance:
+        kind = type(node).__name__
+        text = self.text(node)
+        if kind == "Constant":
+            return Provenance.CONSTANT
+        for vp in self.model.values:
+            if vp.pattern.search(text):
+                return Provenance(vp.provenance)
+        if kind == "ID":
+            if node.name == "vmcs12":
+                return Provenance.VMCS12
+            if re.fullmatch(r"[A-Z][A-Z0-9_]*", node.name):
+                return Provenance.CONSTANT
+            return Provenance.SNAPSHOT
+        if kind in ("StructRef", "ArrayRef"):
+            return Provenance.VMCS12 if text.startswith("vmcs12->") else Provenance.SNAPSHOT
+        if kind == "FuncCall":
+            args = list(node.args.exprs) if node.args is not None else []
+            if not args:
+                return Provenance.SNAPSHOT
+            # A helper of vmcs12 values only (nested_read_cr0(vmcs12)) derives from vmcs12.
+            return max((self._leaf_class(a, fr) for a in args), key=_RANK.__getitem__)
+        if kind == "Typename":
+            return Provenance.CONSTANT
+        parts = [self._leaf_class(c, fr) for _, c in node.children()]
+        return max(parts, key=_RANK.__getitem__) if parts else Provenance.SNAPSHOT
 
 
 def _label(f: Formula, label: str | None) -> Formula:
@@ -467,7 +640,12 @@ def _label(f: Formula, label: str | None) -> Formula:
     return f
 
 
-def walk_entry_path(functions: Mapping[str, "Function"], model: "Model",
-                    root: str = "nested_vmx_enter_non_root_mode") -> EntryPath:
+def find_root(functions: Mapping[str, "Function"], model: "Model") -> str | None:
+    """The first entry root of the model (current name first) that the unit defines."""
+    return next((r for r in model.entry.roots if r in functions), None)
+
+
+def walk_entry_path(functions: Mapping[str, "Function"], model: "Model", root: str,
+                    bits: Mapping[str, tuple[str, str]] | None = None) -> EntryPath:
     """Collect the sites of the nested VM-entry path starting at root."""
-    return Walker(functions, model).walk(root)
+    return Walker(functions, model, bits=bits).walk(root)

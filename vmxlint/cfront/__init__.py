@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 if TYPE_CHECKING:
     import pycparser.c_ast
 
-__all__ = ("Function", "Failure", "Unit", "parse_unit")
+__all__ = ("Call", "Function", "Failure", "Unit", "parse_unit", "scan_calls")
 
 
 @dataclass(frozen=True)
@@ -56,3 +56,41 @@ def parse_unit(text: str, path: str, config: Mapping[str, bool] | None = None) -
     from vmxlint.cfront.parse import parse_unit as _parse_unit
 
     return _parse_unit(text, path, config)
+
+
+@dataclass(frozen=True)
+class Call:
+    """A call found by `scan_calls`: who calls what, where, with which first argument."""
+
+    function: str      # the enclosing function
+    path: str
+    line: int
+    callee: str
+    first_arg: str     # text of the first argument, whitespace removed
+
+
+def scan_calls(text: str, path: str, callees: frozenset[str] | set[str]) -> list[Call]:
+    """Calls of CALLEES in each function of TEXT, found without parsing the bodies.
+
+    Cheap enough to run over every file of a directory: comments are blanked and the
+    text is split into top-level chunks; a call inside a macro body is not seen.
+    """
+    import re
+
+    from vmxlint.cfront.parse import chunk_name, split_chunks
+    from vmxlint.cfront.preprocess import strip_comments
+
+    if not any(c in text for c in callees):
+        return []
+    clean = strip_comments(text)
+    call = re.compile(r"\b(" + "|".join(sorted(map(re.escape, callees))) + r")\s*\(\s*([^,()]*)")
+    out: list[Call] = []
+    for chunk in split_chunks(clean):
+        if not chunk.is_function:
+            continue
+        body = clean[chunk.body:chunk.end]
+        name = chunk_name(clean[chunk.start:chunk.end]) or "?"
+        for m in call.finditer(body):
+            line = chunk.line + clean.count("\n", chunk.start, chunk.body + m.start())
+            out.append(Call(name, path, line, m.group(1), re.sub(r"\s+", "", m.group(2))))
+    return out

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Mapping
 
 from vmxlint.facts import Facts
 from vmxlint.findings import Evidence, Finding
-from vmxlint.logic import TRUE, Formula, Solver, atoms, expand, parse_expr
+from vmxlint.logic import TRUE, Atom, Formula, Solver, atoms, disj, expand, neg, parse_expr
 from vmxlint.model import Model
+from vmxlint.runtime import Writer
 from vmxlint.sites import EntryPath, Site
 
 Check = Callable[["Context"], Iterable[Finding]]
@@ -35,8 +36,33 @@ class Context:
     path: EntryPath
     facts: Facts
     model: Model
+    runtime: Mapping[str, list[Writer]] = field(default_factory=dict)
     rel_path: str = "arch/x86/kvm/vmx/nested.c"
     _consumed: dict[str, Formula] = field(default_factory=dict)
+
+    def runtime_writers(self, name: str) -> list[Writer]:
+        """KVM's writes of the field outside the entry path (vmx.c and friends)."""
+        return self.runtime.get(name, [])
+
+    def restore_cover(self, name: str) -> list[Formula]:
+        """Runtime writers that give the field a value: one that runs before every VM
+        entry covers any entry; one that userspace's state restore runs covers the
+        entries that do not emulate L1's VMLAUNCH/VMRESUME (restore, RSM)."""
+        writers = self.runtime_writers(name)
+        if any(w.every_entry for w in writers):
+            return [TRUE]
+        if any(w.on_restore for w in writers):
+            return [neg(Atom("nested.run_pending"))]
+        return []
+
+    def consumed_fields(self) -> set[str]:
+        """Fields VM entry may consume whose value nested entry must provide: those the
+        path writes, and every field the model says comes from vmcs12."""
+        written = {w.field for w in self.writes if w.field in self.model.fields}
+        from_vmcs12 = {n for n, fm in self.model.fields.items()
+                       if fm.origin == "vmcs12" and fm.entry != "false"
+                       and (self.facts.get(n) is None or not self.facts.get(n).high)}
+        return written | from_vmcs12
 
     @cached_property
     def solver(self) -> Solver:
@@ -58,6 +84,16 @@ class Context:
 
     def writes_of(self, name: str) -> list[Site]:
         return [w for w in self.writes if w.field == name]
+
+    def dirty_only(self, site: Site) -> bool:
+        """The site runs only when vmcs12 is dirty or an enlightened VMCS is in use: the
+        ``_rare`` part of the entry, whatever its functions are called."""
+        return self.solver.implies(site.guard, disj(Atom("vmcs12.dirty"), Atom("evmcs.active")))
+
+    def phase(self, site: Site) -> str:
+        """The function to name in a message: the phase of the chain the site runs in."""
+        phases = [fn for fn in site.chain if self.model.entry.phase_of(fn)]
+        return phases[-1] if phases else site.function
 
     @cached_property
     def consumers(self) -> list[Site]:

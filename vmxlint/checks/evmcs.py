@@ -45,7 +45,9 @@ def wrong_group(ctx: Context) -> Iterator[Finding]:
 def ungated_write(ctx: Context) -> Iterator[Finding]:
     for w in ctx.writes:
         own = _group(ctx, w)
-        if not w.direct or not w.in_rare or own in (None, "NONE", "ALL"):
+        if not w.direct or own in (None, "NONE", "ALL"):
+            continue
+        if not ctx.dirty_only(w):
             continue
         # Writes done once per vmcs02 (prepare_vmcs02_constant_state) are not redone.
         if not ctx.solver.satisfiable(conj(w.guard, Atom("evmcs.active"),

@@ -1,107 +1,132 @@
-"""VMX201, VMX202: fields that VM entry consumes without a current value."""
+"""VMX201, VMX202, VMX203: fields that VM entry consumes without a current, right value."""
 from __future__ import annotations
 
 from typing import Iterator
 
 from vmxlint.checks import Context, check
+from vmxlint.checks.explain import counterexample
 from vmxlint.findings import Finding
-from vmxlint.logic import (FALSE, TRUE, Atom, atoms, conj, describe_assignment, disj, neg,
-                           render, substitute)
-from vmxlint.sites import Site
+from vmxlint.logic import FALSE, TRUE, Atom, Formula, atoms, conj, disj, neg, render, substitute
+from vmxlint.sites import Provenance, Site
 
 ONCE = "vmcs02.initialized"
+DIRTY = "vmcs12.dirty"
 
 
 def persists(ctx: Context, w: Site) -> bool:
     """The value w wrote on an earlier entry is still right on an entry that skips w.
 
-    A value copied from vmcs12 stays right while vmcs12 is clean, unless L1 can change the
-    field without a VM exit (a read/write shadow-VMCS field; DESIGN.md section 2).  A value
-    from L0 stays right only when it is a constant or KVM's runtime writers keep the field
-    current (the MSR-list counts, for example).
+    Decided by the provenance of the value (DESIGN section 2): a vmcs12 value stays right
+    while vmcs12 is clean unless L1 can VMWRITE the field without a VM exit (an RW shadow
+    field); constants and L0 configuration stay right; a runtime value stays right only
+    where a runtime writer keeps the loaded VMCS current; a snapshot never does.
     """
-    fm = ctx.model.fields.get(w.field or "")
     info = ctx.facts.get(w.field or "")
-    if fm is None or (info is not None and info.shadow == "rw"):
-        return False
-    if w.origin in ("vmcs12", "constant"):
+    if w.origin is Provenance.VMCS12:
+        return not (info is not None and info.shadow == "rw")
+    if w.origin in (Provenance.CONSTANT, Provenance.L0_CONFIG):
         return True
-    return fm.origin == "constant" or fm.runtime
+    if w.origin is Provenance.RUNTIME:
+        return bool(ctx.runtime_writers(w.field or ""))
+    return False
 
 
-def coverage(ctx: Context, name: str, before: int):
-    """When some write gives the field its value for an entry at position ``before``."""
+def _as_clean_replay(ctx: Context, w: Site) -> Formula:
+    """When an entry with clean vmcs12 still has w's value: w ran on the last dirty entry."""
+    g = substitute(w.guard, {ONCE: FALSE})
+    clean = {a: FALSE for a in atoms(g) if a.startswith("evmcs.clean.")}
+    return substitute(g, {DIRTY: TRUE, **clean})
+
+
+def coverage(ctx: Context, name: str, before: int, *, stale_ok: bool = False,
+             skip: Site | None = None) -> Formula:
+    """When some write gives the field its value for an entry at position ``before``.
+
+    With ``stale_ok`` a dirty-only write counts as persisting whatever its value: VMX201
+    asks whether any write exists, VMX202 whether the value it left is still right.
+    """
     cover = []
     for w in ctx.writes_of(name):
-        if w.order >= before:
+        if w.order >= before or w is skip:
             continue
         # A write done once per vmcs02 still holds after vmcs02 was initialised.
         g = substitute(w.guard, {ONCE: FALSE})
-        if persists(ctx, w):
-            # Written on the last entry that copied vmcs12: still valid while it is clean.
-            clean = {a: FALSE for a in atoms(g) if a.startswith("evmcs.clean.")}
-            g = substitute(g, {"vmcs12.dirty": TRUE, **clean})
+        if persists(ctx, w) or (stale_ok and ctx.dirty_only(w)):
+            g = _as_clean_replay(ctx, w)
         cover.append(g)
-    fm = ctx.model.fields.get(name)
-    if fm is not None and fm.runtime:
-        # An entry that does not emulate L1's VMLAUNCH/VMRESUME (nested state restore,
-        # RSM) runs L2 with the state userspace restored through KVM's runtime writers.
-        cover.append(neg(Atom("nested.run_pending")))
+    cover += ctx.restore_cover(name)
     return disj(*cover)
+
+
+def _entry(ctx: Context) -> Site | None:
+    return ctx.consumers[-1] if ctx.consumers else None
 
 
 @check("VMX201")
 def missing_write(ctx: Context) -> Iterator[Finding]:
-    entry = ctx.consumers[-1] if ctx.consumers else None
+    entry = _entry(ctx)
     if entry is None:
         return
-    fields = sorted({w.field for w in ctx.writes if w.field in ctx.model.fields})
-    for name in fields:
+    # Every field VM entry may consume, written or not: deleting the only write of a
+    # field must not make it disappear from the question.
+    for name in sorted(ctx.consumed_fields()):
         need = conj(ctx.consumed(name), entry.guard)
-        have = coverage(ctx, name, entry.order)
-        cex = ctx.solver.counterexample(need, have)
-        if cex is None:
+        have = coverage(ctx, name, entry.order, stale_ok=True)
+        if ctx.solver.implies(need, have):
             continue
-        first = min(ctx.writes_of(name), key=lambda w: w.order)
-        # Show the atoms that decide consumption and coverage, not the success path's.
-        keep = atoms(ctx.consumed(name)) | atoms(have)
-        cex = {k: v for k, v in cex.items() if k in keep} or cex
-        shown = describe_assignment(cex, ctx.path.labels)
+        writes = ctx.writes_of(name)
+        anchor = min(writes, key=lambda w: w.order) if writes else entry
+        cex = counterexample(ctx, need, have, keep=atoms(ctx.consumed(name)), field=name)
         yield ctx.finding(
-            "VMX201", first,
-            f"VM entry consumes {name} but no write of it runs when {shown}",
-            evidence=[ctx.evidence(w, "write") for w in ctx.writes_of(name)]
+            "VMX201", anchor.with_field(name),
+            f"VM entry consumes {name} but no write of it runs when {cex.text}",
+            evidence=[ctx.evidence(w, "write") for w in writes]
             + [ctx.evidence(entry, "consumer")],
-            counterexample=cex, consumed_when=str(ctx.consumed(name)),
+            counterexample=cex.assignment, consumed_when=str(ctx.consumed(name)),
             covered_when=render(have))
-
-
-def _stale_reason(ctx: Context, w: Site) -> str | None:
-    info = ctx.facts.get(w.field)
-    fm = ctx.model.fields.get(w.field)
-    if info is not None and info.shadow == "rw" and w.origin == "vmcs12":
-        return "L1 can VMWRITE it through the shadow VMCS without a VM exit"
-    if fm is not None and fm.origin in ("l0", "mixed") and not fm.runtime \
-            and w.origin == "other":
-        return "its value comes from L0/vCPU state, which changes without dirtying vmcs12"
-    return None
 
 
 @check("VMX202")
 def stale_rare_write(ctx: Context) -> Iterator[Finding]:
-    for name in sorted({w.field for w in ctx.writes if w.field}):
-        writes = ctx.writes_of(name)
-        if not writes or not all(w.in_rare for w in writes):
+    entry = _entry(ctx)
+    if entry is None:
+        return
+    clean_entry = conj(neg(Atom(DIRTY)), neg(Atom("evmcs.active")), Atom(ONCE))
+    for w in ctx.writes:
+        if w.field is None or w.field not in ctx.model.fields or persists(ctx, w) \
+                or not ctx.dirty_only(w):
             continue
-        for w in writes:
-            if not w.direct:
-                continue
-            reason = _stale_reason(ctx, w)
-            if reason is None:
-                continue
-            rare = next(fn for fn in w.chain if fn.endswith("_rare"))
+        # An entry with clean vmcs12 on which w would have run, had vmcs12 been dirty.
+        need = conj(ctx.consumed(w.field), entry.guard, clean_entry, _as_clean_replay(ctx, w))
+        have = coverage(ctx, w.field, entry.order, skip=w)
+        if ctx.solver.implies(need, have):
+            continue
+        cex = counterexample(ctx, need, have, keep=atoms(ctx.consumed(w.field)),
+                             field=w.field)
+        yield ctx.finding(
+            "VMX202", w,
+            f"{w.field} is written only when vmcs12 is dirty ({ctx.phase(w)}()) but "
+            f"{_reason(ctx, w)}: vmcs02 goes stale when {cex.text}",
+            provenance=w.origin.value, counterexample=cex.assignment)
+
+
+def _reason(ctx: Context, w: Site) -> str:
+    if w.origin is Provenance.VMCS12:
+        return "L1 can VMWRITE it through the shadow VMCS without a VM exit"
+    if w.origin is Provenance.RUNTIME:
+        return "no runtime writer keeps it current"
+    return "its value is captured on every entry"
+
+
+@check("VMX203")
+def wrong_source(ctx: Context) -> Iterator[Finding]:
+    for w in ctx.writes:
+        info = ctx.facts.get(w.field or "")
+        if w.member is None or info is None or info.vmcs12_member is None or info.high:
+            continue
+        if w.member != info.vmcs12_member:
             yield ctx.finding(
-                "VMX202", w,
-                f"{name} is written only in {rare}(), which runs only when vmcs12 is dirty, "
-                f"but {reason}: vmcs02 goes stale",
-                guard=render(w.guard), when=str(Atom("vmcs12.dirty")))
+                "VMX203", w,
+                f"{w.field} is written from vmcs12->{w.member}, but its own member is "
+                f"vmcs12->{info.vmcs12_member}",
+                member=w.member, expected=info.vmcs12_member)

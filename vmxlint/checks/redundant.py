@@ -6,7 +6,7 @@ from typing import Iterator
 from vmxlint.checks import Context, check
 from vmxlint.findings import Finding
 from vmxlint.logic import FALSE, Atom, conj, disj, neg, render
-from vmxlint.sites import Site
+from vmxlint.sites import Provenance, Site
 
 
 def _consumers_after(ctx: Context, w: Site) -> list[Site]:
@@ -100,7 +100,7 @@ def hot_path_constant(ctx: Context) -> Iterator[Finding]:
         fm = ctx.model.fields.get(w.field or "")
         if not w.direct or fm is None or not fm.hot_constant:
             continue
-        if w.origin not in ("constant", "other") or w.guard == FALSE:
+        if w.origin not in (Provenance.CONSTANT, Provenance.L0_CONFIG) or w.guard == FALSE:
             continue
         if ctx.solver.satisfiable(conj(w.guard, steady)):
             yield ctx.finding(

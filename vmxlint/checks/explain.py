@@ -1,0 +1,59 @@
+"""Counterexamples a reviewer can read (DESIGN section 2, logic).
+
+A "missing" finding says under which conditions no write happens.  The conditions are a
+prime implicant of ``need and not have`` over the atoms that decide whether the field is
+consumed and whether its writes run; every other atom (those that only decide early
+failure exits, for example) is projected out.  Each condition is shown once, by its C
+spelling, with the polarity the C code has.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable
+
+from vmxlint.logic import Formula, atoms, conj, neg
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vmxlint.checks import Context
+
+
+@dataclass(frozen=True)
+class Counterexample:
+    assignment: dict[str, bool]     # atom name -> value, for JSON
+    text: str                       # "nested_run_pending && !(vmcs12->... & X)"
+    conditions: tuple[str, ...]
+
+
+def _relevant(ctx: "Context", field: str | None, keep: Iterable[str]) -> set[str]:
+    out = set(keep)
+    for w in ctx.writes:
+        if w.field == field:
+            out |= atoms(w.shown)
+    return out
+
+
+def spell(ctx: "Context", name: str, value: bool) -> str:
+    """One condition as C shows it: ``x``, ``!x`` or ``!(a & b)``."""
+    label = ctx.path.labels.get(name)
+    if label is None:
+        return name if value else f"!{name}"
+    positive = value != (name in ctx.path.inverted)
+    if positive:
+        return label
+    simple = re.fullmatch(r"[\w.>\-\[\]]+(\([^()]*\))?", label.replace(" ", ""))
+    return f"!{label}" if simple else f"!({label})"
+
+
+def counterexample(ctx: "Context", need: Formula, have: Formula,
+                   keep: Iterable[str] = (), field: str | None = None) -> Counterexample:
+    """The readable reason why ``need`` does not imply ``have``."""
+    keep = set(keep)
+    relevant = _relevant(ctx, field, keep) | {a for a in atoms(have) if not a.startswith("c:")}
+    cube = ctx.solver.prime_implicant(conj(need, neg(have)), relevant, prefer=keep) or {}
+    shown: list[str] = []
+    for name in sorted(cube, key=lambda n: (n not in keep, n)):
+        text = spell(ctx, name, cube[name])
+        if text not in shown:
+            shown.append(text)
+    return Counterexample(cube, " && ".join(shown) or "always", tuple(shown))

@@ -1,0 +1,51 @@
+"""Runtime writers: writes of VMCS fields that KVM makes outside the nested entry path.
+
+``vmx.c`` and the other files of ``arch/x86/kvm/vmx/`` write fields of whatever VMCS is
+loaded (vmcs02 while L2 runs): event injection, the MSR autoload lists, host state on a
+VMCS load, registers flushed before the VM entry.  Such a writer keeps a ``runtime``
+value current, and a writer that runs before every VM entry (``every_entry`` in
+``rules/model/entry.toml``) gives the field a value on any entry, restore and RSM included.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from vmxlint.sites import WRITE_ACCESSORS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vmxlint.model import Model
+    from vmxlint.tree import Tree
+
+
+@dataclass(frozen=True)
+class Writer:
+    """One write of a field by KVM outside the nested entry path."""
+
+    field: str
+    function: str
+    path: str
+    line: int
+    every_entry: bool      # runs before every VM entry with the VMCS loaded
+    on_restore: bool       # runs when userspace restores vCPU state (or RSM loads it)
+
+
+def scan(tree: "Tree", model: "Model") -> dict[str, list[Writer]]:
+    """Every runtime writer of each field, from the tree's files named in entry.toml."""
+    from vmxlint.cfront import scan_calls
+
+    out: dict[str, list[Writer]] = {}
+    every, restore = set(model.entry.every_entry), set(model.entry.restore_writers)
+    for rel in model.entry.runtime_files:
+        try:
+            text = tree.read(rel)
+        except Exception:              # an unreadable file counts as a missing one
+            text = None
+        if not text:
+            continue
+        for c in scan_calls(text, rel, set(WRITE_ACCESSORS)):
+            if c.first_arg.isidentifier():
+                out.setdefault(c.first_arg, []).append(
+                    Writer(c.first_arg, c.function, rel, c.line, c.function in every,
+                           c.function in restore))
+    return out
