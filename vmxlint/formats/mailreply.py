@@ -343,7 +343,7 @@ def _patch_reply(patch: PatchRef, findings: list[Finding],
         author = _flat(patch.sender) or _header(msg, "From")
         date = _header(msg, "Date")
         if author:
-            lines.append(f"On {date}, {author} wrote:" if date else f"{author} wrote:")
+            lines.append(_plain(f"On {date}, {author} wrote:" if date else f"{author} wrote:"))
         lines += _quoted(files, placed)
     return _reply_headers(patch, msg), lines
 
