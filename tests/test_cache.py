@@ -6,6 +6,7 @@ import os
 import pickle
 import shutil
 import stat
+import tempfile
 import threading
 from pathlib import Path
 
@@ -84,23 +85,31 @@ def test_entry_is_data_not_pickle(cdir):
         pickle.loads(data)
 
 
-class _Payload:
-    marker = ""
+# Where a planted pickle would leave its trace if it ran (fixed, so a payload built once works).
+MARKER = Path(tempfile.gettempdir()) / f"vmxlint-test-pwned-{os.getpid()}"
 
+
+class _Payload:
     def __reduce__(self):
-        return (os.mkdir, (self.marker,))
+        return (os.mkdir, (str(MARKER),))
+
+
+def ran_code() -> bool:
+    if MARKER.exists():
+        MARKER.rmdir()
+        return True
+    return False
 
 
 @pytest.mark.parametrize("where", ["entry", "every-file"])
-def test_planted_pickle_runs_no_code(cdir, tmp_path, where):
+def test_planted_pickle_runs_no_code(cdir, where):
     cache.put(K, sample())
-    _Payload.marker = str(tmp_path / "pwned")
     payload = pickle.dumps(_Payload())
     targets = entry_files(cdir) if where == "every-file" else [cache.entry_path(cdir, K)]
     for p in targets:
         p.write_bytes(payload)
     assert cache.get(K) is None
-    assert not (tmp_path / "pwned").exists()
+    assert not ran_code()
 
 
 def test_one_byte_corruption_is_a_miss(cdir):
@@ -119,7 +128,8 @@ def test_one_byte_corruption_is_a_miss(cdir):
     b'{"class":"vmxlint.findings:Evidence","fields":{"path":1,"line":"x",'
     b'"function":null,"role":"r"}}',
     b'{"tuple":1}', b'{"dict":[[1]]}', b'{"dict":[[[1],2]]}', b'[' * 100000, b'{"x":1}',
-])
+], ids=["os.system", "not-a-dataclass", "wrong-types", "tuple", "dict", "unhashable",
+        "deep", "untagged"])
 def test_well_checksummed_but_wrong_shape_is_a_miss(cdir, body):
     """Even an entry with a valid header is checked against the dataclass fields."""
     cache.put(K, sample())
@@ -288,14 +298,13 @@ def uncached() -> Analysis:
 @given(junk=st.one_of(st.binary(max_size=4096),
                       st.just(pickle.dumps(_Payload())),
                       st.sampled_from([b"", b"\x00" * 64, b"vmxlint-cache 1\n{}"])))
-def test_analysis_through_any_corrupt_entry_equals_uncached(cdir, uncached, junk, tmp_path):
+def test_analysis_through_any_corrupt_entry_equals_uncached(cdir, uncached, junk):
     from vmxlint.analysis import analyse
     from vmxlint.tree import Tree
 
-    _Payload.marker = str(tmp_path / "pwned")
     assert analyse(Tree.open(TREE)) == uncached     # fills the cache
     for p in entry_files(cdir):
         p.write_bytes(junk)
     assert analyse(Tree.open(TREE)) == uncached
     assert analyse(Tree.open(TREE)) == uncached     # and the recomputed entry is good
-    assert not (tmp_path / "pwned").exists()
+    assert not ran_code()
