@@ -29,7 +29,9 @@ def inputs() -> list[str]:
     """Files whose content decides the analysis: nested.c, the facts, the runtime writers."""
     from vmxlint.model import load_model
 
-    return list(INPUTS) + [p for p in load_model().entry.runtime_files if p not in INPUTS]
+    model = load_model()
+    extra = model.entry.runtime_files + model.caches.helper_files
+    return list(INPUTS) + sorted({p for p in extra if p not in INPUTS})
 
 
 @dataclass
@@ -110,9 +112,10 @@ def _analyse(tree: Tree, root: str | None) -> Analysis:
             out.findings.append(_vmx004(model, fail.name, fail.line,
                                         f"{fail.name}() could not be parsed ({fail.message}); "
                                         "its writes are unknown"))
-    from vmxlint.runtime import scan
+    from vmxlint.runtime import cache_helpers, scan
 
-    ctx = Context(path, facts, model, runtime=scan(tree, model))
+    ctx = Context(path, facts, model, runtime=scan(tree, model),
+                  cache_helpers=cache_helpers(tree, model))
     out.findings.extend(run_checks(ctx))
     out.findings.sort(key=sort_key)
     return out

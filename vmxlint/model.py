@@ -57,6 +57,7 @@ class FieldModel:
     runtime: bool
     cache: str | None
     cache_helpers: tuple[str, ...]
+    lazy: bool
     readers: tuple[str, ...]
     hot_constant: bool
     source: str
@@ -124,6 +125,19 @@ class EntryModel:
         return next((p for p, names in self.phases.items() if function in names), None)
 
 
+@dataclass(frozen=True)
+class CacheModel:
+    """``caches.toml``: what keeps each software cache consistent."""
+
+    effects: dict[str, tuple[re.Pattern[str], ...]]   # cache kind -> store patterns
+    helper_files: tuple[str, ...]
+
+    def cache_of(self, store: str) -> str | None:
+        """The cache a store (``lhs=rhs``, whitespace removed) invalidates or updates."""
+        return next((k for k, rxs in self.effects.items() if any(r.search(store) for r in rxs)),
+                    None)
+
+
 @dataclass
 class Model:
     rules: dict[str, Rule]
@@ -134,6 +148,7 @@ class Model:
     summaries: dict[str, Summary]
     entry: EntryModel
     values: tuple[ValuePattern, ...] = ()
+    caches: CacheModel = CacheModel({}, ())
 
 
 def condition_atoms(text: str, *, params: bool = False) -> tuple[str, ...]:
@@ -251,7 +266,8 @@ def _load_fields(file: Path) -> dict[str, FieldModel]:
             raise t.err("cache_helpers", "given without 'cache'")
         fields[name] = FieldModel(
             name, t.cond("entry"), t.cond("exit"), t.enum("origin", ORIGINS),
-            t.get("runtime", bool, False), cache, helpers, t.strs("readers"),
+            t.get("runtime", bool, False), cache, helpers, t.get("lazy", bool, False),
+            t.strs("readers"),
             t.get("hot_constant", bool, False), t.get("source"))
     return fields
 
@@ -303,6 +319,20 @@ def _load_summaries(file: Path) -> dict[str, Summary]:
     return out
 
 
+def _load_caches(file: Path) -> CacheModel:
+    top = _load_toml(file)
+    effects = {}
+    for kind, t in top.tables("caches", dict):
+        if kind not in CACHES:
+            raise t.err("(name)", f"{kind!r} is not one of {', '.join(CACHES)}")
+        try:
+            effects[kind] = tuple(re.compile(e) for e in t.strs("effects"))
+        except re.error as exc:
+            raise t.err("effects", f"bad regex: {exc}") from None
+    files = _Table(file, top.get("helpers", dict), "helpers").strs("files")
+    return CacheModel(effects, files)
+
+
 def _load_values(file: Path) -> tuple[ValuePattern, ...]:
     out = []
     for _, t in _load_toml(file).tables("value", list):
@@ -349,6 +379,7 @@ def _load(directory: Path) -> Model:
     return Model(
         rules=rules, fields=_load_fields(mdir / "fields.toml"), controls=controls,
         axioms=axioms + entry.axioms, entry=entry, values=_load_values(mdir / "values.toml"),
+        caches=_load_caches(mdir / "caches.toml"),
         predicates=_load_predicates(opt["predicates"]) if opt["predicates"].exists() else (),
         summaries=_load_summaries(opt["summaries"]) if opt["summaries"].exists() else {})
 

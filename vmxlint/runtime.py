@@ -49,3 +49,24 @@ def scan(tree: "Tree", model: "Model") -> dict[str, list[Writer]]:
                     Writer(c.first_arg, c.function, rel, c.line, c.function in every,
                            c.function in restore))
     return out
+
+
+def cache_helpers(tree: "Tree", model: "Model") -> dict[str, str]:
+    """Helpers whose body stores an effect of caches.toml: name -> the cache it keeps
+    right (``vmx_segment_cache_clear`` and ``vmx_switch_vmcs`` in 6.x, whatever the name)."""
+    import re
+
+    from vmxlint.cfront import function_bodies
+
+    out: dict[str, str] = {}
+    for rel in model.caches.helper_files:
+        try:
+            text = tree.read(rel)
+        except Exception:              # an unreadable file counts as a missing one
+            text = None
+        for name, body in function_bodies(text or "").items():
+            for store in re.findall(r"[\w>.\-\[\]]+[&|]?=[^=;][^;]*", body):
+                kind = model.caches.cache_of(store)
+                if kind is not None:
+                    out.setdefault(name, kind)
+    return out

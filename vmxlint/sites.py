@@ -534,6 +534,7 @@ class Walker:
             self._add(Site(kind="read", field=self._field(args[0]), accessor=name,
                            vmcs=self.vmcs, **base))
         elif name == SWITCH_VMCS and len(args) > 1:
+            self._add(Site(kind="call", callee=name, vmcs=self.vmcs, **base))
             target = self.text(args[1])
             self.vmcs = "vmcs02" if "vmcs02" in target else (
                 "vmcs01" if "vmcs01" in target else "unknown")

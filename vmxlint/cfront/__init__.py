@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 if TYPE_CHECKING:
     import pycparser.c_ast
 
-__all__ = ("Call", "Function", "Failure", "Unit", "parse_unit", "scan_calls")
+__all__ = ("Call", "Function", "Failure", "Unit", "function_bodies", "parse_unit", "scan_calls")
 
 
 @dataclass(frozen=True)
@@ -93,4 +93,20 @@ def scan_calls(text: str, path: str, callees: frozenset[str] | set[str]) -> list
         for m in call.finditer(body):
             line = chunk.line + clean.count("\n", chunk.start, chunk.body + m.start())
             out.append(Call(name, path, line, m.group(1), re.sub(r"\s+", "", m.group(2))))
+    return out
+
+
+def function_bodies(text: str) -> dict[str, str]:
+    """Each function of TEXT with its body, comments blanked and whitespace removed."""
+    import re
+
+    from vmxlint.cfront.parse import chunk_name, split_chunks
+    from vmxlint.cfront.preprocess import strip_comments
+
+    clean = strip_comments(text)
+    out: dict[str, str] = {}
+    for chunk in split_chunks(clean):
+        name = chunk_name(clean[chunk.start:chunk.end]) if chunk.is_function else None
+        if name:
+            out[name] = re.sub(r"\s+", "", clean[chunk.body:chunk.end])
     return out

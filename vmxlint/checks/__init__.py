@@ -37,6 +37,7 @@ class Context:
     facts: Facts
     model: Model
     runtime: Mapping[str, list[Writer]] = field(default_factory=dict)
+    cache_helpers: Mapping[str, str] = field(default_factory=dict)   # helper -> cache kept
     rel_path: str = "arch/x86/kvm/vmx/nested.c"
     _consumed: dict[str, Formula] = field(default_factory=dict)
 

@@ -6,6 +6,8 @@ from typing import Iterator
 from vmxlint.checks import Context, check
 from vmxlint.facts import accessor_width
 from vmxlint.findings import Finding
+from vmxlint.logic import conj
+from vmxlint.sites import Site
 
 # vmx_ops.h rejects only 64-bit fields for these read-modify-write helpers (BUILD_BUG_ON).
 BIT_HELPERS = ("vmcs_set_bits", "vmcs_clear_bits")
@@ -49,21 +51,41 @@ def read_only_field(ctx: Context) -> Iterator[Finding]:
                               f"field (encoding {info.encoding:#06x}); VMWRITE to it fails")
 
 
+def _keeps(ctx: Context, effect: Site, cache: str, helpers: tuple[str, ...]) -> bool:
+    """The site is an effect that makes ``cache`` consistent (DESIGN: effects, not names)."""
+    if effect.kind == "store":
+        return ctx.model.caches.cache_of(effect.value or "") == cache
+    if effect.kind == "call":
+        return ctx.cache_helpers.get(effect.callee or "") == cache or effect.callee in helpers
+    return False
+
+
+def cache_kept(ctx: Context, s: Site) -> bool:
+    """An effect on the path makes the cache of s's field consistent after the raw write:
+    one that follows it before the VM entry whenever s runs, or, for a cache KVM loads
+    lazily from the VMCS, an invalidation before it."""
+    fm = ctx.model.fields[s.field or ""]
+    entry = ctx.consumers[-1] if ctx.consumers else None
+    # Only entries that happen matter: an early failure exit never reaches the VM entry.
+    runs = conj(s.guard, entry.guard) if entry is not None else s.guard
+    for e in ctx.path.sites:
+        if not _keeps(ctx, e, fm.cache or "", fm.cache_helpers):
+            continue
+        after = e.order > s.order and (entry is None or e.order < entry.order)
+        if (after or (fm.lazy and e.order < s.order)) and ctx.solver.implies(runs, e.guard):
+            return True
+    return False
+
+
 @check("VMX403")
 def cache_bypass(ctx: Context) -> Iterator[Finding]:
-    calls = [s for s in ctx.path.sites if s.kind == "call"]
     for s in _direct(ctx):
         fm = ctx.model.fields.get(s.field)
-        if fm is None or fm.cache is None:
+        if fm is None or fm.cache is None or s.vmcs == "vmcs01":
             continue
-        helpers = fm.cache_helpers
-        if fm.cache == "segment-cache":
-            # The segment cache is fine when it is invalidated after the raw writes.
-            if any(c.callee in helpers and c.order > s.order and c.function == s.function
-                   for c in calls):
-                continue
-        elif fm.cache != "controls-shadow":
+        if fm.cache != "controls-shadow" and cache_kept(ctx, s):
             continue
-        use = ", ".join(f"{h}()" for h in helpers) or "the cache helpers"
+        use = ", ".join(f"{h}()" for h in fm.cache_helpers) or "the cache helpers"
         yield ctx.finding("VMX403", s, f"raw {s.accessor}() of {s.field} bypasses KVM's "
-                          f"{fm.cache}; use {use}", cache=fm.cache)
+                          f"{fm.cache} and nothing on the path makes it consistent; use {use}",
+                          cache=fm.cache)
