@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Iterable
 
 from vmxlint import __version__, cache
-from vmxlint.findings import Finding, PatchRef, compare, sort_key
+from vmxlint.findings import Finding, PatchRef, compare, number_occurrences
 from vmxlint.tree import NESTED_C, Tree, TreeError
 
 ROOT = "nested_vmx_enter_non_root_mode"
@@ -17,6 +17,7 @@ INPUTS = (
     NESTED_C,
     "arch/x86/include/asm/vmx.h",
     "arch/x86/include/asm/vmxfeatures.h",
+    "arch/x86/kvm/vmx/nested.h",
     "arch/x86/kvm/vmx/vmcs12.c",
     "arch/x86/kvm/vmx/vmcs_shadow_fields.h",
     "arch/x86/kvm/vmx/hyperv_evmcs.c",
@@ -40,6 +41,7 @@ class Analysis:
 
     findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)   # fields the entry path writes
 
 
 def _rules_digest() -> str:
@@ -75,21 +77,30 @@ def entry_path(tree: Tree, root: str | None = None):
     root = root or find_root(unit.functions, model)
     if root is None or root not in unit.functions:
         return unit, None
-    return unit, walk_entry_path(unit.functions, model, root, controls.load(tree))
+    bits = controls.load(tree)
+    path = walk_entry_path(unit.functions, model, root, bits)
+    path.notes.extend(bits.fallbacks)
+    return unit, path
 
 
-def analyse(tree: Tree, root: str | None = None) -> Analysis:
-    """All findings of one tree image (cached by the content of its inputs)."""
-    k = cache.key(__version__, _rules_digest(), root or "", tree.digest(inputs()))
+def analyse(tree: Tree, root: str | None = None, also: Iterable[str] = ()) -> Analysis:
+    """All findings of one tree image (cached by the content of its inputs).
+
+    ``also`` names fields to ask VMX201 about even when this image writes none of them:
+    the fields the other image of a patch writes, so deleting the only write of a field
+    is seen.
+    """
+    also = sorted(set(also))
+    k = cache.key(__version__, _rules_digest(), root or "", tree.digest(inputs()), *also)
     hit = cache.get(k)
     if isinstance(hit, Analysis):
         return hit
-    result = _analyse(tree, root)
+    result = _analyse(tree, root, also)
     cache.put(k, result)
     return result
 
 
-def _analyse(tree: Tree, root: str | None) -> Analysis:
+def _analyse(tree: Tree, root: str | None, also: list[str]) -> Analysis:
     from vmxlint.checks import Context, run_checks
     from vmxlint.facts import load_facts
     from vmxlint.model import load_model
@@ -105,6 +116,7 @@ def _analyse(tree: Tree, root: str | None) -> Analysis:
         out.findings.append(_vmx004(model, want, line, f"{want}() is missing or could not be "
                                     "parsed: nothing on the nested entry path was analysed"))
         return out
+    out.notes.extend(path.notes)
     # A function the path calls that did not parse hides its writes.
     called = _called_names(text, unit, path.functions)
     for fail in unit.failures:
@@ -115,9 +127,10 @@ def _analyse(tree: Tree, root: str | None) -> Analysis:
     from vmxlint.runtime import cache_helpers, scan
 
     ctx = Context(path, facts, model, runtime=scan(tree, model),
-                  cache_helpers=cache_helpers(tree, model))
+                  cache_helpers=cache_helpers(tree, model), also=frozenset(also))
+    out.written = sorted({w.field for w in ctx.writes if w.field})
     out.findings.extend(run_checks(ctx))
-    out.findings.sort(key=sort_key)
+    out.findings = number_occurrences(out.findings)
     return out
 
 
@@ -187,9 +200,11 @@ def check(mails: list, tree: Tree, include_existing: bool = False) -> CheckResul
         usable += 1
         after = current.with_overlay(applied.files)
         if any(p in inputs() for p in applied.files):
-            before_f = analyse(current).findings
-            after_f = analyse(after).findings
-            for f in compare(before_f, after_f):
+            before = analyse(current)
+            after_a = analyse(after, also=before.written)
+            if set(after_a.written) - set(before.written):
+                before = analyse(current, also=after_a.written)
+            for f in compare(before.findings, after_a.findings):
                 if f.status == "existing" and not include_existing:
                     continue
                 out.append(f.with_(patch=ref))

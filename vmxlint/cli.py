@@ -2,15 +2,19 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
 from typing import TextIO
 
 from vmxlint import __version__
+from vmxlint.textsafe import escape_text
 
 FORMATS = ("default", "checkpatch", "json", "sarif", "rdjson", "github", "email",
            "b4-json", "patchwork")
+# Formats a program reads: --count and --statistics go to stderr, never into them.
+HUMAN_FORMATS = ("default",)
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
 
@@ -73,16 +77,32 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
     except UsageError as exc:
-        print(f"vmxlint: {exc}", file=sys.stderr)
+        _error(str(exc))
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
+        _stdout_gone()
         return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - the contract: one line, never a traceback
         from vmxlint.errors import describe
-        print(f"vmxlint: {describe(exc)}", file=sys.stderr)
+        _error(describe(exc))
         return EXIT_USAGE
+
+
+def _error(message: str) -> None:
+    """One line on stderr, control characters from the input escaped."""
+    print(f"vmxlint: {escape_text(message)}", file=sys.stderr)
+
+
+def _stdout_gone() -> None:
+    """After EPIPE, point stdout at /dev/null so the exit flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def _main(argv: list[str] | None) -> int:
@@ -124,7 +144,14 @@ def _options(args, tree) -> dict:
     fmt = opt("format") or "default"
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
-    return dict(selection=sel, format=fmt, output=opt("output-file"),
+    if conf.get("output-file") is not None:
+        raise UsageError("output-file in the [vmxlint] section of the tree's setup.cfg, tox.ini "
+                         "or .vmxlint is not allowed: a tree's config may not choose where "
+                         "output is written (use --output-file)")
+    output = getattr(args, "output_file", None)
+    if output is not None:
+        _check_output(output, tree)
+    return dict(selection=sel, format=fmt, output=output,
                 exit_zero=flag("exit-zero"), count=flag("count"),
                 statistics=flag("statistics"))
 
@@ -136,24 +163,41 @@ def _report(findings, opts, command: str, tree, mails=None) -> int:
     chosen = [f for f in findings if opts["selection"].selected(f.code)]
     report = Report(findings=chosen, command=command, mails=mails or {},
                     tree=tree.describe() if tree is not None else None)
-    out: TextIO
-    if opts["output"]:
-        out = open(opts["output"], "w", encoding="utf-8")
-    else:
-        out = sys.stdout
+    out: TextIO = open(opts["output"], "w", encoding="utf-8") if opts["output"] else sys.stdout
+    # Counts follow the findings in the default format, as flake8's do; a document a
+    # program reads stays intact and they go to stderr.
+    extra = out if opts["format"] in HUMAN_FORMATS else sys.stderr
     try:
         write_report(report, opts["format"], out)
         if opts["statistics"]:
             for code, n in report.summary()["by_code"].items():
                 name = next(f.name for f in chosen if f.code == code)
-                print(f"{n:<5} {code} {name}", file=out)
+                print(f"{n:<5} {code} {escape_text(name)}", file=extra)
         if opts["count"]:
-            print(len(chosen), file=out)
+            print(len(chosen), file=extra)
+        out.flush()
+    except BrokenPipeError:
+        if out is not sys.stdout:
+            raise
+        _stdout_gone()   # `| head`: the reader left; the findings still decide the status
     finally:
         if out is not sys.stdout:
             out.close()
     bad = [f for f in chosen if f.status != "resolved" and f.severity in ("error", "warning")]
     return EXIT_FINDINGS if bad and not opts["exit_zero"] else EXIT_OK
+
+
+def _check_output(name: str, tree) -> None:
+    """Refuse an --output-file in the kernel tree, or reaching into it through a symlink."""
+    root = getattr(tree, "root", None)
+    if root is None:
+        return
+    given = Path(os.path.abspath(name))
+    tops = {Path(os.path.abspath(root)), Path(root).resolve()}
+    for path in (given, given.resolve()):
+        if any(path == top or top in path.parents for top in tops):
+            raise UsageError(f"--output-file {name}: refusing to write into the kernel tree "
+                             f"{root} (or through a symlink in it)")
 
 
 def _read_inputs(names: list[str]):
@@ -252,11 +296,12 @@ def _explain(args) -> int:
     if args.tree:
         from vmxlint.analysis import audit
         for f in (f for f in audit(_tree(args)) if f.code == code):
-            print(f"\n{f.path}:{f.line}: {f.message}")
+            print()
+            print(escape_text(f"{f.path}:{f.line}: {f.message}"))
             for k, v in f.details:
-                print(f"  {k}: {v}")
+                print(escape_text(f"  {k}: {v}"))
             for e in f.evidence:
-                print(f"  {e.role}: {e.path}:{e.line} {e.function or ''}")
+                print(escape_text(f"  {e.role}: {e.path}:{e.line} {e.function or ''}"))
     return EXIT_OK
 
 
@@ -267,6 +312,8 @@ def _graph(args) -> int:
     from vmxlint.dataflow import build_graph, to_dot, to_json
 
     tree = _tree(args)
+    if args.output_file:
+        _check_output(args.output_file, tree)
     _, path = entry_path(tree)
     if path is None:
         raise UsageError("nested_vmx_enter_non_root_mode() is missing or unparseable")

@@ -47,11 +47,14 @@ class Finding:
     patch: PatchRef | None = None
     # Extra machine-readable facts (guards, counterexample) for json and explain.
     details: tuple[tuple[str, object], ...] = ()
+    statement: str = ""       # normalised text of the statement the finding is about
+    occurrence: int = 0       # index among findings with the same code, function, field, text
 
     @property
-    def key(self) -> tuple[str, str | None, str | None]:
-        """Identity across pre- and post-image: (code, function, field), never the line."""
-        return (self.code, self.function, self.field)
+    def key(self) -> tuple[str, str | None, str | None, str, int]:
+        """Identity across pre- and post-image, never the line (DESIGN section 2): a patch
+        that adds a second instance of an existing problem adds a new finding."""
+        return (self.code, self.function, self.field, self.statement, self.occurrence)
 
     def with_(self, **changes: object) -> "Finding":
         return dataclasses.replace(self, **changes)
@@ -111,6 +114,18 @@ class Report:
 
 def sort_key(f: Finding) -> tuple:
     return (f.path, f.line, f.col, f.code, f.field or "")
+
+
+def number_occurrences(findings: Iterable[Finding]) -> list[Finding]:
+    """Give findings that share code, function, field and statement their index, in
+    program order, so each instance has an identity of its own."""
+    seen: dict[tuple, int] = {}
+    out = []
+    for f in sorted(findings, key=sort_key):
+        k = (f.code, f.function, f.field, f.statement)
+        out.append(f.with_(occurrence=seen.get(k, 0)))
+        seen[k] = seen.get(k, 0) + 1
+    return out
 
 
 def compare(before: Iterable[Finding], after: Iterable[Finding]) -> list[Finding]:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pycparser import c_ast
 
     from vmxlint.cfront import Function
+    from vmxlint.facts.controls import Controls
     from vmxlint.model import Model
 
 WRITE_ACCESSORS = {
@@ -116,6 +117,7 @@ class EntryPath:
     functions: set[str] = field(default_factory=set)
     labels: dict[str, str] = field(default_factory=dict)   # atom name -> C spelling
     inverted: set[str] = field(default_factory=set)        # atoms whose spelling means "not"
+    notes: list[str] = field(default_factory=list)         # embedded tables used, for people
 
     def writes(self, vmcs: str = "vmcs02") -> list[Site]:
         return [s for s in self.sites if s.kind == "write" and s.vmcs == vmcs]
@@ -180,14 +182,14 @@ class Walker:
     """Walks functions from a root and collects sites."""
 
     def __init__(self, functions: Mapping[str, "Function"], model: "Model",
-                 extra_sites: Iterable[Site] = (),
-                 bits: Mapping[str, tuple[str, str]] | None = None) -> None:
+                 extra_sites: Iterable[Site] = (), controls: "Controls | None" = None) -> None:
         from pycparser import c_generator
 
         self.functions = functions
         self.model = model
         self.preds = _Predicates(model)
-        self.bits = dict(bits or {})
+        self.bits = dict(controls.bits) if controls is not None else {}
+        self.bit_helpers = dict(controls.helpers) if controls is not None else {}
         self.gen = c_generator.CGenerator()
         self.sites: list[Site] = list(extra_sites)
         self.order = 0
@@ -481,10 +483,13 @@ class Walker:
         """``nested_cpu_has2(vmcs12, X)``, ``vmcs12->vm_entry_controls & X`` and
         ``exec_controls_get(vmx) & X`` as control-bit predicates of the VMCS they read."""
         kind = type(node).__name__
-        if kind == "FuncCall" and type(node.name).__name__ == "ID" \
-                and node.name.name in VMCS12_BIT_TESTS and node.args \
-                and len(node.args.exprs) == 2 and self.text(node.args.exprs[0]) == "vmcs12":
-            return self._bits_of(node.args.exprs[1], "vmcs12")
+        if kind == "FuncCall" and type(node.name).__name__ == "ID" and node.args \
+                and node.args.exprs and self.text(node.args.exprs[0]) == "vmcs12":
+            name, args = node.name.name, node.args.exprs
+            if name in VMCS12_BIT_TESTS and len(args) == 2:
+                return self._bits_of(args[1], "vmcs12")
+            if name in self.bit_helpers and len(args) == 1:
+                return self._bits_of(self.bit_helpers[name], "vmcs12")
         if kind == "BinaryOp" and node.op == "&":
             for word, mask in ((node.left, node.right), (node.right, node.left)):
                 owner = self._control_word(word)
@@ -503,7 +508,8 @@ class Walker:
 
     def _bits_of(self, mask, owner: str) -> Formula | None:
         parts = []
-        for name in self.text(mask).strip("()").split("|"):
+        text = mask if isinstance(mask, str) else self.text(mask)
+        for name in text.strip("()").split("|"):
             bit = self.bits.get(name.strip("()"))
             if bit is None:
                 return None
@@ -647,6 +653,6 @@ def find_root(functions: Mapping[str, "Function"], model: "Model") -> str | None
 
 
 def walk_entry_path(functions: Mapping[str, "Function"], model: "Model", root: str,
-                    bits: Mapping[str, tuple[str, str]] | None = None) -> EntryPath:
+                    controls: "Controls | None" = None) -> EntryPath:
     """Collect the sites of the nested VM-entry path starting at root."""
-    return Walker(functions, model, bits=bits).walk(root)
+    return Walker(functions, model, controls=controls).walk(root)

@@ -38,6 +38,7 @@ class Context:
     model: Model
     runtime: Mapping[str, list[Writer]] = field(default_factory=dict)
     cache_helpers: Mapping[str, str] = field(default_factory=dict)   # helper -> cache kept
+    also: frozenset[str] = frozenset()      # fields the other image of a patch writes
     rel_path: str = "arch/x86/kvm/vmx/nested.c"
     _consumed: dict[str, Formula] = field(default_factory=dict)
 
@@ -57,13 +58,10 @@ class Context:
         return []
 
     def consumed_fields(self) -> set[str]:
-        """Fields VM entry may consume whose value nested entry must provide: those the
-        path writes, and every field the model says comes from vmcs12."""
-        written = {w.field for w in self.writes if w.field in self.model.fields}
-        from_vmcs12 = {n for n, fm in self.model.fields.items()
-                       if fm.origin == "vmcs12" and fm.entry != "false"
-                       and (self.facts.get(n) is None or not self.facts.get(n).high)}
-        return written | from_vmcs12
+        """Fields whose value nested entry must provide: those the path writes, and those
+        the other image of a patch writes (a deleted only write leaves none here)."""
+        written = {w.field for w in self.writes} | set(self.also)
+        return {n for n in written if n in self.model.fields}
 
     @cached_property
     def solver(self) -> Solver:
@@ -114,7 +112,7 @@ class Context:
         return Finding(code=code, name=rule.name, severity=rule.severity, message=message,
                        path=site.path, line=site.line, function=site.function,
                        field=site.field, evidence=tuple(evidence),
-                       details=tuple(sorted(details.items())))
+                       details=tuple(sorted(details.items())), statement=site.statement)
 
     def where(self, site: Site) -> str:
         """``prepare_vmcs02():2782`` or ``nested_vmx_load_cr3()`` for a summarised call."""

@@ -3,10 +3,13 @@
 ``CPU_BASED_TPR_SHADOW`` is ``VMCS_CONTROL_BIT(VIRTUAL_TPR)`` in 6.x (resolved through
 ``vmxfeatures.h``) and ``0x00200000`` in 4.x; both become ``("proc", "use_tpr_shadow")``.
 The group comes from the macro's prefix and the name from ``rules/model/bits.toml``.
+The one-bit helpers of ``nested.h`` (``nested_cpu_has_vid(vmcs12)``) are found from
+their bodies.  Without those files the embedded tables of bits.toml stand in.
 """
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 
 from vmxlint.facts._common import read_embedded, strip_comments
 
@@ -56,12 +59,57 @@ def parse(vmx_h: str, features_h: str | None) -> dict[str, tuple[str, str]]:
     return out
 
 
-def load(tree) -> dict[str, tuple[str, str]]:
-    """The control bits of a tree; empty when it has no vmx.h (bit tests stay opaque)."""
+NESTED_H = "arch/x86/kvm/vmx/nested.h"
+_HELPER_BODY = re.compile(r"\{return(?:nested_cpu_has[23]?\(vmcs12,(\w+)\)|vmcs12->\w+&(\w+));\}")
+
+
+@dataclass(frozen=True)
+class Controls:
+    """The control bits of a tree and the helpers that test one of them."""
+
+    bits: dict[str, tuple[str, str]] = field(default_factory=dict)   # macro -> (group, name)
+    helpers: dict[str, str] = field(default_factory=dict)            # helper -> macro
+    fallbacks: tuple[str, ...] = ()
+
+
+def parse_helpers(nested_h: str) -> dict[str, str]:
+    """``nested_cpu_has_vid`` -> ``SECONDARY_EXEC_VIRTUAL_INTR_DELIVERY``, from the bodies."""
+    from vmxlint.cfront import function_bodies
+
+    out = {}
+    for name, body in function_bodies(nested_h).items():
+        m = _HELPER_BODY.fullmatch(body)
+        if m and name not in ("nested_cpu_has", "nested_cpu_has2", "nested_cpu_has3"):
+            out[name] = m.group(1) or m.group(2)
+    return out
+
+
+def _embedded() -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
+    doc, _ = read_embedded("bits.toml")
+    doc = doc or {}
+    bits = {}
+    for macro, where in (doc.get("macros") or {}).items():
+        group, _, pos = str(where).partition(".")
+        bits[macro] = (group, (doc.get(group) or {}).get(pos, f"bit{pos}"))
+    return bits, dict(doc.get("helpers") or {})
+
+
+def load(tree) -> Controls:
+    """The control bits of a tree (the embedded tables when vmx.h or nested.h is missing)."""
     def read(rel: str) -> str | None:
         try:
             return tree.read(rel)
         except Exception:          # an unreadable file counts as a missing one
             return None
-    text = read(VMX_H)
-    return parse(text, read(FEATURES_H)) if text else {}
+    text, header = read(VMX_H), read(NESTED_H)
+    bits = parse(text, read(FEATURES_H)) if text else {}
+    helpers = parse_helpers(header) if header else {}
+    fallbacks = []
+    if not bits or not helpers:
+        emb_bits, emb_helpers = _embedded()
+        if not bits:
+            bits = emb_bits
+            fallbacks.append(f"{VMX_H} has no control bits: using the embedded control-bit table")
+        if not helpers:
+            helpers = emb_helpers
+    return Controls(bits, helpers, tuple(fallbacks))
