@@ -41,6 +41,10 @@ def sample() -> Analysis:
                  details=(("guard", {"all": ["a", "b"], "n": 2, "x": None, "f": 1.5}),
                           ("counterexample", ["x", ["y", {"z": True}]]),
                           ("text", "tab\there \x1b[31m")))
+    names = {fl.name for fl in dataclasses.fields(Finding)}
+    later = {k: v for k, v in (("statement", "vmcs_write32(GUEST_PDPTR0, x);"),
+                               ("occurrence", 2)) if k in names}
+    f1 = f1.with_(**later)
     f2 = Finding(code="VMX004", name="unparsed-function", severity="warning",
                  message="m", path="p", line=1)
     return Analysis(findings=[f1, f2], notes=["fallback: vmx.h table", ""])
@@ -64,13 +68,16 @@ def test_round_trip_is_equal_and_keeps_tuples(cdir):
 def test_fields_added_later_round_trip(cdir, monkeypatch):
     """A field the core adds to Finding (statement, occurrence) is carried without a change here."""
     wider = dataclasses.make_dataclass(
-        "WiderFinding", [("statement", str, dataclasses.field(default="")),
-                         ("occurrence", int, dataclasses.field(default=0))],
+        "WiderFinding", [("later_text", str, dataclasses.field(default="")),
+                         ("later_count", int, dataclasses.field(default=0)),
+                         ("later_pairs", tuple[tuple[str, int], ...], dataclasses.field(
+                             default=()))],
         bases=(Finding,), frozen=True)
     wider.__module__ = "vmxlint.findings"
     monkeypatch.setattr(findings, "WiderFinding", wider, raising=False)
     f = wider(**{fl.name: getattr(sample().findings[0], fl.name)
-                 for fl in dataclasses.fields(Finding)}, statement="x = 1;", occurrence=2)
+                 for fl in dataclasses.fields(Finding)},
+              later_text="x = 1;", later_count=2, later_pairs=(("a", 1),))
     value = Analysis(findings=[f])
     cache.put(K, value)
     assert cache.get(K) == value
@@ -287,10 +294,12 @@ TREE = ROOT / "fixtures" / "rules" / "VMX401-accessor-width"
 
 @pytest.fixture(scope="module")
 def uncached() -> Analysis:
-    from vmxlint.analysis import _analyse
+    from vmxlint.analysis import analyse
     from vmxlint.tree import Tree
 
-    return _analyse(Tree.open(TREE), "nested_vmx_enter_non_root_mode")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VMXLINT_NO_CACHE", "1")
+        return analyse(Tree.open(TREE))
 
 
 @settings(max_examples=25, deadline=None,
