@@ -52,26 +52,17 @@ def test_pdptr_guards(kernel_tree: Path):
     assert "is_pae_paging" in g["prepare_vmcs02"]
 
 
-# Every finding on the shipped trees; the README explains each one.
-SHIPPED = {
-    ("VMX101", "GUEST_PDPTR0"), ("VMX101", "GUEST_PDPTR1"), ("VMX101", "GUEST_PDPTR2"),
-    ("VMX101", "GUEST_PDPTR3"),
-    ("VMX302", "VMCS_LINK_POINTER"), ("VMX302", "VIRTUAL_PROCESSOR_ID"),
-    ("VMX302", "XSS_EXIT_BITMAP"),
-    ("VMX201", "APIC_ACCESS_ADDR"), ("VMX201", "VIRTUAL_APIC_PAGE_ADDR"),
-    ("VMX201", "POSTED_INTR_DESC_ADDR"),
-}
-SEGMENT_CACHE_61 = {("VMX403", f"GUEST_{s}_{k}") for s in
-                    ("ES", "CS", "SS", "DS", "FS", "GS", "LDTR", "TR")
-                    for k in ("SELECTOR", "LIMIT", "AR_BYTES", "BASE")} | {
-    ("VMX403", f"GUEST_{t}_{k}") for t in ("GDTR", "IDTR") for k in ("LIMIT", "BASE")}
+# Every finding on the shipped trees; the README says what was read to judge each one.
+PDPTR = {("VMX101", f"GUEST_PDPTR{i}") for i in range(4)}
+# Info only: VMX302 asks for an eVMCS clean-group gate around a vmcs12 value.
+SHIPPED_INFO = {("VMX302", "XSS_EXIT_BITMAP")}
 
 
 def test_audit_findings_are_the_documented_ones(kernel_tree: Path):
     findings = analyse(Tree.open(kernel_tree)).findings
-    got = {(f.code, f.field) for f in findings}
-    expected = SHIPPED | (SEGMENT_CACHE_61 if kernel_tree.name == "linux-6.1" else set())
-    assert got == expected
+    # Nothing at warning or above but the four PDPTR writes the seed patch deletes.
+    assert {(f.code, f.field) for f in findings if f.severity != "info"} == PDPTR
+    assert {(f.code, f.field) for f in findings if f.severity == "info"} <= SHIPPED_INFO
     assert not any(f.field == "GUEST_BNDCFGS" for f in findings)
     pdptr = [f for f in findings if f.code == "VMX101"]
     assert {f.function for f in pdptr} == {"prepare_vmcs02_rare"}
@@ -114,10 +105,43 @@ def _move(text: str, line_re: str, into_fn: str, new_line: str | None = None) ->
     return text[:head.end()] + moved + text[head.end():]
 
 
+def _sub(pattern: str, repl: str, count: int = 1):
+    """An edit replacing the first match of a regex (must match)."""
+    def edit(t: str) -> str:
+        out, n = re.subn(pattern, repl, t, count=count, flags=re.M)
+        assert n, pattern
+        return out
+    return edit
+
+
+def _move_statement(stmt_re: str, into_fn: str):
+    """Move a whole statement (an if with its body, or one line) to the top of into_fn."""
+    def edit(t: str) -> str:
+        m = re.search(stmt_re, t, re.M)
+        assert m, stmt_re
+        return _insert(t[:m.start()] + t[m.end():], into_fn, m.group(0))
+    return edit
+
+
+def _insert(text: str, into_fn: str, lines: str) -> str:
+    head = re.search(r"^static \w+ " + into_fn + r"\(.*?\n\{\n(?:\t[^\n]*;\n)*", text,
+                     re.M | re.S)
+    assert head, into_fn
+    return text[:head.end()] + lines + text[head.end():]
+
+
+def _clear_cache(t: str) -> str:
+    """Delete the segment-cache clear after the segment writes, whatever its spelling."""
+    out, n = re.subn(r"^\t\t(vmx_segment_cache_clear\(vmx\)|vmx->segment_cache\.bitmask = 0);\n",
+                     "", t, count=1, flags=re.M)
+    assert n
+    return out
+
+
 PLANTED = {
-    "dropped-branch-write": (lambda t: re.sub(
-        r"\t\tvmcs_write32\(PAGE_FAULT_ERROR_CODE_MATCH, vmcs12->page_fault_error_code_match\);"
-        r"\n", "", t), "VMX201", "PAGE_FAULT_ERROR_CODE_MATCH"),
+    "dropped-branch-write": (_sub(
+        r"^\t\tvmcs_write32\(PAGE_FAULT_ERROR_CODE_MATCH, vmcs12->page_fault_error_code_match\);"
+        r"\n", ""), "VMX201", "PAGE_FAULT_ERROR_CODE_MATCH"),
     "shadow-field-into-rare": (lambda t: _move(
         t, r"vmcs_write32\(GUEST_INTERRUPTIBILITY_INFO,\s*$", "prepare_vmcs02_rare",
         "\tvmcs_write32(GUEST_INTERRUPTIBILITY_INFO, vmcs12->guest_interruptibility_info);\n"
@@ -128,6 +152,31 @@ PLANTED = {
         "prepare_vmcs02_rare",
         "\tvmcs_writel(CR0_GUEST_HOST_MASK, ~vmx->vcpu.arch.cr0_guest_owned_bits);\n"),
         "VMX202", "CR0_GUEST_HOST_MASK"),
+    # The bug "KVM: nVMX: Always sync GUEST_BNDCFGS when it comes from vmcs01" fixed.
+    "snapshot-into-rare": (_move_statement(
+        r"^\tif \(kvm_mpx_supported\(\) && \(!vmx->nested\.nested_run_pending \|\|\n"
+        r"[^\n]*\n\t\tvmcs_write64\(GUEST_BNDCFGS, vmx->nested\.pre_vmenter_bndcfgs\);\n",
+        "prepare_vmcs02_rare"), "VMX202", "GUEST_BNDCFGS"),
+    "tsc-offset-into-rare": (lambda t: _move(
+        t, r"^\tvmcs_write64\(TSC_OFFSET, vcpu->arch\.tsc_offset\);", "prepare_vmcs02_rare",
+        "\tvmcs_write64(TSC_OFFSET, vmx->vcpu.arch.tsc_offset);\n"), "VMX202", "TSC_OFFSET"),
+    "event-reset-deleted": (_sub(
+        r"\} else \{\n\t\tvmcs_write32\(VM_ENTRY_INTR_INFO_FIELD, 0\);\n\t\}", "}"),
+        "VMX201", "VM_ENTRY_INTR_INFO_FIELD"),
+    "only-write-deleted": (_sub(
+        r"^\t+vmcs_write32\(GUEST_SYSENTER_CS, vmcs12->guest_sysenter_cs\);\n", ""),
+        "VMX201", "GUEST_SYSENTER_CS"),
+    "wrong-source-member": (_sub(
+        r"vmcs_writel\(GUEST_FS_BASE, vmcs12->guest_fs_base\);",
+        "vmcs_writel(GUEST_FS_BASE, vmcs12->guest_gs_base);"), "VMX203", "GUEST_FS_BASE"),
+    "segment-cache-clear-deleted": (_clear_cache, "VMX403", "GUEST_CS_SELECTOR"),
+    "raw-rflags": (_sub(
+        r"^\tvmx_set_rflags\(vcpu, vmcs12->guest_rflags\);",
+        "\tvmcs_writel(GUEST_RFLAGS, vmcs12->guest_rflags);"), "VMX403", "GUEST_RFLAGS"),
+    "second-redundant-copy": (_sub(
+        r"^(\t+)vmcs_write64\(GUEST_PDPTR0, vmcs12->guest_pdptr0\);\n",
+        r"\1vmcs_write64(GUEST_PDPTR0, vmcs12->guest_pdptr0);\n"
+        r"\1vmcs_write64(GUEST_PDPTR0, vmcs12->guest_pdptr0);\n"), "VMX101", "GUEST_PDPTR0"),
     "other-evmcs-group": (lambda t: _move(
         t, r"vmcs_write32\(GUEST_SYSENTER_CS, vmcs12->guest_sysenter_cs\);",
         "prepare_vmcs02_rare").replace(
@@ -150,12 +199,25 @@ PLANTED = {
 }
 
 
+def _readable(f) -> None:
+    """A counterexample a reviewer can read: at most 6 conditions, none repeated."""
+    cex = dict(f.details).get("counterexample")
+    if cex is None:
+        return
+    assert 0 < len(cex) <= 6, f.message
+    conditions = f.message.split(" when ", 1)[1].split(" && ")
+    assert len(conditions) == len(set(conditions)) == len(cex), f.message
+
+
 @pytest.mark.parametrize("name", sorted(PLANTED))
 def test_planted_bug_is_new(kernel_tree: Path, name: str):
     edit, code, field = PLANTED[name]
     result = check(read_mails(_patch(kernel_tree, edit), name), Tree.open(kernel_tree))
     new = {(f.code, f.field) for f in result.findings if f.status == "new"}
     assert (code, field) in new, new
+    for f in result.findings:
+        if f.code in ("VMX201", "VMX202"):
+            _readable(f)
 
 
 def test_harmless_changes_add_nothing(kernel_tree: Path):

@@ -1,14 +1,24 @@
-"""VMX301, VMX302: writes gated by the wrong enlightened-VMCS clean-field group, or none."""
+"""VMX301, VMX302: writes gated by the wrong enlightened-VMCS clean-field group, or none.
+
+The groups that matter are those of the vmcs12 members the write's value and guard read
+(its inputs), not the group of the written field: XSS_EXIT_BITMAP is in CONTROL_GRP2,
+but whether it is written at all is chosen by secondary controls in CONTROL_GRP1, so a
+gate on CONTROL_GRP2 alone would leave it stale (VMX302 advises all input groups).
+VMX301 compares a gate with the groups of the value's members only.
+"""
 from __future__ import annotations
 
+import re
 from typing import Iterator
 
 from vmxlint.checks import Context, check
 from vmxlint.findings import Finding
 from vmxlint.logic import Atom, atoms, conj, neg, render
-from vmxlint.sites import Site
+from vmxlint.sites import VMCS12_CONTROLS, Provenance, Site
 
 PREFIX = "evmcs.clean."
+_MEMBER = re.compile(r"vmcs12->(\w+)")
+_CONTROL_WORD = {group: member for member, group in VMCS12_CONTROLS.items()}
 
 
 def gates(ctx: Context, w: Site) -> list[str]:
@@ -21,41 +31,63 @@ def gates(ctx: Context, w: Site) -> list[str]:
     return out
 
 
-def _group(ctx: Context, w: Site) -> str | None:
-    info = ctx.facts.get(w.field or "")
-    return info.evmcs_group if info is not None else None
+def input_members(ctx: Context, w: Site, guard: bool = True) -> set[str]:
+    """vmcs12 members the write's value (and, with ``guard``, its conditions) read."""
+    members = set(_MEMBER.findall(w.value or ""))
+    for a in atoms(w.shown) if guard else ():
+        members.update(_MEMBER.findall(ctx.path.labels.get(a, "")))
+        parts = a.split(".")
+        if len(parts) == 3 and parts[0] == "vmcs12" and parts[1] in _CONTROL_WORD:
+            members.add(_CONTROL_WORD[parts[1]])
+    return members
+
+
+def input_groups(ctx: Context, w: Site, guard: bool = True) -> set[str]:
+    """eVMCS clean groups of the write's inputs."""
+    groups = set()
+    for m in input_members(ctx, w, guard):
+        info = ctx.facts.by_member(m)
+        if info is not None and info.evmcs_group not in (None, "NONE", "ALL"):
+            groups.add(info.evmcs_group)
+    return groups
+
+
+def _vmcs12_write(ctx: Context, w: Site) -> bool:
+    return w.direct and w.field is not None and w.origin is Provenance.VMCS12 \
+        and ctx.dirty_only(w)
 
 
 @check("VMX301")
 def wrong_group(ctx: Context) -> Iterator[Finding]:
     for w in ctx.writes:
-        own = _group(ctx, w)
-        if not w.direct or own in (None, "NONE", "ALL"):
+        if not _vmcs12_write(ctx, w):
             continue
-        wrong = [g for g in gates(ctx, w) if g != own]
-        if wrong and own not in gates(ctx, w):
+        # The value's own data decides here; whether a change of a control in the guard
+        # must redo the write depends on Hyper-V's clean-field contract (rule limits).
+        gated = gates(ctx, w)
+        missed = sorted(input_groups(ctx, w, guard=False) - set(gated))
+        if gated and missed:
             yield ctx.finding(
                 "VMX301", w,
-                f"{w.field} belongs to eVMCS clean group {own} but is written only when "
-                f"{', '.join(wrong)} is dirty; an L1 change to it is missed",
-                guard=render(w.guard), group=own, gated_by=wrong)
+                f"{w.field} is written only when {', '.join(gated)} is dirty, but its value "
+                f"reads vmcs12 fields of {', '.join(missed)}: an L1 change there is missed",
+                guard=render(w.guard), gated_by=gated, inputs=missed)
 
 
 @check("VMX302")
 def ungated_write(ctx: Context) -> Iterator[Finding]:
     for w in ctx.writes:
-        own = _group(ctx, w)
-        if not w.direct or own in (None, "NONE", "ALL"):
-            continue
-        if not ctx.dirty_only(w):
+        if not _vmcs12_write(ctx, w):
             continue
         # Writes done once per vmcs02 (prepare_vmcs02_constant_state) are not redone.
         if not ctx.solver.satisfiable(conj(w.guard, Atom("evmcs.active"),
                                            Atom("vmcs02.initialized"))):
             continue
-        if not gates(ctx, w):
+        groups = sorted(input_groups(ctx, w))
+        if groups and not gates(ctx, w):
+            both = " and ".join(groups)
             yield ctx.finding(
                 "VMX302", w,
-                f"{w.field} is rewritten on every eVMCS entry although its clean group "
-                f"{own} may be clean; gate it on HV_VMX_ENLIGHTENED_CLEAN_FIELD_{own}",
-                guard=render(w.guard), group=own)
+                f"{w.field} is rewritten on every eVMCS entry; it could be skipped while "
+                f"{both} {'is' if len(groups) == 1 else 'are all'} clean",
+                guard=render(w.guard), groups=groups)

@@ -49,6 +49,13 @@ class Facts:
     def get(self, name: str) -> FieldInfo | None:
         return self.fields.get(name)
 
+    def by_member(self, member: str) -> FieldInfo | None:
+        """The field whose vmcs12 member this is (``guest_es_selector``), not a _HIGH alias."""
+        if not hasattr(self, "_members"):
+            self._members = {i.vmcs12_member: i for i in self.fields.values()
+                             if i.vmcs12_member and not i.high}
+        return self._members.get(member)
+
     def by_encoding(self, encoding: int) -> FieldInfo | None:
         """The field with this encoding (the first enumerator, should two share it)."""
         for info in self.fields.values():
