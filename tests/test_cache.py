@@ -264,6 +264,15 @@ def test_stale_temp_files_are_swept(cdir):
     assert not stale.exists()
 
 
+def test_old_pickle_entries_are_swept(cdir):
+    legacy = cdir / K[:2]
+    legacy.mkdir(parents=True)
+    (legacy / K).write_bytes(pickle.dumps(_Payload()))
+    cache.put(K, sample())
+    assert not legacy.exists() and not ran_code()
+    assert cache.get(K) == sample()
+
+
 def test_code_digest_covers_the_package(tmp_path):
     d = cache.code_digest()
     assert len(d) == 64 and d == cache.code_digest()

@@ -17,8 +17,10 @@ recomputed.  Special files are never opened blockingly (lstat, then
 ``O_NONBLOCK | O_NOFOLLOW``).
 
 Writes go to a ``.tmp-*`` file in the directory, renamed into place, removed on
-failure.  Size cap: ``MAX_BYTES`` (64 MiB) over all entries; after each write the
-oldest entries by mtime (a hit refreshes it) are removed until the total fits.
+failure (and swept after an hour if a killed process left one; so are the pickle
+subdirectories of earlier versions).  Size cap: ``MAX_BYTES`` (64 MiB) over all
+entries; after each write the oldest entries by mtime (a hit refreshes it) are
+removed until the total fits.
 Callers put the package's code (``code_digest()``), the rules, the tree inputs and
 the patch in the key.
 """
@@ -190,12 +192,25 @@ def evict(d: Path, limit: int | None = None) -> None:
             entries.append((st.st_mtime, st.st_size, e.path))
         elif e.name.startswith(".tmp-") and st.st_mtime < time.time() - 3600:
             _unlink(e.path)   # left by a process that was killed mid-write
+        elif re.fullmatch(r"[0-9a-f]{2}", e.name) and stat.S_ISDIR(st.st_mode):
+            _drop_legacy(Path(e.path))
     total = sum(size for _, size, _ in entries)
     for _, size, path in sorted(entries):
         if total <= limit:
             break
         if _unlink(path):
             total -= size
+
+
+def _drop_legacy(sub: Path) -> None:
+    """Remove a directory of pickled entries left by vmxlint before the JSON format."""
+    for p in sub.iterdir():
+        if _KEY.fullmatch(p.name):
+            _unlink(p)
+    try:
+        sub.rmdir()
+    except OSError:
+        pass
 
 
 def _unlink(path: str | Path) -> bool:
