@@ -91,7 +91,8 @@ def analyse(tree: Tree, root: str | None = None, also: Iterable[str] = ()) -> An
     is seen.
     """
     also = sorted(set(also))
-    k = cache.key(__version__, _rules_digest(), root or "", tree.digest(inputs()), *also)
+    k = cache.key(__version__, cache.code_digest(), _rules_digest(), root or "",
+                  tree.digest(inputs()), *also)
     hit = cache.get(k)
     if isinstance(hit, Analysis):
         return hit

@@ -77,9 +77,10 @@ def missing_write(ctx: Context) -> Iterator[Finding]:
         writes = ctx.writes_of(name)
         anchor = min(writes, key=lambda w: w.order) if writes else entry
         cex = counterexample(ctx, need, have, keep=atoms(ctx.consumed(name)), field=name)
+        when = f"when {cex.text}" if cex.conditions else "on any nested entry"
         yield ctx.finding(
             "VMX201", anchor.with_field(name),
-            f"VM entry consumes {name} but no write of it runs when {cex.text}",
+            f"VM entry consumes {name} but no write of it runs {when}",
             evidence=[ctx.evidence(w, "write") for w in writes]
             + [ctx.evidence(entry, "consumer")],
             counterexample=cex.assignment, consumed_when=str(ctx.consumed(name)),
