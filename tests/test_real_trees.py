@@ -222,7 +222,7 @@ def test_planted_bug_is_new(kernel_tree: Path, name: str):
             _readable(f)
 
 
-def test_harmless_changes_add_nothing(kernel_tree: Path):
+def test_harmless_changes_add_nothing_at_all(kernel_tree: Path):
     def edit(t: str) -> str:
         t = t.replace("\t\tvmcs_writel(GUEST_SYSENTER_ESP, vmcs12->guest_sysenter_esp);\n"
                       "\t\tvmcs_writel(GUEST_SYSENTER_EIP, vmcs12->guest_sysenter_eip);\n",
@@ -232,5 +232,41 @@ def test_harmless_changes_add_nothing(kernel_tree: Path):
                          "\t/* The link pointer is always checked on entry. */\n"
                          "\tvmcs_write64(VMCS_LINK_POINTER, INVALID_GPA);\n")
     result = check(read_mails(_patch(kernel_tree, edit), "harmless"), Tree.open(kernel_tree))
+    assert result.usable == 1
+    assert [f for f in result.findings if f.status == "new"] == []
+
+
+def _helper_for_sysenter_cs(t: str) -> str:
+    """Move one write into a new static helper called from the same place."""
+    t = _sub(r"^(\t+)vmcs_write32\(GUEST_SYSENTER_CS, vmcs12->guest_sysenter_cs\);\n",
+             r"\1nested_write_sysenter_cs(vmcs12);\n")(t)
+    helper = ("static void nested_write_sysenter_cs(struct vmcs12 *vmcs12)\n{\n"
+              "\tvmcs_write32(GUEST_SYSENTER_CS, vmcs12->guest_sysenter_cs);\n}\n\n")
+    return _sub(r"^static void prepare_vmcs02_rare\(", helper.replace("\\", "\\\\")
+                + "static void prepare_vmcs02_rare(")(t)
+
+
+LEGITIMATE = {
+    "helper-into-write": _helper_for_sysenter_cs,
+    "independent-writes-swapped": _sub(
+        r"^(\t+)(vmcs_writel\(GUEST_SYSENTER_ESP, [^\n]*\n)\1(vmcs_writel\(GUEST_SYSENTER_EIP, "
+        r"[^\n]*\n)", r"\1\3\1\2"),
+    "comment": _sub(r"^(\t+)(vmcs_write64\(VMCS_LINK_POINTER, INVALID_GPA\);)",
+                    r"\1/* The link pointer is always checked on entry. */\n\1\2"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LEGITIMATE))
+def test_legitimate_edit_adds_no_warning(kernel_tree: Path, name: str):
+    result = check(read_mails(_patch(kernel_tree, LEGITIMATE[name]), name),
+                   Tree.open(kernel_tree))
+    assert result.usable == 1
+    assert [f for f in result.findings if f.status == "new" and f.severity != "info"] == []
+
+
+def test_open_coded_cache_clear_is_the_helper(kernel_612: Path):
+    """6.12's vmx_segment_cache_clear() replaced by 6.1's open-coded store: same effect."""
+    edit = _sub(r"^\t\tvmx_segment_cache_clear\(vmx\);", "\t\tvmx->segment_cache.bitmask = 0;")
+    result = check(read_mails(_patch(kernel_612, edit), "open-coded"), Tree.open(kernel_612))
     assert result.usable == 1
     assert [f for f in result.findings if f.status == "new"] == []
