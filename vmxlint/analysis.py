@@ -125,10 +125,11 @@ def _analyse(tree: Tree, root: str | None, also: list[str]) -> Analysis:
             out.findings.append(_vmx004(model, fail.name, fail.line,
                                         f"{fail.name}() could not be parsed ({fail.message}); "
                                         "its writes are unknown"))
-    from vmxlint.runtime import cache_helpers, scan
+    from vmxlint.runtime import absent_caches, cache_helpers, scan
 
     ctx = Context(path, facts, model, runtime=scan(tree, model),
-                  cache_helpers=cache_helpers(tree, model), also=frozenset(also))
+                  cache_helpers=cache_helpers(tree, model),
+                  absent_caches=frozenset(absent_caches(tree, model)), also=frozenset(also))
     out.written = sorted({w.field for w in ctx.writes if w.field})
     out.findings.extend(run_checks(ctx))
     out.findings = number_occurrences(out.findings)

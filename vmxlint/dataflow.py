@@ -1,6 +1,6 @@
 """The networkx graph of the nested VM-entry path: sites as nodes, program order as edges.
 
-Node ids are ``n<order>``.  Every node has ``kind`` (write, read, call, entry),
+Node ids are ``n<order>``.  Every node has ``kind`` (write, read, call, store, entry),
 ``function``, ``path``, ``line`` and ``guard`` (readable C text of the enclosing
 conditions along the call chain); writes add ``field``, ``accessor``, ``origin``,
 ``vmcs`` and ``via``.  Edges: ``next`` between consecutive sites in program order, and
@@ -27,7 +27,7 @@ def build_graph(path: "EntryPath", field: str | None = None) -> "networkx.DiGrap
     for s in path.sites:
         if field is not None and s.kind in ("write", "read") and s.field != field:
             continue
-        if field is not None and s.kind == "call":
+        if field is not None and s.kind in ("call", "store"):
             continue
         node = f"n{s.order}"
         attrs = dict(kind=s.kind, function=s.function, path=s.path, line=s.line,
@@ -35,7 +35,9 @@ def build_graph(path: "EntryPath", field: str | None = None) -> "networkx.DiGrap
         if s.kind in ("write", "read"):
             attrs.update(field=s.field or "", accessor=s.accessor or "", vmcs=s.vmcs)
         if s.kind == "write":
-            attrs.update(origin=s.origin, via=s.via or "", value=s.value or "")
+            attrs.update(origin=s.origin.value, via=s.via or "", value=s.value or "")
+        if s.kind == "store":
+            attrs.update(value=s.value or "")
         if s.kind in ("call", "entry") and s.callee:
             attrs.update(callee=s.callee)
         if s.kind == "entry" and not s.callee:
@@ -81,7 +83,8 @@ def to_dot(g: "networkx.DiGraph") -> str:
             head = a.get("callee") or "VM entry"
         else:
             head = a.get("field") or a.get("callee") or a["kind"]
-        label = f"{head}\n{a['function']}:{a['line']}\nif {a['guard']}"
+        guard = a["guard"] if len(a["guard"]) <= 400 else a["guard"][:400] + " ..."
+        label = f"{head}\n{a['function']}:{a['line']}\nif {guard}"
         lines.append(f"  {n} [label={q(label)}, style=filled, "
                      f"fillcolor={colours.get(a['kind'], 'white')}];")
     for u, v, a in g.edges(data=True):

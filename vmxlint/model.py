@@ -1,6 +1,7 @@
 """Load and validate the rule catalogue (``rules/VMXnnn-*.toml``) and the reference model."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import re
@@ -131,6 +132,7 @@ class CacheModel:
 
     effects: dict[str, tuple[re.Pattern[str], ...]]   # cache kind -> store patterns
     helper_files: tuple[str, ...]
+    present: dict[str, re.Pattern[str]] = dataclasses.field(default_factory=dict)
 
     def cache_of(self, store: str) -> str | None:
         """The cache a store (``lhs=rhs``, whitespace removed) invalidates or updates."""
@@ -321,16 +323,18 @@ def _load_summaries(file: Path) -> dict[str, Summary]:
 
 def _load_caches(file: Path) -> CacheModel:
     top = _load_toml(file)
-    effects = {}
+    effects, present = {}, {}
     for kind, t in top.tables("caches", dict):
         if kind not in CACHES:
             raise t.err("(name)", f"{kind!r} is not one of {', '.join(CACHES)}")
         try:
             effects[kind] = tuple(re.compile(e) for e in t.strs("effects"))
+            if t.get("present", str, None) is not None:
+                present[kind] = re.compile(t.get("present"))
         except re.error as exc:
             raise t.err("effects", f"bad regex: {exc}") from None
     files = _Table(file, top.get("helpers", dict), "helpers").strs("files")
-    return CacheModel(effects, files)
+    return CacheModel(effects, files, present)
 
 
 def _load_values(file: Path) -> tuple[ValuePattern, ...]:

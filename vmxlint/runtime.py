@@ -37,10 +37,7 @@ def scan(tree: "Tree", model: "Model") -> dict[str, list[Writer]]:
     out: dict[str, list[Writer]] = {}
     every, restore = set(model.entry.every_entry), set(model.entry.restore_writers)
     for rel in model.entry.runtime_files:
-        try:
-            text = tree.read(rel)
-        except Exception:              # an unreadable file counts as a missing one
-            text = None
+        text = _read(tree, rel)
         if not text:
             continue
         for c in scan_calls(text, rel, set(WRITE_ACCESSORS)):
@@ -49,6 +46,22 @@ def scan(tree: "Tree", model: "Model") -> dict[str, list[Writer]]:
                     Writer(c.first_arg, c.function, rel, c.line, c.function in every,
                            c.function in restore))
     return out
+
+
+def _read(tree: "Tree", rel: str) -> str | None:
+    try:
+        return tree.read(rel)
+    except Exception:                  # an unreadable file counts as a missing one
+        return None
+
+
+def absent_caches(tree: "Tree", model: "Model") -> set[str]:
+    """Caches the tree predates: its helper files exist but hold no marker of the cache."""
+    texts = [t for t in (_read(tree, rel) for rel in model.caches.helper_files) if t]
+    if not texts:
+        return set()
+    return {kind for kind, rx in model.caches.present.items()
+            if not any(rx.search(t) for t in texts)}
 
 
 def cache_helpers(tree: "Tree", model: "Model") -> dict[str, str]:
@@ -60,10 +73,7 @@ def cache_helpers(tree: "Tree", model: "Model") -> dict[str, str]:
 
     out: dict[str, str] = {}
     for rel in model.caches.helper_files:
-        try:
-            text = tree.read(rel)
-        except Exception:              # an unreadable file counts as a missing one
-            text = None
+        text = _read(tree, rel)
         for name, body in function_bodies(text or "").items():
             for store in re.findall(r"[\w>.\-\[\]]+[&|]?=[^=;][^;]*", body):
                 kind = model.caches.cache_of(store)

@@ -39,6 +39,7 @@ class Context:
     runtime: Mapping[str, list[Writer]] = field(default_factory=dict)
     cache_helpers: Mapping[str, str] = field(default_factory=dict)   # helper -> cache kept
     also: frozenset[str] = frozenset()      # fields the other image of a patch writes
+    absent_caches: frozenset[str] = frozenset()   # caches the tree predates
     rel_path: str = "arch/x86/kvm/vmx/nested.c"
     _consumed: dict[str, Formula] = field(default_factory=dict)
 

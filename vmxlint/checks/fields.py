@@ -81,7 +81,8 @@ def cache_kept(ctx: Context, s: Site) -> bool:
 def cache_bypass(ctx: Context) -> Iterator[Finding]:
     for s in _direct(ctx):
         fm = ctx.model.fields.get(s.field)
-        if fm is None or fm.cache is None or s.vmcs == "vmcs01":
+        if fm is None or fm.cache is None or s.vmcs == "vmcs01" \
+                or fm.cache in ctx.absent_caches:
             continue
         if fm.cache != "controls-shadow" and cache_kept(ctx, s):
             continue
