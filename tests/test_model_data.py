@@ -14,7 +14,8 @@ DESIGN_RULES = {
     "VMX001": "unusable-patch", "VMX002": "repaired-patch", "VMX003": "patch-does-not-apply",
     "VMX004": "unparsed-function", "VMX005": "unknown-field", "VMX101": "redundant-write",
     "VMX102": "duplicate-write", "VMX103": "hot-path-constant", "VMX201": "missing-write",
-    "VMX202": "stale-rare-write", "VMX301": "wrong-evmcs-group", "VMX302": "ungated-evmcs-write",
+    "VMX202": "stale-rare-write", "VMX203": "wrong-source", "VMX301": "wrong-evmcs-group",
+    "VMX302": "ungated-evmcs-write",
     "VMX401": "accessor-width", "VMX402": "read-only-field", "VMX403": "cache-bypass",
 }
 ENUM_RE = re.compile(r"^enum vmcs_field \{(.*?)^\};", re.S | re.M)

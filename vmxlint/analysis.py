@@ -31,7 +31,7 @@ def inputs() -> list[str]:
     from vmxlint.model import load_model
 
     model = load_model()
-    extra = model.entry.runtime_files + model.caches.helper_files
+    extra = model.entry.runtime_files + model.caches.helper_files + model.caches.marker_files
     return list(INPUTS) + sorted({p for p in extra if p not in INPUTS})
 
 

@@ -133,6 +133,7 @@ class CacheModel:
     effects: dict[str, tuple[re.Pattern[str], ...]]   # cache kind -> store patterns
     helper_files: tuple[str, ...]
     present: dict[str, re.Pattern[str]] = dataclasses.field(default_factory=dict)
+    marker_files: tuple[str, ...] = ()
 
     def cache_of(self, store: str) -> str | None:
         """The cache a store (``lhs=rhs``, whitespace removed) invalidates or updates."""
@@ -333,8 +334,8 @@ def _load_caches(file: Path) -> CacheModel:
                 present[kind] = re.compile(t.get("present"))
         except re.error as exc:
             raise t.err("effects", f"bad regex: {exc}") from None
-    files = _Table(file, top.get("helpers", dict), "helpers").strs("files")
-    return CacheModel(effects, files, present)
+    helpers = _Table(file, top.get("helpers", dict), "helpers")
+    return CacheModel(effects, helpers.strs("files"), present, helpers.strs("markers"))
 
 
 def _load_values(file: Path) -> tuple[ValuePattern, ...]:

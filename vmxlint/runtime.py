@@ -56,8 +56,8 @@ def _read(tree: "Tree", rel: str) -> str | None:
 
 
 def absent_caches(tree: "Tree", model: "Model") -> set[str]:
-    """Caches the tree predates: its helper files exist but hold no marker of the cache."""
-    texts = [t for t in (_read(tree, rel) for rel in model.caches.helper_files) if t]
+    """Caches the tree predates: its marker files exist but hold no marker of the cache."""
+    texts = [t for t in (_read(tree, rel) for rel in model.caches.marker_files) if t]
     if not texts:
         return set()
     return {kind for kind, rx in model.caches.present.items()
