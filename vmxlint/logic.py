@@ -18,6 +18,15 @@ class Formula:
 
     __slots__ = ()
 
+    def _cached_hash(self, parts: tuple) -> int:
+        # Guards share deep subformulas and are dictionary keys in the solver's memo: a
+        # hash recomputed from the whole tree on every lookup dominated the checks' time.
+        h = self.__dict__.get("_h")
+        if h is None:
+            h = hash((type(self).__name__,) + parts)
+            object.__setattr__(self, "_h", h)
+        return h
+
     def __and__(self, other: "Formula") -> "Formula":
         return conj(self, other)
 
@@ -53,6 +62,9 @@ class Atom(Formula):
 class Not(Formula):
     arg: Formula
 
+    def __hash__(self) -> int:
+        return self._cached_hash((self.arg,))
+
     def __str__(self) -> str:
         return f"not {_wrap(self.arg)}"
 
@@ -61,6 +73,9 @@ class Not(Formula):
 class And(Formula):
     args: tuple[Formula, ...]
 
+    def __hash__(self) -> int:
+        return self._cached_hash(self.args)
+
     def __str__(self) -> str:
         return " and ".join(_wrap(a) for a in self.args)
 
@@ -68,6 +83,9 @@ class And(Formula):
 @dataclass(frozen=True)
 class Or(Formula):
     args: tuple[Formula, ...]
+
+    def __hash__(self) -> int:
+        return self._cached_hash(self.args)
 
     def __str__(self) -> str:
         return " or ".join(_wrap(a) for a in self.args)
