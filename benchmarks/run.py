@@ -306,6 +306,33 @@ def print_table(doc: dict) -> None:
               f"{'PASS' if b['pass'] else 'FAIL'}")
 
 
+def against(tree: Path, rev: str, repeat: int) -> dict:
+    """Cold ``audit`` of this checkout and of git revision REV, interleaved run by run so
+    both see the same machine load; the ratio is what a change cost."""
+    with tempfile.TemporaryDirectory(prefix="vmxlint-against-") as tmp:
+        other = Path(tmp) / "rev"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach",
+                        str(other), rev], check=True)
+        try:
+            sides = {"this checkout": ROOT, rev: other}
+            t = {name: Timing(f"audit cold, {name}", []) for name in sides}
+            for i in range(repeat):
+                for name, root in sides.items():
+                    env = base_env(Path(tmp) / f"cache-{name.replace(' ', '-')}-{i}")
+                    env["PYTHONPATH"] = str(root)
+                    argv = [sys.executable, "-m", "vmxlint", "audit", "--tree", str(tree)]
+                    wall, cpu, rc, _, _ = run_once(argv, env=env, cwd=Path(tmp))
+                    t[name].walls.append(wall)
+                    t[name].cpus.append(cpu)
+                    t[name].returncodes.append(rc)
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
+                            str(other)], check=False)
+    now, before = t["this checkout"], t[rev]
+    return {"rev": rev, "this": now.walls, "before": before.walls,
+            "ratio": _ratio(now.wall, before.wall)}
+
+
 def default_tree() -> Path:
     base = os.environ.get("VMXLINT_KERNELS") or Path.home() / ".cache" / "vmxlint-kernels"
     return Path(base) / "linux-6.12"
@@ -319,10 +346,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=40, help="patches in the batch mbox")
     ap.add_argument("--json", action="store_true", help="print the results document instead")
     ap.add_argument("--output", type=Path, default=RESULTS, help="results file")
+    ap.add_argument("--against", metavar="REV",
+                    help="only compare the cold audit with git revision REV, side by side")
     args = ap.parse_args(argv)
     if not (args.tree / NESTED).is_file():
         print(f"run.py: no {NESTED} under {args.tree} (run scripts/fetch-kernel-sources)",
               file=sys.stderr)
+        return 0
+    if args.against:
+        cmp = against(args.tree.resolve(), args.against, max(1, args.repeat))
+        print(f"cold audit, median of {len(cmp['this'])} interleaved runs: this checkout "
+              f"{statistics.median(cmp['this']):.3f}s, {cmp['rev']} "
+              f"{statistics.median(cmp['before']):.3f}s, ratio {cmp['ratio']:.2f}x")
         return 0
     doc = bench(args.tree.resolve(), max(1, args.repeat), max(1, args.batch))
     args.output.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
