@@ -1,10 +1,10 @@
-"""Write sites and their guards, read from the C AST along the nested VM-entry path.
+"""Write sites and their guards along the nested VM-entry path: the VMX recognisers.
 
-The walk starts at a root function (``nested_vmx_enter_non_root_mode``) and follows
-calls into functions of the same unit in program order, so every site gets a place in
-one sequence (``order``) and a guard: the path condition from the root, made of the
-enclosing ``if``/``else``, ``?:``, ``&&``/``||`` short-circuits, early returns, local
-boolean or pointer variables, and the arguments bound to the callee's parameters.
+The generic guarded walk (``vmxlint.cfront.walk``) follows the code from a root
+(``nested_vmx_enter_non_root_mode``) in program order and gives every event its path
+condition; this module says what the events mean for vmcs02: writes and reads of VMCS
+fields with the provenance of the written value, the VMCS they land in, summarised
+helpers, deferred requests, control-bit tests and model predicates.
 
 Guards are kept in two parts: ``local`` (within the site's own function) and ``guard``
 (the whole path from the root).  Calls with a declared effect (``summaries.toml``)
@@ -17,12 +17,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Iterable, Mapping
 
-from vmxlint.logic import (FALSE, TRUE, Atom, Formula, Not, conj, disj, expand, neg,
-                           parse_expr)
+from vmxlint.cfront.walk import Frame, GuardedWalk, norm
+from vmxlint.logic import TRUE, Atom, Formula, Not, conj, disj, expand, neg, parse_expr
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pycparser import c_ast
-
     from vmxlint.cfront import Function
     from vmxlint.facts.controls import Controls
     from vmxlint.model import Model
@@ -32,8 +30,6 @@ WRITE_ACCESSORS = {
     "vmcs_set_bits": "32", "vmcs_clear_bits": "32",
 }
 READ_ACCESSORS = {"vmcs_read16", "vmcs_read32", "vmcs_read64", "vmcs_readl"}
-# Conditions that wrap another one without changing its truth value.
-TRANSPARENT = {"likely", "unlikely", "CC", "WARN_ON", "WARN_ON_ONCE", "unlikely_notrace"}
 # Calls that run the CPU's VM entry on the current VMCS (nested early checks).
 HW_ENTRY_CALLS = {"__vmx_vcpu_run"}
 SWITCH_VMCS = "vmx_switch_vmcs"
@@ -104,7 +100,7 @@ class Site:
     @property
     def statement(self) -> str:
         """Normalised text of the statement, for a finding's identity."""
-        return _norm(f"{self.accessor or self.kind}({self.field},{self.value})")
+        return norm(f"{self.accessor or self.kind}({self.field},{self.value})")
 
 
 @dataclass
@@ -123,10 +119,6 @@ class EntryPath:
         return [s for s in self.sites if s.kind == "write" and s.vmcs == vmcs]
 
 
-def _norm(text: str) -> str:
-    return re.sub(r"\s+", "", text)
-
-
 class _Predicates:
     """C spellings -> model predicates, from rules/model/predicates.toml."""
 
@@ -140,7 +132,7 @@ class _Predicates:
             if p.regex:
                 self.regex.append((re.compile(p.spelling), p))
             else:
-                self.exact.setdefault(_norm(p.spelling), []).append(p)
+                self.exact.setdefault(norm(p.spelling), []).append(p)
 
     def lookup(self, text: str, function: str) -> Formula | None:
         key = (text, function)
@@ -161,43 +153,20 @@ class _Predicates:
         return None
 
 
-class _Frame:
-    """Walk state of one function activation."""
-
-    def __init__(self, name: str, path: str, entry: Formula, chain: tuple[str, ...],
-                 env: dict[str, Formula], shown: Formula = TRUE) -> None:
-        self.name = name
-        self.path = path
-        self.entry = entry
-        self.shown = shown
-        self.spc: Formula = TRUE      # enclosing conditions at the current statement
-        self.chain = chain
-        self.env = env
-        self.tracked: set[str] = set(env)
-        self.returns: list[tuple[Formula, "c_ast.Node | None", "c_ast.Node"]] = []
-        self.assigned: dict[str, int] = {}   # local -> how many times it was assigned
-
-
-class Walker:
-    """Walks functions from a root and collects sites."""
+class Walker(GuardedWalk):
+    """The nested VM-entry path: VMX meaning for the guarded walk's calls and conditions."""
 
     def __init__(self, functions: Mapping[str, "Function"], model: "Model",
                  extra_sites: Iterable[Site] = (), controls: "Controls | None" = None) -> None:
-        from pycparser import c_generator
-
-        self.functions = functions
+        super().__init__(functions)
         self.model = model
         self.preds = _Predicates(model)
         self.bits = dict(controls.bits) if controls is not None else {}
         self.bit_helpers = dict(controls.helpers) if controls is not None else {}
-        self.gen = c_generator.CGenerator()
         self.sites: list[Site] = list(extra_sites)
         self.order = 0
         self.vmcs = "vmcs02"
-        self.call_values: dict[int, Formula] = {}
-        self.labels: dict[str, str] = {}
         self.inverted: set[str] = set()
-        self.visited: set[str] = set()
         self.requests = {d.request: d for d in model.entry.deferred}
         self.pending: list[tuple[Formula, object]] = []   # deferred requests made on the path
         self.context: set[str] = set()                     # spellings true at a handler
@@ -209,7 +178,7 @@ class Walker:
         # loaded on entry, which on the nested entry path is vmcs01.
         if SWITCH_VMCS in self.text(fn.node.body):
             self.vmcs = "vmcs01"
-        frame = self._call(root, TRUE, {}, ())
+        frame = self.enter(root, TRUE, {}, ())
         # The success exit is the return that ends the root's top-level block, after the
         # last setup step (NVMX_VMENTRY_SUCCESS in 6.x, 0 in 4.20-5.x); every other
         # return and goto leaves on a failure.
@@ -239,223 +208,48 @@ class Walker:
                            path=self.functions[handler].path,
                            line=self.functions[handler].start_line, guard=when, local=when,
                            shown=made, chain=(root,)))
-            sub = self._call(handler, when, {}, (root,), made)
-            ran = disj(*(conj(rpc, self._truth(expr, sub)) for rpc, expr, _ in sub.returns)) \
-                if sub.returns else TRUE
-            success = conj(success, disj(neg(made), ran))
+            sub = self.enter(handler, when, {}, (root,), made)
+            success = conj(success, disj(neg(made), self.returns_true(sub)))
         self.context = set()
         return success
-
-    # -- helpers ---------------------------------------------------------------------
-    def text(self, node: "c_ast.Node") -> str:
-        return _norm(self.gen.visit(node))
 
     def _add(self, site: Site) -> None:
         self.order += 1
         self.sites.append(Site(**{**site.__dict__, "order": self.order}))
 
-    def _call(self, name: str, entry: Formula, env: dict[str, Formula],
-              chain: tuple[str, ...], shown: Formula = TRUE) -> _Frame:
-        fn = self.functions[name]
-        self.visited.add(name)
-        frame = _Frame(name, fn.path, entry, chain + (name,), env, shown)
-        self._stmt(fn.node.body, TRUE, frame)
-        return frame
+    # -- the guarded walk's hooks -----------------------------------------------------------
+    def branch_state(self) -> object:
+        return self.vmcs
 
-    # -- statements: each returns the condition (relative to pc) of leaving early -----
-    def _stmt(self, node, pc: Formula, fr: _Frame) -> Formula:
-        if node is None or pc == FALSE:
-            return FALSE
-        kind = type(node).__name__
-        handler = getattr(self, f"_s_{kind}", None)
-        if handler is not None:
-            return handler(node, pc, fr)
-        self._expr(node, pc, fr)       # expression statement
-        return FALSE
+    def restore_state(self, state: object) -> None:
+        self.vmcs = str(state)
 
-    def _s_Compound(self, node, pc, fr) -> Formula:
-        exits = FALSE
-        for item in node.block_items or ():
-            r = self._stmt(item, conj(pc, neg(exits)), fr)
-            exits = disj(exits, r)
-        return exits
-
-    def _s_If(self, node, pc, fr) -> Formula:
-        self._expr(node.cond, pc, fr)
-        c = self.cond(node.cond, fr)
-        spc, vmcs = fr.spc, self.vmcs
-        fr.spc = conj(spc, c)
-        ra = self._stmt(node.iftrue, conj(pc, c), fr)
-        vmcs_a, self.vmcs = self.vmcs, vmcs
-        fr.spc = conj(spc, neg(c))
-        rb = self._stmt(node.iffalse, conj(pc, neg(c)), fr)
-        fr.spc = spc
+    def join_state(self, after_true: object, true_leaves: Formula,
+                   false_leaves: Formula) -> None:
         # A branch that always leaves (return, goto) does not decide the VMCS after the if.
-        if ra == TRUE or vmcs_a == self.vmcs:
-            pass
-        elif rb == TRUE:
-            self.vmcs = vmcs_a
-        else:
-            self.vmcs = "unknown"
-        return disj(conj(c, ra), conj(neg(c), rb))
-
-    def _s_Return(self, node, pc, fr) -> Formula:
-        if node.expr is not None:
-            self._expr(node.expr, pc, fr)
-        fr.returns.append((pc, node.expr, node))
-        return TRUE
-
-    def _s_Goto(self, node, pc, fr) -> Formula:
-        # Gotos on the entry path jump to failure labels: leaving the success path.
-        return TRUE
-
-    def _s_Label(self, node, pc, fr) -> Formula:
-        return self._stmt(node.stmt, pc, fr)
-
-    def _s_Decl(self, node, pc, fr) -> Formula:
-        if node.name:
-            fr.assigned[node.name] = 1 if node.init is not None else 0
-        if node.init is not None:
-            self._expr(node.init, pc, fr)
-            if self._trackable(node.type):
-                fr.env[node.name] = self.cond(node.init, fr)
-                fr.tracked.add(node.name)
-        elif self._trackable(node.type) and node.name:
-            fr.tracked.add(node.name)
-        return FALSE
-
-    def _s_DeclList(self, node, pc, fr) -> Formula:
-        for d in node.decls:
-            self._s_Decl(d, pc, fr)
-        return FALSE
-
-    def _loop(self, node, pc, fr) -> Formula:
-        cond = getattr(node, "cond", None)
-        if cond is not None:
-            self._expr(cond, pc, fr)
-        text = self.text(cond) if cond is not None else "1"
-        taken = Atom(f"c:loop({text})", label=f"loop({text})")
-        r = self._stmt(node.stmt, conj(pc, taken), fr)
-        return conj(taken, r)
-
-    _s_For = _s_While = _s_DoWhile = _loop
-
-    def _s_Switch(self, node, pc, fr) -> Formula:
-        self._expr(node.cond, pc, fr)
-        taken = Atom(f"c:switch({self.text(node.cond)})")
-        return conj(taken, self._stmt(node.stmt, conj(pc, taken), fr))
-
-    def _s_Case(self, node, pc, fr) -> Formula:
-        exits = FALSE
-        for s in node.stmts or ():
-            exits = disj(exits, self._stmt(s, conj(pc, neg(exits)), fr))
-        return exits
-
-    _s_Default = _s_Case
-
-    def _s_Break(self, node, pc, fr) -> Formula:
-        return FALSE
-
-    _s_Continue = _s_EmptyStatement = _s_Pragma = _s_Break
-
-    def _s_Assignment(self, node, pc, fr) -> Formula:
-        self._expr(node.rvalue, pc, fr)
-        lv = node.lvalue
-        if type(lv).__name__ == "ID" and lv.name in fr.assigned:
-            # A local reused for another value: conditions on it are a new atom from here.
-            fr.assigned[lv.name] += 1
-        elif type(lv).__name__ != "ID":
-            # A store to memory (vmx->segment_cache.bitmask = 0): an effect checks can see.
-            self._add(Site(kind="store", value=f"{self.text(lv)}{node.op}{self.text(node.rvalue)}",
-                           function=fr.name, path=fr.path,
-                           line=node.coord.line if node.coord else 0, guard=conj(fr.entry, pc),
-                           local=pc, shown=conj(fr.shown, fr.spc), chain=fr.chain, order=0,
-                           vmcs=self.vmcs))
-        if type(lv).__name__ == "ID" and lv.name in fr.tracked and node.op == "=":
-            old = fr.env.get(lv.name, Atom(f"c:{lv.name}@{fr.name}", label=lv.name))
-            new = self.cond(node.rvalue, fr)
-            fr.env[lv.name] = disj(conj(pc, new), conj(neg(pc), old)) if pc != TRUE else new
-        return FALSE
-
-    @staticmethod
-    def _trackable(typ) -> bool:
-        """Local variables whose truth value is worth following: bool and pointers."""
-        kind = type(typ).__name__
-        if kind == "PtrDecl":
-            return True
-        if kind == "TypeDecl":
-            names = getattr(typ.type, "names", None) or []
-            return names in (["bool"], ["_Bool"])
-        return False
-
-    # -- expressions: find calls, with the short-circuit condition they run under -----
-    def _expr(self, node, pc: Formula, fr: _Frame) -> None:
-        if node is None or pc == FALSE:
+        if true_leaves == TRUE or after_true == self.vmcs:
             return
-        kind = type(node).__name__
-        if kind == "FuncCall":
-            if node.args is not None:
-                for a in node.args.exprs:
-                    self._expr(a, pc, fr)
-            self._on_call(node, pc, fr)
-        elif kind == "BinaryOp" and node.op in ("&&", "||"):
-            self._expr(node.left, pc, fr)
-            left = self.cond(node.left, fr)
-            self._expr(node.right, conj(pc, left if node.op == "&&" else neg(left)), fr)
-        elif kind == "TernaryOp":
-            self._expr(node.cond, pc, fr)
-            c = self.cond(node.cond, fr)
-            self._expr(node.iftrue, conj(pc, c), fr)
-            self._expr(node.iffalse, conj(pc, neg(c)), fr)
-        elif kind == "Assignment":
-            self._s_Assignment(node, pc, fr)
-        else:
-            for _, child in node.children():
-                self._expr(child, pc, fr)
+        self.vmcs = str(after_true) if false_leaves == TRUE else "unknown"
 
-    # -- conditions ------------------------------------------------------------------
-    def cond(self, node, fr: _Frame) -> Formula:
-        """The formula for a C expression used as a condition."""
-        kind = type(node).__name__
-        if kind == "UnaryOp" and node.op == "!":
-            return neg(self.cond(node.expr, fr))
-        if kind == "BinaryOp" and node.op in ("&&", "||"):
-            left, right = self.cond(node.left, fr), self.cond(node.right, fr)
-            return conj(left, right) if node.op == "&&" else disj(left, right)
-        if kind == "Cast":
-            return self.cond(node.expr, fr)
-        if kind == "Constant" and node.type == "int":
-            try:
-                return TRUE if int(node.value.rstrip("uUlL"), 0) else FALSE
-            except ValueError:
-                pass
-        if kind == "ID":
-            if node.name in ("true", "false"):
-                return TRUE if node.name == "true" else FALSE
-            if node.name in fr.env:
-                return fr.env[node.name]
-        if kind == "BinaryOp" and node.op in ("!=", "==") and self.text(node.right) in (
-                "0", "NULL", "false"):
-            inner = self.cond(node.left, fr)
-            return inner if node.op == "!=" else neg(inner)
-        if kind == "FuncCall" and type(node.name).__name__ == "ID" \
-                and node.name.name in TRANSPARENT and node.args and node.args.exprs:
-            return self.cond(node.args.exprs[0], fr)
-        text = self.text(node)
-        spelled = self.gen.visit(node)
+    def on_store(self, node, pc: Formula, fr: Frame) -> None:
+        # A store to memory (vmx->segment_cache.bitmask = 0): an effect checks can see.
+        self._add(Site(kind="store", value=f"{self.text(node.lvalue)}{node.op}"
+                       f"{self.text(node.rvalue)}", function=fr.name, path=fr.path,
+                       line=node.coord.line if node.coord else 0, guard=conj(fr.entry, pc),
+                       local=pc, shown=conj(fr.shown, fr.spc), chain=fr.chain, order=0,
+                       vmcs=self.vmcs))
+
+    def recognise(self, node, text: str, spelled: str, fr: Frame) -> Formula | None:
+        """Model predicates (predicates.toml), control bits, and what holds at a handler."""
         if text in self.context:
             return TRUE
         known = self.preds.lookup(text, fr.name)
         if known is None:
             known = self._control_test(node)
-        if known is not None:
-            self._spell(known, spelled)
-            return _label(known, spelled)
-        if kind == "FuncCall" and id(node) in self.call_values:
-            return self.call_values[id(node)]
-        name = f"c:{text}{self._version(node, fr)}"
-        self.labels.setdefault(name, spelled)
-        return Atom(name, label=spelled)
+        if known is None:
+            return None
+        self._spell(known, spelled)
+        return _label(known, spelled)
 
     def _spell(self, known: Formula, spelled: str) -> None:
         """Remember the C spelling of a lone predicate, with its polarity; a compound
@@ -466,17 +260,6 @@ class Walker:
                 and known.arg.name not in self.labels:
             self.labels[known.arg.name] = spelled
             self.inverted.add(known.arg.name)
-
-    def _version(self, node, fr: _Frame) -> str:
-        """``@x#2`` when the condition reads a local assigned more than once so far."""
-        tags = []
-        stack = [node]
-        while stack:
-            n = stack.pop()
-            if type(n).__name__ == "ID" and fr.assigned.get(n.name, 0) > 1:
-                tags.append(f"@{n.name}#{fr.assigned[n.name]}")
-            stack.extend(c for _, c in n.children())
-        return "".join(sorted(set(tags)))
 
     # -- control bits, recognised from vmx.h's definitions --------------------------------
     def _control_test(self, node) -> Formula | None:
@@ -518,7 +301,7 @@ class Walker:
         return disj(*parts) if parts else None
 
     # -- calls -----------------------------------------------------------------------
-    def _on_call(self, node, pc: Formula, fr: _Frame) -> None:
+    def on_call(self, node, pc: Formula, fr: Frame) -> None:
         if type(node.name).__name__ != "ID":
             return
         name = node.name.name
@@ -550,37 +333,12 @@ class Walker:
             self._summary(name, args, base, fr)
         elif name in self.functions and name not in fr.chain and len(fr.chain) < MAX_DEPTH:
             self._add(Site(kind="call", callee=name, vmcs=self.vmcs, **base))
-            callee = self.functions[name]
-            env = self._bind(callee, args, fr)
-            sub = self._call(name, guard, env, fr.chain, shown)
-            truth = disj(*(conj(rpc, self._truth(expr, sub)) for rpc, expr, _ in sub.returns))
-            self.call_values[id(node)] = truth
+            self.walk_call(node, name, args, guard, fr, shown)
         else:
             # Unknown effect; kept so checks can see helpers such as cache invalidation.
             self._add(Site(kind="call", callee=name, vmcs=self.vmcs, **base))
 
-    def _bind(self, callee: "Function", args: list, fr: _Frame) -> dict[str, Formula]:
-        """Parameters of the callee that are used as conditions take the caller's args."""
-        env: dict[str, Formula] = {}
-        fdecl = callee.node.decl.type
-        params = fdecl.args.params if fdecl.args is not None else []
-        for p, a in zip(params, args):
-            pname = getattr(p, "name", None)
-            if pname and self._trackable(p.type):
-                env[pname] = self.cond(a, fr)
-        return env
-
-    def _truth(self, expr, fr: _Frame) -> Formula:
-        if expr is None:
-            return FALSE
-        text = self.text(expr)
-        if text in ("0", "false", "NULL"):
-            return FALSE
-        if re.fullmatch(r"-?[1-9]\w*|true|-E[A-Z]+", text):
-            return TRUE
-        return self.cond(expr, fr)
-
-    def _summary(self, name: str, args: list, base: dict, fr: _Frame) -> None:
+    def _summary(self, name: str, args: list, base: dict, fr: Frame) -> None:
         summ = self.model.summaries[name]
         params = {p: self.cond(a, fr) for p, a in zip(summ.params, args)}
         nodes = dict(zip(summ.params, args))
@@ -603,7 +361,7 @@ class Walker:
         return None
 
     # -- provenance of written values ---------------------------------------------------
-    def provenance(self, node, fr: _Frame) -> tuple[Provenance, str | None]:
+    def provenance(self, node, fr: Frame) -> tuple[Provenance, str | None]:
         """The class of a written value, and the vmcs12 member when it is exactly one."""
         if node is None:
             return Provenance.SNAPSHOT, None
@@ -612,7 +370,7 @@ class Walker:
             return Provenance.VMCS12, m.group(1)
         return self._leaf_class(node, fr), None
 
-    def _leaf_class(self, node, fr: _Frame) -> Provenance:
+    def _leaf_class(self, node, fr: Frame) -> Provenance:
         kind = type(node).__name__
         text = self.text(node)
         if kind == "Constant":

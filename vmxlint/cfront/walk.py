@@ -1,0 +1,324 @@
+"""A guarded walk over C functions: every event gets the condition under which it runs.
+
+The walk starts at a function and follows calls into functions of the same unit in
+program order.  The path condition of a statement is built from the enclosing
+``if``/``else``, ``?:``, ``&&``/``||`` short-circuits, early returns and gotos (leaving
+the walk), local boolean or pointer variables, and the arguments bound to a callee's
+parameters.  C conditions become atoms of ``vmxlint.logic`` named by their normalised
+text; a condition over a local that was assigned again is a new atom (``@x#2``).
+
+It knows nothing about what the calls mean: subclasses say that through hooks
+(``on_call``, ``on_store``, ``recognise``) and may keep state that branches split and
+join (``branch_state``, ``restore_state``, ``join_state``).
+"""
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Mapping
+
+from vmxlint.logic import FALSE, TRUE, Atom, Formula, conj, disj, neg
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pycparser import c_ast
+
+    from vmxlint.cfront import Function
+
+# Calls that wrap a condition without changing its truth value.
+TRANSPARENT = {"likely", "unlikely", "CC", "WARN_ON", "WARN_ON_ONCE", "unlikely_notrace"}
+
+
+def norm(text: str) -> str:
+    """C text with all whitespace removed: the identity of a condition or statement."""
+    return re.sub(r"\s+", "", text)
+
+
+class Frame:
+    """Walk state of one function activation."""
+
+    def __init__(self, name: str, path: str, entry: Formula, chain: tuple[str, ...],
+                 env: dict[str, Formula], shown: Formula = TRUE) -> None:
+        self.name = name
+        self.path = path
+        self.entry = entry
+        self.shown = shown
+        self.spc: Formula = TRUE      # enclosing conditions at the current statement
+        self.chain = chain
+        self.env = env
+        self.tracked: set[str] = set(env)
+        self.returns: list[tuple[Formula, "c_ast.Node | None", "c_ast.Node"]] = []
+        self.assigned: dict[str, int] = {}   # local -> how many times it was assigned
+
+
+class GuardedWalk:
+    """The walk; subclasses give calls, stores and conditions their meaning."""
+
+    def __init__(self, functions: Mapping[str, "Function"]) -> None:
+        from pycparser import c_generator
+
+        self.functions = functions
+        self.gen = c_generator.CGenerator()
+        self.call_values: dict[int, Formula] = {}    # walked call -> its truth value
+        self.labels: dict[str, str] = {}             # atom name -> C spelling
+        self.visited: set[str] = set()
+
+    # -- hooks ----------------------------------------------------------------------------
+    def on_call(self, node, pc: Formula, fr: "Frame") -> None:
+        """A call statement or expression runs under pc (arguments already walked)."""
+
+    def on_store(self, node, pc: Formula, fr: "Frame") -> None:
+        """An assignment to memory (not to a local) runs under pc."""
+
+    def recognise(self, node, text: str, spelled: str, fr: "Frame") -> Formula | None:
+        """The meaning of a condition the walk cannot decide itself, or None (opaque)."""
+        return None
+
+    def branch_state(self) -> object:
+        """State of the subclass that the two branches of an ``if`` may change."""
+        return None
+
+    def restore_state(self, state: object) -> None:
+        """Go back to the state before a branch."""
+
+    def join_state(self, after_true: object, true_leaves: Formula,
+                   false_leaves: Formula) -> None:
+        """Merge the state after the true branch into the current (false branch) one."""
+
+    # -- helpers --------------------------------------------------------------------------
+    def text(self, node: "c_ast.Node") -> str:
+        return norm(self.gen.visit(node))
+
+    def enter(self, name: str, entry: Formula, env: dict[str, Formula],
+              chain: tuple[str, ...], shown: Formula = TRUE) -> "Frame":
+        """Walk the body of function ``name`` reached under ``entry``."""
+        fn = self.functions[name]
+        self.visited.add(name)
+        frame = Frame(name, fn.path, entry, chain + (name,), env, shown)
+        self._stmt(fn.node.body, TRUE, frame)
+        return frame
+
+    def walk_call(self, node, name: str, args: list, guard: Formula, fr: "Frame",
+                  shown: Formula) -> "Frame":
+        """Walk into a called function; the call's truth value is remembered for
+        conditions that test it."""
+        sub = self.enter(name, guard, self._bind(self.functions[name], args, fr), fr.chain,
+                         shown)
+        self.call_values[id(node)] = self.returns_true(sub)
+        return sub
+
+    def returns_true(self, fr: "Frame") -> Formula:
+        """When a walked function returns a true value (a void function: always)."""
+        if not fr.returns:
+            return TRUE
+        return disj(*(conj(rpc, self._truth(expr, fr)) for rpc, expr, _ in fr.returns))
+
+    # -- statements: each returns the condition (relative to pc) of leaving early -----
+    def _stmt(self, node, pc: Formula, fr: Frame) -> Formula:
+        if node is None or pc == FALSE:
+            return FALSE
+        kind = type(node).__name__
+        handler = getattr(self, f"_s_{kind}", None)
+        if handler is not None:
+            return handler(node, pc, fr)
+        self._expr(node, pc, fr)       # expression statement
+        return FALSE
+
+    def _s_Compound(self, node, pc, fr) -> Formula:
+        exits = FALSE
+        for item in node.block_items or ():
+            r = self._stmt(item, conj(pc, neg(exits)), fr)
+            exits = disj(exits, r)
+        return exits
+
+    def _s_If(self, node, pc, fr) -> Formula:
+        self._expr(node.cond, pc, fr)
+        c = self.cond(node.cond, fr)
+        spc, before = fr.spc, self.branch_state()
+        fr.spc = conj(spc, c)
+        ra = self._stmt(node.iftrue, conj(pc, c), fr)
+        after_true = self.branch_state()
+        self.restore_state(before)
+        fr.spc = conj(spc, neg(c))
+        rb = self._stmt(node.iffalse, conj(pc, neg(c)), fr)
+        fr.spc = spc
+        self.join_state(after_true, ra, rb)
+        return disj(conj(c, ra), conj(neg(c), rb))
+
+    def _s_Return(self, node, pc, fr) -> Formula:
+        if node.expr is not None:
+            self._expr(node.expr, pc, fr)
+        fr.returns.append((pc, node.expr, node))
+        return TRUE
+
+    def _s_Goto(self, node, pc, fr) -> Formula:
+        # A goto leaves the structured walk (kernel code jumps to its error labels).
+        return TRUE
+
+    def _s_Label(self, node, pc, fr) -> Formula:
+        return self._stmt(node.stmt, pc, fr)
+
+    def _s_Decl(self, node, pc, fr) -> Formula:
+        if node.name:
+            fr.assigned[node.name] = 1 if node.init is not None else 0
+        if node.init is not None:
+            self._expr(node.init, pc, fr)
+            if self._trackable(node.type):
+                fr.env[node.name] = self.cond(node.init, fr)
+                fr.tracked.add(node.name)
+        elif self._trackable(node.type) and node.name:
+            fr.tracked.add(node.name)
+        return FALSE
+
+    def _s_DeclList(self, node, pc, fr) -> Formula:
+        for d in node.decls:
+            self._s_Decl(d, pc, fr)
+        return FALSE
+
+    def _loop(self, node, pc, fr) -> Formula:
+        cond = getattr(node, "cond", None)
+        if cond is not None:
+            self._expr(cond, pc, fr)
+        text = self.text(cond) if cond is not None else "1"
+        taken = Atom(f"c:loop({text})", label=f"loop({text})")
+        r = self._stmt(node.stmt, conj(pc, taken), fr)
+        return conj(taken, r)
+
+    _s_For = _s_While = _s_DoWhile = _loop
+
+    def _s_Switch(self, node, pc, fr) -> Formula:
+        self._expr(node.cond, pc, fr)
+        taken = Atom(f"c:switch({self.text(node.cond)})")
+        return conj(taken, self._stmt(node.stmt, conj(pc, taken), fr))
+
+    def _s_Case(self, node, pc, fr) -> Formula:
+        exits = FALSE
+        for s in node.stmts or ():
+            exits = disj(exits, self._stmt(s, conj(pc, neg(exits)), fr))
+        return exits
+
+    _s_Default = _s_Case
+
+    def _s_Break(self, node, pc, fr) -> Formula:
+        return FALSE
+
+    _s_Continue = _s_EmptyStatement = _s_Pragma = _s_Break
+
+    def _s_Assignment(self, node, pc, fr) -> Formula:
+        self._expr(node.rvalue, pc, fr)
+        lv = node.lvalue
+        if type(lv).__name__ == "ID" and lv.name in fr.assigned:
+            # A local reused for another value: conditions on it are a new atom from here.
+            fr.assigned[lv.name] += 1
+        elif type(lv).__name__ != "ID":
+            self.on_store(node, pc, fr)
+        if type(lv).__name__ == "ID" and lv.name in fr.tracked and node.op == "=":
+            old = fr.env.get(lv.name, Atom(f"c:{lv.name}@{fr.name}", label=lv.name))
+            new = self.cond(node.rvalue, fr)
+            fr.env[lv.name] = disj(conj(pc, new), conj(neg(pc), old)) if pc != TRUE else new
+        return FALSE
+
+    @staticmethod
+    def _trackable(typ) -> bool:
+        """Local variables whose truth value is worth following: bool and pointers."""
+        kind = type(typ).__name__
+        if kind == "PtrDecl":
+            return True
+        if kind == "TypeDecl":
+            names = getattr(typ.type, "names", None) or []
+            return names in (["bool"], ["_Bool"])
+        return False
+
+    # -- expressions: find calls, with the short-circuit condition they run under -----
+    def _expr(self, node, pc: Formula, fr: Frame) -> None:
+        if node is None or pc == FALSE:
+            return
+        kind = type(node).__name__
+        if kind == "FuncCall":
+            if node.args is not None:
+                for a in node.args.exprs:
+                    self._expr(a, pc, fr)
+            self.on_call(node, pc, fr)
+        elif kind == "BinaryOp" and node.op in ("&&", "||"):
+            self._expr(node.left, pc, fr)
+            left = self.cond(node.left, fr)
+            self._expr(node.right, conj(pc, left if node.op == "&&" else neg(left)), fr)
+        elif kind == "TernaryOp":
+            self._expr(node.cond, pc, fr)
+            c = self.cond(node.cond, fr)
+            self._expr(node.iftrue, conj(pc, c), fr)
+            self._expr(node.iffalse, conj(pc, neg(c)), fr)
+        elif kind == "Assignment":
+            self._s_Assignment(node, pc, fr)
+        else:
+            for _, child in node.children():
+                self._expr(child, pc, fr)
+
+    # -- conditions ------------------------------------------------------------------
+    def cond(self, node, fr: Frame) -> Formula:
+        """The formula for a C expression used as a condition."""
+        kind = type(node).__name__
+        if kind == "UnaryOp" and node.op == "!":
+            return neg(self.cond(node.expr, fr))
+        if kind == "BinaryOp" and node.op in ("&&", "||"):
+            left, right = self.cond(node.left, fr), self.cond(node.right, fr)
+            return conj(left, right) if node.op == "&&" else disj(left, right)
+        if kind == "Cast":
+            return self.cond(node.expr, fr)
+        if kind == "Constant" and node.type == "int":
+            try:
+                return TRUE if int(node.value.rstrip("uUlL"), 0) else FALSE
+            except ValueError:
+                pass
+        if kind == "ID":
+            if node.name in ("true", "false"):
+                return TRUE if node.name == "true" else FALSE
+            if node.name in fr.env:
+                return fr.env[node.name]
+        if kind == "BinaryOp" and node.op in ("!=", "==") and self.text(node.right) in (
+                "0", "NULL", "false"):
+            inner = self.cond(node.left, fr)
+            return inner if node.op == "!=" else neg(inner)
+        if kind == "FuncCall" and type(node.name).__name__ == "ID" \
+                and node.name.name in TRANSPARENT and node.args and node.args.exprs:
+            return self.cond(node.args.exprs[0], fr)
+        text = self.text(node)
+        spelled = self.gen.visit(node)
+        known = self.recognise(node, text, spelled, fr)
+        if known is not None:
+            return known
+        if kind == "FuncCall" and id(node) in self.call_values:
+            return self.call_values[id(node)]
+        name = f"c:{text}{self._version(node, fr)}"
+        self.labels.setdefault(name, spelled)
+        return Atom(name, label=spelled)
+
+    def _version(self, node, fr: "Frame") -> str:
+        """``@x#2`` when the condition reads a local assigned more than once so far."""
+        tags = []
+        stack = [node]
+        while stack:
+            n = stack.pop()
+            if type(n).__name__ == "ID" and fr.assigned.get(n.name, 0) > 1:
+                tags.append(f"@{n.name}#{fr.assigned[n.name]}")
+            stack.extend(c for _, c in n.children())
+        return "".join(sorted(set(tags)))
+
+    def _bind(self, callee: "Function", args: list, fr: Frame) -> dict[str, Formula]:
+        """Parameters of the callee that are used as conditions take the caller's args."""
+        env: dict[str, Formula] = {}
+        fdecl = callee.node.decl.type
+        params = fdecl.args.params if fdecl.args is not None else []
+        for p, a in zip(params, args):
+            pname = getattr(p, "name", None)
+            if pname and self._trackable(p.type):
+                env[pname] = self.cond(a, fr)
+        return env
+
+    def _truth(self, expr, fr: Frame) -> Formula:
+        if expr is None:
+            return FALSE
+        text = self.text(expr)
+        if text in ("0", "false", "NULL"):
+            return FALSE
+        if re.fullmatch(r"-?[1-9]\w*|true|-E[A-Z]+", text):
+            return TRUE
+        return self.cond(expr, fr)
