@@ -37,6 +37,16 @@ def _markers(path: Path, code: str) -> dict[str, set[tuple[str, int]]]:
     return out
 
 
+def _readable_counterexample(f) -> None:
+    """Every counterexample a reviewer reads: at most 6 conditions, none repeated."""
+    cex = dict(f.details).get("counterexample")
+    if cex is None:
+        return
+    assert len(cex) <= 6, f.message
+    shown = f.message.split(" when ", 1)[1].split(" && ") if " when " in f.message else []
+    assert len(shown) == len(set(shown)), f.message
+
+
 def _analysis_rules() -> dict[str, str]:
     """Rule code -> file stem of every rule the tree analysis reports."""
     out = {}
@@ -56,7 +66,10 @@ def test_rule_fixture(fixture: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     marks = _markers(fixture / NESTED_C, code)
     assert marks["ruleid"], "a rule fixture needs at least one ruleid: marker"
     assert marks["ok"], "a rule fixture needs at least one ok: marker"
-    found = {(f.code, f.line) for f in analyse(Tree.open(fixture)).findings if f.code == code}
+    findings = analyse(Tree.open(fixture)).findings
+    for f in findings:
+        _readable_counterexample(f)
+    found = {(f.code, f.line) for f in findings if f.code == code}
     for kind in ("todoruleid", "todook"):
         for _, line in sorted(marks[kind]):
             state = "reported" if (code, line) in found else "not reported"
