@@ -43,6 +43,14 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="print the number of findings last")
     p.add_argument("--statistics", action="store_true", default=None,
                    help="print a count per code")
+    p.add_argument("-q", "--quiet", action="store_true", default=None,
+                   help="default format: print only the path:line of each finding")
+    p.add_argument("--color", "--colour", dest="color", choices=("auto", "always", "never"),
+                   default="auto", help="colour the default format (auto: on a terminal, "
+                   "unless NO_COLOR is set)")
+    p.add_argument("--per-function-ignores", metavar="LIST",
+                   help="CODE:FUNCTION[:FIELD] entries to leave out, comma separated "
+                   "(also in the [vmxlint] config)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,10 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--all", action="store_true", help="also report existing findings")
     c.add_argument("--staged", action="store_true",
                    help="check the staged changes of the tree's git index against HEAD "
-                   "(for pre-commit)")
+                   "(for pre-commit); at pre-commit's pre-push stage "
+                   "(PRE_COMMIT_FROM_REF and PRE_COMMIT_TO_REF set), the pushed commits")
+    c.add_argument("--git", metavar="A..B",
+                   help="check each commit of a range against its parent, from git objects")
     _common(c)
     a = sub.add_parser("audit", help="every finding of the tree as it is")
     _common(a)
+    a.add_argument("--baseline", metavar="FILE",
+                   help="leave out the findings recorded in FILE")
+    a.add_argument("--write-baseline", metavar="FILE",
+                   help="record the findings in FILE (JSON; outside the kernel tree)")
     sub.add_parser("rules", help="list the rules")
     e = sub.add_parser("explain", help="a rule's rationale, and its findings in a tree")
     e.add_argument("code")
@@ -119,10 +134,16 @@ def _tree(args):
 
 
 def _options(args, tree) -> dict:
-    from vmxlint import config
     from vmxlint.selection import Selection, split_codes
+    from vmxlint.suppress import SuppressError, parse_ignores, read_config
 
-    conf = config.load(tree.root if tree is not None else None)
+    try:
+        conf = read_config(tree.root if tree is not None else None)
+        # The tree's config may hide findings; the command line adds to it.
+        ignores = parse_ignores(conf.get("per-function-ignores")) + parse_ignores(
+            getattr(args, "per_function_ignores", None))
+    except SuppressError as exc:
+        raise UsageError(str(exc)) from None
 
     def opt(name: str):
         v = getattr(args, name.replace("-", "_"), None)
@@ -153,14 +174,31 @@ def _options(args, tree) -> dict:
         _check_output(output, tree)
     return dict(selection=sel, format=fmt, output=output,
                 exit_zero=flag("exit-zero"), count=flag("count"),
-                statistics=flag("statistics"))
+                statistics=flag("statistics"), ignores=ignores,
+                quiet=bool(getattr(args, "quiet", None)),
+                color=getattr(args, "color", None) or "auto")
+
+
+def _colour(choice: str, out: TextIO) -> bool:
+    """Colour on a terminal unless NO_COLOR is set (https://no-color.org), or when forced."""
+    if choice != "auto":
+        return choice == "always"
+    if os.environ.get("NO_COLOR"):
+        return False
+    try:
+        return out.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _report(findings, opts, command: str, tree, mails=None) -> int:
     from vmxlint.findings import Report
     from vmxlint.formats import write_report
 
+    from vmxlint.suppress import without_ignored
+
     chosen = [f for f in findings if opts["selection"].selected(f.code)]
+    chosen = without_ignored(chosen, opts["ignores"])
     report = Report(findings=chosen, command=command, mails=mails or {},
                     tree=tree.describe() if tree is not None else None)
     out: TextIO = open(opts["output"], "w", encoding="utf-8") if opts["output"] else sys.stdout
@@ -168,7 +206,12 @@ def _report(findings, opts, command: str, tree, mails=None) -> int:
     # program reads stays intact and they go to stderr.
     extra = out if opts["format"] in HUMAN_FORMATS else sys.stderr
     try:
-        write_report(report, opts["format"], out)
+        if opts["format"] == "default":
+            from vmxlint.formats import default
+            default.write(report, out, quiet=opts["quiet"],
+                          colour=_colour(opts["color"], out))
+        else:
+            write_report(report, opts["format"], out)
         if opts["statistics"]:
             for code, n in report.summary()["by_code"].items():
                 name = next(f.name for f in chosen if f.code == code)
@@ -214,35 +257,89 @@ def _read_inputs(names: list[str]):
             except OSError as exc:
                 raise UsageError(f"{name}: {exc.strerror or exc}") from None
             label = name
-        mails.extend(read_mails(data, label))
+        mails.extend(read_mails(_gunzip(data, label), label))
     if not mails:
         raise UsageError("no patch or mail in the input")
     return mails
 
 
+# A lore t.mbox.gz of a long thread is a few MB; anything far beyond is refused.
+MAX_GUNZIP = 64 * 1024 * 1024
+
+
+def _gunzip(data: bytes, label: str) -> bytes:
+    """Input that is gzip-compressed (lore's t.mbox.gz), decompressed, with a size bound."""
+    if not data.startswith(b"\x1f\x8b"):
+        return data
+    import zlib
+
+    d = zlib.decompressobj(wbits=31)
+    out = bytearray()
+    try:
+        while data:
+            out += d.decompress(data, MAX_GUNZIP + 1 - len(out))
+            if len(out) > MAX_GUNZIP:
+                raise UsageError(f"{label}: more than {MAX_GUNZIP} bytes once decompressed")
+            data = d.unconsumed_tail or (d.unused_data if d.eof else b"")
+            if d.eof:
+                d = zlib.decompressobj(wbits=31) if data.startswith(b"\x1f\x8b") else None
+                if d is None:
+                    break
+    except zlib.error as exc:
+        raise UsageError(f"{label}: damaged gzip data ({exc})") from None
+    return bytes(out)
+
+
 def _check(args) -> int:
     from vmxlint.analysis import check
+    from vmxlint.gitrange import base_for, check_range
 
-    if args.staged:
+    span = args.git
+    if args.staged and not span:
+        span = _pre_push_range()
+    if args.staged and not span:
         args.rev = args.rev or "HEAD"
+    if span and (args.rev or args.patches != ["-"]):
+        raise UsageError("--git checks commits: give no PATCH and no --rev with it")
     tree = _tree(args)
     opts = _options(args, tree)
     from vmxlint.tree import NESTED_C, TreeError
-    if not tree.exists(NESTED_C):
+    if not span and not tree.exists(NESTED_C):
         raise TreeError(f"{tree.describe()}: no {NESTED_C} in this tree")
-    if args.staged:
-        mails = _staged(tree)
-        if not mails:
-            return EXIT_OK
+    if span:
+        result = check_range(tree, span, include_existing=args.all)
+        if not result.commits:
+            return _report([], opts, "check", tree)
+        mails = result.commits
     else:
-        mails = _read_inputs(args.patches)
-    result = check(mails, tree, include_existing=args.all)
+        if args.staged:
+            mails = _staged(tree)
+            if not mails:
+                return EXIT_OK
+        else:
+            mails = _read_inputs(args.patches)
+        if all(_is_cover(m) for m in mails):
+            # b4's series check pipes the cover letter: nothing to check, nothing to say.
+            return _report([], opts, "check", tree)
+        result = check(mails, base_for(tree, mails), include_existing=args.all)
     if result.usable == 0:
         why = next((f.message for f in result.findings if f.code in ("VMX001", "VMX003")),
                    "no usable patch in the input")
         if len(mails) == 1 or all(f.code in ("VMX001", "VMX003") for f in result.findings):
             raise UsageError(f"unusable input: {why}")
     return _report(result.findings, opts, "check", tree, result.mails)
+
+
+def _is_cover(mail) -> bool:
+    return not mail.diff.strip() and bool(mail.index) and mail.index.startswith("0/")
+
+
+def _pre_push_range() -> str | None:
+    """FROM..TO when pre-commit runs the hook at the pre-push stage (or with --from-ref)."""
+    src, dst = os.environ.get("PRE_COMMIT_FROM_REF"), os.environ.get("PRE_COMMIT_TO_REF")
+    if not src or not dst:
+        return None
+    return f"{src}..{dst}"
 
 
 def _staged(tree):
@@ -264,9 +361,26 @@ def _staged(tree):
 def _audit(args) -> int:
     from vmxlint.analysis import audit
 
+    from vmxlint.suppress import (SuppressError, read_baseline, without_baselined,
+                                  write_baseline)
+
     tree = _tree(args)
     opts = _options(args, tree)
-    return _report(audit(tree), opts, "audit", tree)
+    if args.write_baseline:
+        _check_output(args.write_baseline, tree)
+    try:
+        keys = read_baseline(args.baseline) if args.baseline else set()
+    except SuppressError as exc:
+        raise UsageError(str(exc)) from None
+    findings = without_baselined(audit(tree), keys)
+    if args.write_baseline:
+        chosen = [f for f in findings if opts["selection"].selected(f.code)]
+        try:
+            write_baseline(args.write_baseline, chosen)
+        except SuppressError as exc:
+            raise UsageError(str(exc)) from None
+        findings = []    # recorded: nothing left to report
+    return _report(findings, opts, "audit", tree)
 
 
 def _rules(args) -> int:
@@ -317,6 +431,8 @@ def _graph(args) -> int:
     _, path = entry_path(tree)
     if path is None:
         raise UsageError("nested_vmx_enter_non_root_mode() is missing or unparseable")
+    if args.field is not None:
+        _known_field(tree, args.field)
     g = build_graph(path, args.field)
     text = to_dot(g) if args.format == "dot" else json.dumps(to_json(g), indent=1) + "\n"
     if args.output_file:
@@ -324,3 +440,17 @@ def _graph(args) -> int:
     else:
         sys.stdout.write(text)
     return EXIT_OK
+
+
+def _known_field(tree, name: str) -> None:
+    """Refuse a --field the tree's VMCS encoding table does not name (with a suggestion)."""
+    import difflib
+
+    from vmxlint.facts import load_facts
+
+    names = list(load_facts(tree).fields)
+    if name in names:
+        return
+    close = difflib.get_close_matches(name.upper(), names, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise UsageError(f"--field {name}: not a VMCS field of this tree{hint}")
