@@ -187,17 +187,22 @@ def check(mails: list, tree: Tree, include_existing: bool = False) -> CheckResul
     raw: dict[PatchRef, str] = {}
     usable = 0
     current = tree
+    stopped: PatchRef | None = None     # the patch at which git am would have stopped
     for mail in mails:
         ref = patch_ref(mail)
         raw[ref] = mail.raw
-        if not mail.diff.strip():
-            if mail.index and mail.index.startswith("0/"):
-                continue            # a cover letter carries no diff by design
-            out.append(_problem_finding(model, _NoDiff(), ref))
+        if mail.index and mail.index.startswith("0/") and not mail.diff.strip():
+            continue                # a cover letter carries no diff by design
+        if stopped is not None:
+            out.append(_problem_finding(model, _NotChecked(stopped), ref))
             continue
+        if not mail.diff.strip():
+            out.append(_problem_finding(model, _NoDiff(), ref))
+            continue                # a reply in a thread: not a patch git am would take
         applied = apply_patch(mail.diff, current)
         out.extend(_problem_finding(model, p, ref) for p in applied.problems)
         if not applied.usable:
+            stopped = ref
             continue
         usable += 1
         after = current.with_overlay(applied.files)
@@ -220,6 +225,19 @@ class _NoDiff:
     path: str = ""
     line: int = 0
     message: str = "the message has no diff that can be parsed"
+
+
+class _NotChecked:
+    """A later patch of a series whose earlier patch does not apply (git am stops there)."""
+
+    code = "VMX003"
+    path = ""
+    line = 0
+
+    def __init__(self, culprit: PatchRef) -> None:
+        name = f"{culprit.index} " if culprit.index else ""
+        self.message = ("not checked: an earlier patch of the series does not apply "
+                        f"({name}{culprit.subject[:80]})")
 
 
 def kernel_top(path: str | None) -> Tree:

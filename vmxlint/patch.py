@@ -81,6 +81,7 @@ class _FilePatch:
     hunks: list[_Hunk] = field(default_factory=list)
     binary: bool = False
     header_only: bool = False         # new/deleted/renamed without hunks
+    copy: bool = False                # a copy: the old file stays
 
 
 def _strip_prefix(path: str) -> str | None:
@@ -90,9 +91,72 @@ def _strip_prefix(path: str) -> str | None:
         path = path[1:-1]
     if path == "/dev/null" or not path:
         return None
+    path = git_path(path)
     if path.startswith(("a/", "b/")):
         return path[2:]
     return path
+
+
+def git_path(path: str) -> str:
+    """A path as git reads it: repeated slashes squashed, "." components dropped.
+
+    An absolute path keeps its leading "/" so that it is still refused as unsafe.
+    """
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    return ("/" if path.startswith("/") else "") + "/".join(parts)
+
+
+def _git_headers(diff: str) -> dict[str, tuple[str, str]]:
+    """Copies and renames of a git diff: {new path: ("copy" | "rename", old path)}."""
+    out: dict[str, tuple[str, str]] = {}
+    source: tuple[str, str] | None = None
+    for line in diff.split("\n"):
+        if line.startswith("diff --git "):
+            source = None
+        for kind in ("copy", "rename"):
+            if line.startswith(f"{kind} from "):
+                source = (kind, git_path(line[len(kind) + 6:].strip()))
+            elif line.startswith(f"{kind} to ") and source and source[0] == kind:
+                out[git_path(line[len(kind) + 4:].strip())] = source
+    return out
+
+
+def _cut_trailer(diff: str) -> str:
+    """The diff without text after its last hunk (a base-commit: trailer, a signature).
+
+    Hunks are read by their header counts; when a hunk body does not add up, the diff is
+    returned unchanged for the lenient reader.
+    """
+    lines = diff.split("\n")
+    end: int | None = None
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        m = _HUNK_HEADER.match(line)
+        if not m:
+            if end is not None and _is_boundary(lines, i):
+                end = None              # another file follows: the trailer is not here
+            i += 1
+            continue
+        old_len = int(m.group(2)) if m.group(2) is not None else 1
+        new_len = int(m.group(4)) if m.group(4) is not None else 1
+        i += 1
+        pre = post = 0
+        while i < len(lines) and (pre < old_len or post < new_len):
+            tag = lines[i][:1]
+            if tag not in ("-", "+", " ", "", "\\"):
+                return diff
+            pre += tag != "+" and tag != "\\"
+            post += tag != "-" and tag != "\\"
+            i += 1
+        if pre != old_len or post != new_len:
+            return diff
+        while i < len(lines) and lines[i].startswith("\\"):
+            i += 1
+        end = i
+    if end is None:
+        return diff
+    return "\n".join(lines[:end]) + "\n"
 
 
 # -- parsing with unidiff ---------------------------------------------------------
@@ -104,12 +168,16 @@ def _from_unidiff(diff: str) -> list[_FilePatch] | None:
     except Exception:        # noqa: BLE001 - unidiff raises more than UnidiffParseError on junk
         return None
     files = []
+    moved = _git_headers(diff)
     for pf in patchset:
         fp = _FilePatch(old=_strip_prefix(pf.source_file or ""),
                         new=_strip_prefix(pf.target_file or ""),
                         binary=bool(pf.is_binary_file))
         fp.hunks = [_convert_hunk(h) for h in pf]
         fp.header_only = not fp.hunks
+        if fp.new in moved:
+            kind, fp.old = moved[fp.new]
+            fp.copy = kind == "copy"
         files.append(fp)
     return files
 
@@ -177,10 +245,11 @@ def _file_header_line(cur: _FilePatch, line: str) -> None:
         cur.old = None
     elif line.startswith("deleted file mode"):
         cur.new = None
-    elif line.startswith("rename from "):
-        cur.old = line[len("rename from "):].strip()
-    elif line.startswith("rename to "):
-        cur.new = line[len("rename to "):].strip()
+    elif line.startswith(("rename from ", "copy from ")):
+        cur.old = git_path(line.split(" ", 2)[2].strip())
+        cur.copy = line.startswith("copy")
+    elif line.startswith(("rename to ", "copy to ")):
+        cur.new = git_path(line.split(" ", 2)[2].strip())
     elif line.startswith(("GIT binary patch", "Binary files ")):
         cur.binary = True
 
@@ -290,20 +359,53 @@ def _expected(hunk: _Hunk, offset: int) -> int:
     return max(start + offset, 0)
 
 
-def _find_exact(hunk: _Hunk, orig: list[str], index: dict[str, list[int]], lo: int,
-                want: int) -> _Place | None:
-    """The nearest exact occurrence of the pre-image at or after lo."""
-    pre = _pre(hunk.lines)
-    if not pre:
-        if want > len(orig):
-            return None
-        return _Place(min(max(want, lo), len(orig)), hunk.lines, True)
-    cands = _occurrences(pre, orig, index, lo)
+def _post(lines: list[tuple[str, str]]) -> list[str]:
+    return [text for tag, text in lines if tag != "-"]
+
+
+def _removes(lines: list[tuple[str, str]]) -> bool:
+    return any(tag == "-" for tag, _ in lines)
+
+
+def _nearest(cands: list[int], want: int) -> tuple[int | None, int]:
+    """The one candidate nearest to want (None on a tie) and its distance."""
     if not cands:
-        return None
+        return None, -1
     best = min(abs(p - want) for p in cands)
     nearest = [p for p in cands if abs(p - want) == best]
-    return _Place(nearest[0], hunk.lines, True) if len(nearest) == 1 else None
+    return (nearest[0] if len(nearest) == 1 else None), best
+
+
+def _already(pre_c: list[int], post_c: list[int], want: int) -> bool:
+    """Whether the hunk's post-image stands where its pre-image should be."""
+    if not post_c:
+        return False
+    if not pre_c:
+        return True
+    return _nearest(post_c, want)[1] <= _nearest(pre_c, want)[1]
+
+
+class _Refused(Exception):
+    """A hunk that has no place in the tree; the message says why."""
+
+
+def _find_exact(hunk: _Hunk, orig: list[str], index: dict[str, list[int]], lo: int,
+                want: int) -> _Place | None:
+    """The nearest exact occurrence of the pre-image at or after lo.
+
+    Raises _Refused when the post-image stands there instead (already applied).
+    """
+    pre, post = _pre(hunk.lines), _post(hunk.lines)
+    if not pre:
+        if any(orig):
+            raise _Refused("adds lines with no context to anchor them in the tree")
+        return _Place(min(max(want, lo), len(orig)), hunk.lines, True)
+    pre_c = _occurrences(pre, orig, index, lo)
+    post_c = _occurrences(post, orig, index, lo) if post else []
+    if _already(pre_c, post_c, want):
+        raise _Refused("is already applied: its post-image stands in the tree")
+    start = _nearest(pre_c, want)[0]
+    return _Place(start, hunk.lines, True) if start is not None else None
 
 
 def _context_ends(lines: list[tuple[str, str]]) -> tuple[int, int]:
@@ -316,12 +418,22 @@ def _context_ends(lines: list[tuple[str, str]]) -> tuple[int, int]:
 
 def _find_lenient(hunk: _Hunk, norm: list[str], index: dict[str, list[int]], lo: int,
                   want: int) -> tuple[_Place | None, int]:
-    """Locate the hunk ignoring whitespace, trimming end context if needed.
+    """Locate the hunk ignoring whitespace; trim end context only when it removes lines.
 
     Returns the place, or None and the number of candidates (0: nowhere, >1: ambiguous).
+    Raises _Refused when the post-image stands at the hunk's place (already applied).
     """
+    pattern = [_norm(t) for t in _pre(hunk.lines)]
+    post = [_norm(t) for t in _post(hunk.lines)]
+    if any(pattern) and any(post):
+        pre_c = _occurrences(pattern, norm, index, lo)
+        post_c = _occurrences(post, norm, index, lo)
+        if _already(pre_c, post_c, want):
+            raise _Refused("is already applied: its post-image stands in the tree")
     lead, trail = _context_ends(hunk.lines)
     max_fuzz = min(MAX_FUZZ, max(MIN_FUZZ, (lead + trail + 1) // 2))
+    if not _removes(hunk.lines):
+        max_fuzz = 0                # an addition is anchored by its context alone
     for total in range(0, min(lead + trail, max_fuzz) + 1):
         found: dict[int, _Place] = {}
         for drop_lead in range(max(0, total - trail), min(lead, total) + 1):
@@ -337,6 +449,22 @@ def _find_lenient(hunk: _Hunk, norm: list[str], index: dict[str, list[int]], lo:
             pick = _tie_break(list(found), want)
             return (found[pick], 1) if pick is not None else (None, len(found))
     return None, 0
+
+
+def _fuzz_note(hunk: _Hunk, place: _Place, bare: list[str]) -> str:
+    """Name the first end-context line of the hunk that differs from the tree."""
+    trail = place.fuzz - place.lead
+    first = place.start - place.lead
+    pairs = [(first + k, hunk.lines[k][1]) for k in range(place.lead)]
+    after = place.start + len(_pre(place.core))
+    tail = hunk.lines[len(hunk.lines) - trail:] if trail else []
+    pairs += [(after + k, text) for k, (_, text) in enumerate(tail)]
+    for at, text in pairs:
+        if 0 <= at < len(bare) and _norm(bare[at]) != _norm(text):
+            return f"; context line {at + 1} is `{bare[at].strip()[:60]}` in the tree"
+        if not 0 <= at < len(bare):
+            return f"; context line {at + 1} is past the end of the file"
+    return ""
 
 
 def _tie_break(starts: list[int], want: int) -> int | None:
@@ -396,6 +524,7 @@ class _FileResult:
     fuzzed: int
     first_repair: int
     problems: list[Problem]
+    note: str = ""
 
 
 def _apply_file(fp: _FilePatch, path: str, orig_text: str) -> _FileResult:
@@ -408,10 +537,15 @@ def _apply_file(fp: _FilePatch, path: str, orig_text: str) -> _FileResult:
     cursor = offset = 0
     for hunk in fp.hunks:
         want = _expected(hunk, offset)
-        place = None if hunk.damaged else _find_exact(hunk, bare, bare_index, cursor, want)
-        count = 1
-        if place is None:
-            place, count = _find_lenient(hunk, norm, norm_index, cursor, want)
+        try:
+            place = None if hunk.damaged else _find_exact(hunk, bare, bare_index, cursor, want)
+            count = 1
+            if place is None:
+                place, count = _find_lenient(hunk, norm, norm_index, cursor, want)
+        except _Refused as why:
+            res.problems.append(Problem(NOT_APPLIED, path, hunk.old_start,
+                                        f"hunk {hunk.header} {why}"))
+            continue
         if place is None:
             res.problems.append(_unplaced(hunk, path, count))
             continue
@@ -422,6 +556,8 @@ def _apply_file(fp: _FilePatch, path: str, orig_text: str) -> _FileResult:
             res.repaired += 1
             res.fuzzed += place.fuzz > 0
             res.first_repair = res.first_repair or place.start + 1
+            if place.fuzz and not res.note:
+                res.note = _fuzz_note(hunk, place, bare)
     res.post.extend(orig[cursor:])
     return res
 
@@ -447,13 +583,14 @@ def _emit(place: _Place, hunk: _Hunk, orig: list[str], res: _FileResult) -> int:
 
 def _unplaced(hunk: _Hunk, path: str, count: int) -> Problem:
     """The problem for a hunk that has no unique place in the tree."""
+    anchor = "its pre-image" if _removes(hunk.lines) else "its context"
     where = "matches nowhere in the tree" if count == 0 else (
         f"matches {count} places in the tree, none clearly meant")
     if hunk.damaged:
         return Problem(UNUSABLE, path, hunk.old_start,
                        f"damaged hunk {hunk.header} cannot be repaired: it {where}")
     return Problem(NOT_APPLIED, path, hunk.old_start,
-                   f"hunk {hunk.header} does not apply: its pre-image {where}")
+                   f"hunk {hunk.header} does not apply: {anchor} {where}")
 
 
 # -- the public entry point -----------------------------------------------------------
@@ -464,6 +601,7 @@ def apply_patch(diff: str, tree: Tree) -> Applied:
     if not diff.strip():
         out.problems.append(Problem(UNUSABLE, "", 0, "no diff found"))
         return out
+    diff = _cut_trailer(diff)
     files = _from_unidiff(diff)
     problems: list[Problem] = []
     if files is None or not any(fp.hunks for fp in files):
@@ -477,7 +615,17 @@ def apply_patch(diff: str, tree: Tree) -> Applied:
     out.problems.extend(problems)
     for fp in files:
         _apply_one(fp, tree, out)
+    if any(p.code in (UNUSABLE, NOT_APPLIED) for p in out.problems):
+        _refuse(out)
     return out
+
+
+def _refuse(out: Applied) -> None:
+    """Never a half-applied image: a patch with one unplaceable hunk yields no image."""
+    out.problems = [p for p in out.problems if p.code != REPAIRED]
+    out.files, out.pre = {}, {}
+    out.added_lines, out.removed_lines = {}, {}
+    out.usable = False
 
 
 def _is_file_op(fp: _FilePatch) -> bool:
@@ -560,12 +708,13 @@ def _record(fp: _FilePatch, old: str | None, new: str | None, orig_text: str | N
     else:
         if new != old:
             out.pre.setdefault(new, _read(tree, new))
-            if old is not None:
+            if old is not None and not fp.copy:
                 out.files[old] = None          # a rename: the old name goes away
         out.files[new] = post
         out.added_lines.setdefault(new, set()).update(res.added)
     if res.repaired:
         fuzz = f", {res.fuzzed} with end context ignored" if res.fuzzed else ""
         out.problems.append(Problem(REPAIRED, new or old or "", res.first_repair,
-                                    f"{res.repaired} hunk(s) restored against the tree{fuzz}"))
+                                    f"{res.repaired} hunk(s) restored against the tree{fuzz}"
+                                    f"{res.note}"))
     out.usable = True
