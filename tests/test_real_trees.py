@@ -81,15 +81,15 @@ def test_seed_resolves_pdptr_findings(kernel_tree: Path, seed_path: Path):
     assert any(f.code == "VMX002" for f in result.findings)
 
 
-def _patch(tree_dir: Path, edit) -> bytes:
-    before = (tree_dir / NESTED_C).read_text()
+def _patch(tree_dir: Path, edit, path: str = NESTED_C) -> bytes:
+    before = (tree_dir / path).read_text()
     after = edit(before)
     assert after != before, "the planted change did not apply to this tree"
     body = "".join(difflib.unified_diff(before.splitlines(True), after.splitlines(True),
-                                        f"a/{NESTED_C}", f"b/{NESTED_C}"))
+                                        f"a/{path}", f"b/{path}"))
     mail = ("From: Test <t@example.org>\nSubject: [PATCH] KVM: nVMX: planted change\n"
             "Message-ID: <planted@example.org>\n\nplanted\n---\n"
-            f"diff --git a/{NESTED_C} b/{NESTED_C}\n{body}")
+            f"diff --git a/{path} b/{path}\n{body}")
     return mail.encode()
 
 
@@ -270,3 +270,17 @@ def test_open_coded_cache_clear_is_the_helper(kernel_612: Path):
     result = check(read_mails(_patch(kernel_612, edit), "open-coded"), Tree.open(kernel_612))
     assert result.usable == 1
     assert [f for f in result.findings if f.status == "new"] == []
+
+
+def test_a_patch_to_a_runtime_writer_changes_the_findings(kernel_tree: Path):
+    """vmx.c's state-restore writers give GUEST_INTERRUPTIBILITY_INFO its value on entries
+    that do not emulate VMLAUNCH/VMRESUME; a vmx.c patch that drops them is seen."""
+    def edit(t: str) -> str:
+        t, n = re.subn(r"^\t+vmcs_(write32|set_bits|clear_bits)\(GUEST_INTERRUPTIBILITY_INFO,"
+                       r"[^;]*;\n", "", t, flags=re.M | re.S)
+        assert n >= 2
+        return t
+    vmx_c = "arch/x86/kvm/vmx/vmx.c"
+    result = check(read_mails(_patch(kernel_tree, edit, vmx_c), "vmx.c"), Tree.open(kernel_tree))
+    new = [f for f in result.findings if f.status == "new"]
+    assert ("VMX201", "GUEST_INTERRUPTIBILITY_INFO") in {(f.code, f.field) for f in new}
