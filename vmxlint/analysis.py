@@ -107,15 +107,22 @@ def _analyse(tree: Tree, root: str | None, also: list[str]) -> Analysis:
     from vmxlint.model import load_model
 
     model = load_model()
-    unit, path = entry_path(tree, root)
     facts = load_facts(tree)
     out = Analysis(notes=list(facts.fallbacks))
     text = tree.read(NESTED_C) or ""
+    why = unusable_source(text)
+    if why:
+        want = root or model.entry.roots[0]
+        out.findings.append(_vmx004(model, want, 1, f"{NESTED_C} {why}: nothing on the nested "
+                                    "entry path was analysed", blind=True))
+        return out
+    unit, path = entry_path(tree, root)
     if path is None:
         want = root or model.entry.roots[0]
         line = next((f.line for f in unit.failures if f.name in model.entry.roots), 1)
         out.findings.append(_vmx004(model, want, line, f"{want}() is missing or could not be "
-                                    "parsed: nothing on the nested entry path was analysed"))
+                                    "parsed: nothing on the nested entry path was analysed",
+                                    blind=True))
         return out
     out.notes.extend(path.notes)
     # A function the path calls that did not parse hides its writes.
@@ -136,6 +143,31 @@ def _analyse(tree: Tree, root: str | None, also: list[str]) -> Analysis:
     return out
 
 
+def unusable_source(text: str) -> str | None:
+    """Why a C file cannot be analysed at all (a NUL byte, a truncated file), or None."""
+    if "\0" in text:
+        return "holds a NUL byte"
+    if text and not text.endswith("\n"):
+        return "is truncated (no newline at its end)"
+    depth = 0
+    for m in _C_TOKENS.finditer(text):
+        tok = m.group(0)
+        if tok == "{":
+            depth += 1
+        elif tok == "}":
+            depth -= 1
+            if depth < 0:
+                return "has an unbalanced '}'"
+    if depth > 0:
+        return "is truncated (a '{' is never closed)"
+    return None
+
+
+# Comments, string and character literals (skipped), and braces.
+_C_TOKENS = re.compile(r'/\*.*?(?:\*/|\Z)|//[^\n]*|"(?:\\.|[^"\\\n])*"|'
+                       r"'(?:\\.|[^'\\\n])*'|[{}]", re.S)
+
+
 def _called_names(text: str, unit, functions: Iterable[str]) -> set[str]:
     lines = text.splitlines()
     names: set[str] = set()
@@ -146,10 +178,16 @@ def _called_names(text: str, unit, functions: Iterable[str]) -> set[str]:
     return names
 
 
-def _vmx004(model, function: str, line: int, message: str) -> Finding:
+BLIND = "not_analysed"     # detail of a finding that says a whole analysis did not run
+
+
+def _vmx004(model, function: str, line: int, message: str, blind: bool = False) -> Finding:
+    """VMX004; blind: nothing on the entry path was analysed (an error, never hidden)."""
     rule = model.rules["VMX004"]
-    return Finding(code="VMX004", name=rule.name, severity=rule.severity, message=message,
-                   path=NESTED_C, line=line, function=function)
+    details: tuple[tuple[str, object], ...] = ((BLIND, "nested entry path"),) if blind else ()
+    return Finding(code="VMX004", name=rule.name, severity="error" if blind else rule.severity,
+                   message=message, path=NESTED_C, line=line, function=function,
+                   details=details)
 
 
 def audit(tree: Tree) -> list[Finding]:
@@ -163,6 +201,7 @@ class CheckResult:
     findings: list[Finding]
     mails: dict[PatchRef, str]
     usable: int          # how many patches could be applied
+    notes: list[str] = field(default_factory=list)   # fallbacks to embedded tables, once each
 
 
 def patch_ref(mail) -> PatchRef:
@@ -188,6 +227,8 @@ def check(mails: list, tree: Tree, include_existing: bool = False) -> CheckResul
     usable = 0
     current = tree
     stopped: PatchRef | None = None     # the patch at which git am would have stopped
+    broken: dict[tuple, PatchRef] = {}    # unanalysed parts, by the patch that caused them
+    notes: dict[str, None] = {}           # fallbacks and other notes, each once, in order
     for mail in mails:
         ref = patch_ref(mail)
         raw[ref] = mail.raw
@@ -211,12 +252,68 @@ def check(mails: list, tree: Tree, include_existing: bool = False) -> CheckResul
             after_a = analyse(after, also=before.written)
             if set(after_a.written) - set(before.written):
                 before = analyse(current, also=after_a.written)
+            seen = _Blind(before, current, after, applied, broken, ref)
             for f in compare(before.findings, after_a.findings):
+                f = seen.judge(f)
                 if f.status == "existing" and not include_existing:
                     continue
                 out.append(f.with_(patch=ref))
+            notes.update(dict.fromkeys(before.notes + after_a.notes))
         current = after
-    return CheckResult(findings=out, mails=raw, usable=usable)
+    return CheckResult(findings=out, mails=raw, usable=usable, notes=list(notes))
+
+
+# Findings that say part of the analysis did not run: never hidden as "existing" when
+# the patch changes what they cover, or when an earlier patch of the series caused them.
+_UNANALYSED = ("VMX004", "VMX006")
+
+
+class _Blind:
+    """Decides how a finding about unanalysed code is reported for one patch."""
+
+    def __init__(self, before: Analysis, pre: Tree, post: Tree, applied, broken: dict,
+                 ref: PatchRef) -> None:
+        self.before = {f.key: f for f in before.findings}
+        self.pre = (pre.read(NESTED_C) or "").split("\n")
+        self.post = (post.read(NESTED_C) or "").split("\n")
+        self.added = applied.added_lines.get(NESTED_C, set())
+        self.removed = applied.removed_lines.get(NESTED_C, set())
+        self.broken = broken
+        self.ref = ref
+
+    def judge(self, f: Finding) -> Finding:
+        """The finding as this patch must report it."""
+        if f.code not in _UNANALYSED or f.status == "resolved":
+            return f
+        if f.status == "new":
+            self.broken.setdefault(f.key, self.ref)
+            return f
+        culprit = self.broken.get(f.key)
+        if culprit is not None:
+            since = f"{culprit.index} " if culprit.index else ""
+            return f.with_(status="new", severity="error",
+                           message=f"not analysed since patch {since}({culprit.subject[:60]}) "
+                                   f"broke it: {f.message}")
+        if any(k == BLIND for k, _ in f.details):
+            return f.with_(status="new", severity="error")
+        if self._touched(f):
+            return f.with_(status="new", severity="error",
+                           message=f"this patch changes code that is not analysed: {f.message}")
+        return f
+
+    def _touched(self, f: Finding) -> bool:
+        old = self.before.get(f.key)
+        if self.added & set(_span(self.post, f.line)):
+            return True
+        return old is not None and bool(self.removed & set(_span(self.pre, old.line)))
+
+
+def _span(lines: list[str], start: int) -> range:
+    """Line numbers of the top-level definition starting at start, to its closing '}'."""
+    for k in range(max(start - 1, 0), len(lines)):
+        if lines[k].startswith("}"):
+            return range(start, k + 2)
+    return range(start, len(lines) + 1)
 
 
 @dataclass(frozen=True)

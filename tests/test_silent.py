@@ -1,0 +1,119 @@
+"""Never silent (DESIGN section 8): what could not be analysed is said, and does not pass."""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+from vmxlint.analysis import analyse, check
+from vmxlint.mail import read_mails
+from vmxlint.tree import Tree
+
+ROOT = Path(__file__).resolve().parent.parent
+SHAPE = ROOT / "fixtures" / "trees" / "shape-modern"
+PATCHABLE = ROOT / "fixtures" / "trees" / "patchable"
+NESTED = "arch/x86/kvm/vmx/nested.c"
+BASE = (SHAPE / NESTED).read_text()
+
+BREAK_RARE = ("\tvmcs_write32(GUEST_SYSENTER_CS, vmcs12->guest_sysenter_cs);\n",
+              "\tvmcs_write32(GUEST_SYSENTER_CS, vmcs12->guest_sysenter_cs +);\n")
+TOUCH_RARE = ("\tvmcs_write32(GUEST_ES_LIMIT, vmcs12->guest_es_limit);\n",
+              "\tvmcs_write32(GUEST_ES_LIMIT, vmcs12->guest_es_limit | 0);\n")
+TOUCH_ENTRY = ("\tkvm_rip_write(vcpu, vmcs12->guest_rip);\n",
+               "\tkvm_rip_write(vcpu, vmcs12->guest_rip);\n\t/* one more line */\n")
+
+
+def edit(text: str, change: tuple[str, str]) -> str:
+    assert change[0] in text
+    return text.replace(change[0], change[1], 1)
+
+
+def udiff(before: str, after: str, path: str = NESTED) -> str:
+    body = "".join(difflib.unified_diff(before.splitlines(True), after.splitlines(True),
+                                        f"a/{path}", f"b/{path}"))
+    return f"diff --git a/{path} b/{path}\n{body}"
+
+
+def mail(diff: str, n: int = 1, total: int = 1) -> str:
+    tag = f"[PATCH {n}/{total}]" if total > 1 else "[PATCH]"
+    return (f"From mboxrd@z Thu Jan  1 00:00:00 1970\nFrom: A <a@example.org>\n"
+            f"Subject: {tag} change {n}\nMessage-ID: <s{n}@example.org>\n\nwhy\n---\n{diff}\n")
+
+
+def failing(findings) -> list:
+    """What keeps a check from exiting 0: new findings at warning or error."""
+    return [f for f in findings if f.status == "new" and f.severity in ("error", "warning")]
+
+
+def test_series_names_the_patch_that_broke_the_parse() -> None:
+    one = edit(BASE, BREAK_RARE)
+    two = edit(one, TOUCH_ENTRY)
+    mbox = mail(udiff(BASE, one), 1, 2) + mail(udiff(one, two), 2, 2)
+    result = check(read_mails(mbox.encode()), Tree(SHAPE))
+    first = [f for f in failing(result.findings) if f.patch.index == "1/2"]
+    second = [f for f in failing(result.findings) if f.patch.index == "2/2"]
+    assert any(f.code == "VMX004" for f in first)
+    assert second and all(f.severity == "error" for f in second)
+    assert any("1/2" in f.message and "not analysed" in f.message for f in second)
+
+
+def test_patch_that_touches_an_unparsed_function_does_not_pass() -> None:
+    tree = Tree(SHAPE).with_overlay({NESTED: edit(BASE, BREAK_RARE)})
+    before = edit(BASE, BREAK_RARE)
+    after = edit(before, TOUCH_RARE)
+    result = check(read_mails(mail(udiff(before, after)).encode()), tree)
+    bad = failing(result.findings)
+    assert [f.function for f in bad] == ["prepare_vmcs02_rare"], result.findings
+
+
+def test_patch_away_from_an_unparsed_function_is_not_blamed_for_it() -> None:
+    before = edit(BASE, BREAK_RARE)
+    tree = Tree(SHAPE).with_overlay({NESTED: before})
+    after = edit(before, TOUCH_ENTRY)
+    result = check(read_mails(mail(udiff(before, after)).encode()), tree)
+    assert failing(result.findings) == []
+
+
+def test_nul_byte_in_nested_c_is_unusable_for_the_analysis() -> None:
+    broken = edit(BASE, ("\treturn 0;\n", "\treturn 0;\0\n"))
+    found = analyse(Tree(SHAPE).with_overlay({NESTED: broken})).findings
+    assert [(f.code, f.severity) for f in found] == [("VMX004", "error")]
+    assert "NUL" in found[0].message
+
+
+def test_truncated_nested_c_is_unusable_for_the_analysis() -> None:
+    cut = BASE[:BASE.index("static int prepare_vmcs02(") + 200]
+    found = analyse(Tree(SHAPE).with_overlay({NESTED: cut})).findings
+    assert [(f.code, f.severity) for f in found] == [("VMX004", "error")]
+    assert "truncated" in found[0].message
+
+
+def test_check_on_a_tree_it_cannot_analyse_does_not_pass() -> None:
+    broken = edit(BASE, ("\treturn 0;\n", "\treturn 0;\0\n"))
+    tree = Tree(SHAPE).with_overlay({NESTED: broken})
+    after = edit(broken, TOUCH_RARE)
+    result = check(read_mails(mail(udiff(broken, after)).encode()), tree)
+    assert any(f.severity == "error" for f in failing(result.findings))
+
+
+def test_missing_entry_root_in_both_images_does_not_pass() -> None:
+    text = (PATCHABLE / NESTED).read_text()
+    after = text.replace("\treturn 0;\n", "\treturn 1;\n")
+    result = check(read_mails(mail(udiff(text, after)).encode()), Tree(PATCHABLE))
+    assert any(f.code == "VMX004" and f.severity == "error" for f in failing(result.findings))
+
+
+def test_double_slash_path_is_analysed() -> None:
+    after = edit(BASE, BREAK_RARE)
+    diff = udiff(BASE, after).replace(f"a/{NESTED}", "a/arch/x86/kvm/vmx//nested.c")
+    result = check(read_mails(mail(diff).encode()), Tree(SHAPE))
+    assert any(f.code == "VMX004" for f in failing(result.findings))
+
+
+def test_fallbacks_are_reported_once() -> None:
+    one = edit(BASE, TOUCH_RARE)
+    two = edit(one, TOUCH_ENTRY)
+    mbox = mail(udiff(BASE, one), 1, 2) + mail(udiff(one, two), 2, 2)
+    result = check(read_mails(mbox.encode()), Tree(SHAPE))
+    notes = [n for n in result.notes if "embedded" in n]
+    assert notes and len(notes) == len(set(notes))
+    assert any("vmcs12.c" in n for n in notes)
