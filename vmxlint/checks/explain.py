@@ -26,10 +26,15 @@ class Counterexample:
 
 
 def _relevant(ctx: "Context", field: str | None, keep: Iterable[str]) -> set[str]:
+    """Atoms that decide consumption and whether a write of the field runs: those of the
+    writes' enclosing conditions (not of the early exits before them) and of the
+    runtime writers' cover."""
     out = set(keep)
     for w in ctx.writes:
         if w.field == field:
             out |= atoms(w.shown)
+    for f in ctx.restore_cover(field or ""):
+        out |= atoms(f)
     return out
 
 
@@ -49,7 +54,7 @@ def counterexample(ctx: "Context", need: Formula, have: Formula,
                    keep: Iterable[str] = (), field: str | None = None) -> Counterexample:
     """The readable reason why ``need`` does not imply ``have``."""
     keep = set(keep)
-    relevant = _relevant(ctx, field, keep) | {a for a in atoms(have) if not a.startswith("c:")}
+    relevant = _relevant(ctx, field, keep)
     cube = ctx.solver.prime_implicant(conj(need, neg(have)), relevant, prefer=keep) or {}
     shown: list[str] = []
     for name in sorted(cube, key=lambda n: (n not in keep, n)):

@@ -102,8 +102,8 @@ def stale_rare_write(ctx: Context) -> Iterator[Finding]:
         have = coverage(ctx, w.field, entry.order, skip=w)
         if ctx.solver.implies(need, have):
             continue
-        cex = counterexample(ctx, need, have, keep=atoms(ctx.consumed(w.field)),
-                             field=w.field)
+        cex = counterexample(ctx, need, have, field=w.field,
+                             keep=atoms(ctx.consumed(w.field)) | {DIRTY, "evmcs.active"})
         yield ctx.finding(
             "VMX202", w,
             f"{w.field} is written only when vmcs12 is dirty ({ctx.phase(w)}()) but "
