@@ -38,7 +38,9 @@ def _markers(path: Path, code: str) -> dict[str, set[tuple[str, int]]]:
 
 
 def _readable_counterexample(f) -> None:
-    """Every counterexample a reviewer reads: at most 6 conditions, none repeated."""
+    """Every counterexample a reviewer reads: at most 6 conditions, none repeated, on one
+    line under 200 characters."""
+    assert len(f.message) < 200 and "\n" not in f.message, f.message
     cex = dict(f.details).get("counterexample")
     if cex is None:
         return

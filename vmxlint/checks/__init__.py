@@ -18,6 +18,35 @@ from vmxlint.runtime import Writer
 from vmxlint.sites import EntryPath, Site
 
 Check = Callable[["Context"], Iterable[Finding]]
+MAX_MESSAGE = 199      # a message line stays under 200 characters (details go to JSON)
+
+
+class Shortenable:
+    """A message parameter that can say less: ``shortened(n)`` keeps n of its parts."""
+
+    parts: int
+
+    def shortened(self, n: int) -> str:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def render_message(template: str, params: Mapping[str, object]) -> str:
+    """The rule's message with its parameters; long lists (counterexamples) are cut to
+    fit one line under 200 characters, the rest of them being in the finding's details."""
+    values = {k: str(v) for k, v in params.items()}
+    text = " ".join(template.format_map(values).split())
+    long = [k for k, v in params.items() if isinstance(v, Shortenable)]
+    for key in long:
+        item = params[key]
+        assert isinstance(item, Shortenable)
+        n = item.parts
+        while len(text) > MAX_MESSAGE and n > 1:
+            n -= 1
+            values[key] = item.shortened(n)
+            text = " ".join(template.format_map(values).split())
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 1] + "…"
+
+
 CHECKS: dict[str, Check] = {}
 
 
@@ -107,10 +136,13 @@ class Context:
             self._consumed[name] = expand(f, self.controls)
         return self._consumed[name]
 
-    def finding(self, code: str, site: Site, message: str, *,
+    def finding(self, code: str, site: Site, params: Mapping[str, object], *,
                 evidence: Iterable[Evidence] = (), **details: object) -> Finding:
+        """A finding of rule ``code`` at ``site``, its message rendered from the rule's
+        template with ``params`` (one line, under 200 characters)."""
         rule = self.model.rules[code]
-        return Finding(code=code, name=rule.name, severity=rule.severity, message=message,
+        return Finding(code=code, name=rule.name, severity=rule.severity,
+                       message=render_message(rule.message, params),
                        path=site.path, line=site.line, function=site.function,
                        field=site.field, evidence=tuple(evidence),
                        details=tuple(sorted(details.items())), statement=site.statement)
@@ -135,4 +167,4 @@ def run_checks(ctx: Context, codes: Iterable[str] | None = None) -> Iterator[Fin
             yield from fn(ctx)
 
 
-__all__ = ("CHECKS", "Context", "check", "run_checks")
+__all__ = ("CHECKS", "Context", "Shortenable", "check", "render_message", "run_checks")

@@ -68,9 +68,8 @@ def wrong_group(ctx: Context) -> Iterator[Finding]:
         missed = sorted(input_groups(ctx, w, guard=False) - set(gated))
         if gated and missed:
             yield ctx.finding(
-                "VMX301", w,
-                f"{w.field} is written only when {', '.join(gated)} is dirty, but its value "
-                f"reads vmcs12 fields of {', '.join(missed)}: an L1 change there is missed",
+                "VMX301", w, {"field": w.field, "gated": ", ".join(gated),
+                              "missed": ", ".join(missed)},
                 guard=render(w.guard), gated_by=gated, inputs=missed)
 
 
@@ -85,9 +84,7 @@ def ungated_write(ctx: Context) -> Iterator[Finding]:
             continue
         groups = sorted(input_groups(ctx, w))
         if groups and not gates(ctx, w):
-            both = " and ".join(groups)
             yield ctx.finding(
-                "VMX302", w,
-                f"{w.field} is rewritten on every eVMCS entry; it could be skipped while "
-                f"{both} {'is' if len(groups) == 1 else 'are all'} clean",
+                "VMX302", w, {"field": w.field, "groups": " and ".join(groups),
+                              "verb": "is" if len(groups) == 1 else "are all"},
                 guard=render(w.guard), groups=groups)

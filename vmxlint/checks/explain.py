@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable
 
+from vmxlint.checks import Shortenable
 from vmxlint.logic import Formula, atoms, conj, neg
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -19,10 +20,40 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 @dataclass(frozen=True)
-class Counterexample:
+class Counterexample(Shortenable):
     assignment: dict[str, bool]     # atom name -> value, for JSON
     text: str                       # "nested_run_pending && !(vmcs12->... & X)"
     conditions: tuple[str, ...]
+
+    @property
+    def parts(self) -> int:
+        return len(self.conditions)
+
+    def shortened(self, n: int) -> str:
+        rest = len(self.conditions) - n
+        return " && ".join(self.conditions[:n]) + (f" && ... ({rest} more)" if rest else "")
+
+    def __str__(self) -> str:
+        return self.text
+
+    def when(self) -> "When":
+        """``when <conditions>``, or ``on any nested entry`` when none is needed."""
+        return When(self)
+
+
+@dataclass(frozen=True)
+class When(Shortenable):
+    cex: Counterexample
+
+    @property
+    def parts(self) -> int:
+        return self.cex.parts
+
+    def shortened(self, n: int) -> str:
+        return f"when {self.cex.shortened(n)}"
+
+    def __str__(self) -> str:
+        return f"when {self.cex.text}" if self.cex.conditions else "on any nested entry"
 
 
 def _relevant(ctx: "Context", field: str | None, keep: Iterable[str]) -> set[str]:

@@ -22,8 +22,7 @@ def _direct(ctx: Context):
 def unknown_field(ctx: Context) -> Iterator[Finding]:
     for s in _direct(ctx):
         if ctx.facts.get(s.field) is None:
-            yield ctx.finding("VMX005", s, f"{s.field} written by {s.accessor}() is not a "
-                              "field of enum vmcs_field")
+            yield ctx.finding("VMX005", s, {"field": s.field, "accessor": s.accessor})
 
 
 @check("VMX401")
@@ -36,9 +35,8 @@ def accessor_width_mismatch(ctx: Context) -> Iterator[Finding]:
         if s.accessor in BIT_HELPERS and info.width != "64":
             continue
         yield ctx.finding(
-            "VMX401", s,
-            f"{s.accessor}() writes {s.field}, a {WIDTH_TEXT[info.width]} field "
-            f"(encoding {info.encoding:#06x})",
+            "VMX401", s, {"accessor": s.accessor, "field": s.field,
+                          "width": WIDTH_TEXT[info.width], "encoding": f"{info.encoding:#06x}"},
             field_width=info.width, accessor_width=want)
 
 
@@ -47,8 +45,8 @@ def read_only_field(ctx: Context) -> Iterator[Finding]:
     for s in _direct(ctx):
         info = ctx.facts.get(s.field)
         if info is not None and info.type == "exit-info":
-            yield ctx.finding("VMX402", s, f"{s.field} is a read-only VM-exit information "
-                              f"field (encoding {info.encoding:#06x}); VMWRITE to it fails")
+            yield ctx.finding("VMX402", s, {"field": s.field,
+                                            "encoding": f"{info.encoding:#06x}"})
 
 
 def _keeps(ctx: Context, effect: Site, cache: str, helpers: tuple[str, ...]) -> bool:
@@ -87,6 +85,5 @@ def cache_bypass(ctx: Context) -> Iterator[Finding]:
         if fm.cache != "controls-shadow" and cache_kept(ctx, s):
             continue
         use = ", ".join(f"{h}()" for h in fm.cache_helpers) or "the cache helpers"
-        yield ctx.finding("VMX403", s, f"raw {s.accessor}() of {s.field} bypasses KVM's "
-                          f"{fm.cache} and nothing on the path makes it consistent; use {use}",
-                          cache=fm.cache)
+        yield ctx.finding("VMX403", s, {"accessor": s.accessor, "field": s.field,
+                                        "cache": fm.cache, "helpers": use}, cache=fm.cache)

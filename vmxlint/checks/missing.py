@@ -77,14 +77,12 @@ def missing_write(ctx: Context) -> Iterator[Finding]:
         writes = ctx.writes_of(name)
         anchor = min(writes, key=lambda w: w.order) if writes else entry
         cex = counterexample(ctx, need, have, keep=atoms(ctx.consumed(name)), field=name)
-        when = f"when {cex.text}" if cex.conditions else "on any nested entry"
         yield ctx.finding(
-            "VMX201", anchor.with_field(name),
-            f"VM entry consumes {name} but no write of it runs {when}",
+            "VMX201", anchor.with_field(name), {"field": name, "when": cex.when()},
             evidence=[ctx.evidence(w, "write") for w in writes]
             + [ctx.evidence(entry, "consumer")],
-            counterexample=cex.assignment, consumed_when=str(ctx.consumed(name)),
-            covered_when=render(have))
+            counterexample=cex.assignment, conditions=list(cex.conditions),
+            consumed_when=str(ctx.consumed(name)), covered_when=render(have))
 
 
 @check("VMX202")
@@ -105,10 +103,10 @@ def stale_rare_write(ctx: Context) -> Iterator[Finding]:
         cex = counterexample(ctx, need, have, field=w.field,
                              keep=atoms(ctx.consumed(w.field)) | {DIRTY, "evmcs.active"})
         yield ctx.finding(
-            "VMX202", w,
-            f"{w.field} is written only when vmcs12 is dirty ({ctx.phase(w)}()) but "
-            f"{_reason(ctx, w)}: vmcs02 goes stale when {cex.text}",
-            provenance=w.origin.value, counterexample=cex.assignment)
+            "VMX202", w, {"field": w.field, "phase": ctx.phase(w), "reason": _reason(ctx, w),
+                          "condition": cex},
+            provenance=w.origin.value, counterexample=cex.assignment,
+            conditions=list(cex.conditions))
 
 
 def _reason(ctx: Context, w: Site) -> str:
@@ -127,7 +125,6 @@ def wrong_source(ctx: Context) -> Iterator[Finding]:
             continue
         if w.member != info.vmcs12_member:
             yield ctx.finding(
-                "VMX203", w,
-                f"{w.field} is written from vmcs12->{w.member}, but its own member is "
-                f"vmcs12->{info.vmcs12_member}",
+                "VMX203", w, {"field": w.field, "member": w.member,
+                              "expected": info.vmcs12_member},
                 member=w.member, expected=info.vmcs12_member)

@@ -44,9 +44,7 @@ def redundant_write(ctx: Context) -> Iterator[Finding]:
             continue
         names = " and ".join(ctx.where(x) for x in cover)
         yield ctx.finding(
-            "VMX101", w,
-            f"{w.field} written in {w.function}() is always overwritten before VM entry "
-            f"consumes it (covered by {names})",
+            "VMX101", w, {"field": w.field, "function": w.function, "covering": names},
             evidence=[ctx.evidence(x, "covering write") for x in cover]
             + [ctx.evidence(c, "consumer") for c in ctx.consumers[-1:]],
             guard=render(w.guard), consumed_when=str(ctx.consumed(w.field)),
@@ -83,9 +81,7 @@ def duplicate_write(ctx: Context) -> Iterator[Finding]:
             if between or covering(ctx, w) is not None or _restored(ctx, w, x):
                 continue
             yield ctx.finding(
-                "VMX102", w,
-                f"{w.field} is written again by {ctx.where(x)} on the same path with "
-                "nothing reading it in between",
+                "VMX102", w, {"field": w.field, "second": ctx.where(x)},
                 evidence=[ctx.evidence(x, "second write")],
                 guard=render(w.guard), second_guard=render(x.guard))
             break
@@ -104,7 +100,5 @@ def hot_path_constant(ctx: Context) -> Iterator[Finding]:
             continue
         if ctx.solver.satisfiable(conj(w.guard, steady)):
             yield ctx.finding(
-                "VMX103", w,
-                f"{w.field} never changes for a vmcs02 but {w.function}() rewrites it on "
-                "every nested entry; write it once in prepare_vmcs02_constant_state()",
+                "VMX103", w, {"field": w.field, "function": w.function},
                 guard=render(w.guard))
