@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 SEVERITIES = ("error", "warning", "info")
 STATUSES = ("new", "resolved", "existing")
+
+# (patch or None, "pre" | "post", path) -> that file's text in that image, or None.
+SourceLookup = Callable[["PatchRef | None", str, str], "str | None"]
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,8 @@ class Report:
     # The raw mails checked, keyed by PatchRef, for formats that quote hunks (email).
     mails: dict[PatchRef, str] = field(default_factory=dict)
     tree: str | None = None
+    # Reads the file a finding's line refers to (--show-source); None when not wanted.
+    source: SourceLookup | None = field(default=None, repr=False, compare=False)
 
     def summary(self) -> dict[str, object]:
         by_sev = {s: 0 for s in SEVERITIES}
