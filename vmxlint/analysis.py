@@ -125,6 +125,10 @@ def _analyse(tree: Tree, root: str | None, also: list[str]) -> Analysis:
                                     blind=True))
         return out
     out.notes.extend(path.notes)
+    path, over, skipped = _within_budget(path, model)
+    out.findings.extend(over)
+    if path is None:
+        return out
     # A function the path calls that did not parse hides its writes.
     called = _called_names(text, unit, path.functions)
     for fail in unit.failures:
@@ -138,9 +142,99 @@ def _analyse(tree: Tree, root: str | None, also: list[str]) -> Analysis:
                   cache_helpers=cache_helpers(tree, model),
                   absent_caches=frozenset(absent_caches(tree, model)), also=frozenset(also))
     out.written = sorted({w.field for w in ctx.writes if w.field})
-    out.findings.extend(run_checks(ctx))
+    out.findings.extend(f for f in run_checks(ctx) if f.field not in skipped)
     out.findings = number_occurrences(out.findings)
     return out
+
+
+# Documented bounds (rules/VMX006-analysis-budget.toml); real trees stay far below them
+# (6.12 and 6.1: 7 writes of one field, guards of 614 terms and 63 atoms, 235 KB nested.c).
+MAX_WRITES_PER_FIELD = 64
+MAX_GUARD_TERMS = 20_000
+MAX_GUARD_ATOMS = 256
+MAX_PATCHES = 500
+
+
+def _terms(f, memo: dict[int, int]) -> int:
+    """Atom occurrences of f read as a tree (shared subformulas counted each time)."""
+    from vmxlint.logic import And, Atom, Not, Or
+
+    stack, order = [f], []
+    while stack:                    # iterative: a guard may be deeper than the C stack
+        g = stack.pop()
+        if id(g) in memo:
+            continue
+        order.append(g)
+        memo[id(g)] = 0
+        if isinstance(g, Not):
+            stack.append(g.arg)
+        elif isinstance(g, (And, Or)):
+            stack.extend(g.args)
+    for g in reversed(order):
+        if isinstance(g, Atom):
+            memo[id(g)] = 1
+        elif isinstance(g, Not):
+            memo[id(g)] = memo[id(g.arg)]
+        elif isinstance(g, (And, Or)):
+            memo[id(g)] = sum(memo[id(a)] for a in g.args)
+    return memo[id(f)]
+
+
+def _too_big(guard, memo: dict[int, int]) -> str | None:
+    """Why a guard is over a bound, or None."""
+    from vmxlint.logic import atoms
+
+    terms = _terms(guard, memo)
+    if terms > MAX_GUARD_TERMS:
+        return f"a guard of {terms} terms (bound {MAX_GUARD_TERMS})"
+    if terms > MAX_GUARD_ATOMS and len(atoms(guard)) > MAX_GUARD_ATOMS:
+        return f"a guard over {len(atoms(guard))} conditions (bound {MAX_GUARD_ATOMS})"
+    return None
+
+
+def _within_budget(path, model):
+    """The entry path without the fields over a bound, VMX006 findings, skipped fields.
+
+    The path is None when the entry itself is over a bound: then nothing is analysed.
+    """
+    import dataclasses
+
+    memo: dict[int, int] = {}
+    rule = model.rules["VMX006"]
+    found: list[Finding] = []
+    entry_why = _too_big(path.success, memo) or next(
+        (w for s in path.sites if s.kind == "entry" for w in [_too_big(s.guard, memo)] if w),
+        None)
+    if entry_why:
+        found.append(Finding(code="VMX006", name=rule.name, severity=rule.severity,
+                             message=f"the VM entry is reached under {entry_why}: nothing on "
+                                     "the nested entry path was analysed",
+                             path=NESTED_C, line=1, function=path.root,
+                             details=((BLIND, "nested entry path"),)))
+        return None, found, set()
+    writes: dict[str, list] = {}
+    for s in path.sites:
+        if s.kind == "write" and s.field:
+            writes.setdefault(s.field, []).append(s)
+    skipped: dict[str, tuple] = {}
+    for name, sites in writes.items():
+        if len(sites) > MAX_WRITES_PER_FIELD:
+            skipped[name] = (sites[0], f"{len(sites)} writes (bound {MAX_WRITES_PER_FIELD})")
+            continue
+        for s in sites:
+            why = _too_big(s.guard, memo)
+            if why:
+                skipped[name] = (s, why)
+                break
+    for name, (site, why) in skipped.items():
+        found.append(Finding(code="VMX006", name=rule.name, severity=rule.severity,
+                             message=f"{name} not analysed: {why}", path=site.path,
+                             line=site.line, function=site.function, field=name,
+                             statement=f"budget:{name}", details=((BLIND, name),)))
+    if skipped:
+        path = dataclasses.replace(path, sites=[s for s in path.sites
+                                                if s.field not in skipped])
+    return path, found, set(skipped)
 
 
 def unusable_source(text: str) -> str | None:
@@ -229,11 +323,22 @@ def check(mails: list, tree: Tree, include_existing: bool = False) -> CheckResul
     stopped: PatchRef | None = None     # the patch at which git am would have stopped
     broken: dict[tuple, PatchRef] = {}    # unanalysed parts, by the patch that caused them
     notes: dict[str, None] = {}           # fallbacks and other notes, each once, in order
+    patches = 0
     for mail in mails:
         ref = patch_ref(mail)
         raw[ref] = mail.raw
         if mail.index and mail.index.startswith("0/") and not mail.diff.strip():
             continue                # a cover letter carries no diff by design
+        if getattr(mail, "problem", None):
+            out.append(_problem_finding(model, _Budget(mail.problem), ref))
+            continue
+        patches += 1
+        if patches > MAX_PATCHES:
+            rest = sum(1 for m in mails if m.diff.strip()) - MAX_PATCHES
+            out.append(_problem_finding(model, _Budget(
+                f"{rest} patch(es) from this one on not analysed: the series has more than "
+                f"{MAX_PATCHES} patches"), ref))
+            break
         if stopped is not None:
             out.append(_problem_finding(model, _NotChecked(stopped), ref))
             continue
@@ -322,6 +427,17 @@ class _NoDiff:
     path: str = ""
     line: int = 0
     message: str = "the message has no diff that can be parsed"
+
+
+class _Budget:
+    """An input over a documented bound (VMX006)."""
+
+    code = "VMX006"
+    path = ""
+    line = 0
+
+    def __init__(self, message: str) -> None:
+        self.message = message
 
 
 class _NotChecked:

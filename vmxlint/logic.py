@@ -54,6 +54,9 @@ class Atom(Formula):
     name: str
     label: str | None = field(default=None, compare=False, hash=False)
 
+    def __hash__(self) -> int:
+        return hash(self.name)
+
     def __str__(self) -> str:
         return self.name
 
@@ -103,38 +106,51 @@ def neg(f: Formula) -> Formula:
     return Not(f)
 
 
-def conj(*fs: Formula) -> Formula:
-    out: list[Formula] = []
+def _members(f: "And | Or") -> dict[Formula, None]:
+    """The operands of f as an ordered set, computed once per formula object."""
+    m = f.__dict__.get("_m")
+    if m is None:
+        m = dict.fromkeys(f.args)
+        object.__setattr__(f, "_m", m)
+    return m
+
+
+def _join(fs: tuple[Formula, ...], kind: type, unit: Const, zero: Const) -> Formula:
+    """Flatten, deduplicate and simplify a conjunction (kind And) or disjunction (Or).
+
+    Linear in the operands: an operand of the same kind is copied as a whole (its set of
+    operands is kept on it), so a guard grown one term at a time costs no rescans.
+    """
+    out: dict[Formula, None] = {}
     for f in fs:
-        if f == TRUE:
+        if f == unit:
             continue
-        if f == FALSE:
-            return FALSE
-        for g in (f.args if isinstance(f, And) else (f,)):
+        if f == zero:
+            return zero
+        if isinstance(f, kind) and not out:
+            out = dict(_members(f))
+            continue
+        for g in (f.args if isinstance(f, kind) else (f,)):
+            if g in out:
+                continue
             if neg(g) in out:
-                return FALSE
-            if g not in out:
-                out.append(g)
+                return zero
+            out[g] = None
     if not out:
-        return TRUE
-    return out[0] if len(out) == 1 else And(tuple(out))
+        return unit
+    if len(out) == 1:
+        return next(iter(out))
+    made = kind(tuple(out))
+    object.__setattr__(made, "_m", out)
+    return made
+
+
+def conj(*fs: Formula) -> Formula:
+    return _join(fs, And, TRUE, FALSE)
 
 
 def disj(*fs: Formula) -> Formula:
-    out: list[Formula] = []
-    for f in fs:
-        if f == FALSE:
-            continue
-        if f == TRUE:
-            return TRUE
-        for g in (f.args if isinstance(f, Or) else (f,)):
-            if neg(g) in out:
-                return TRUE
-            if g not in out:
-                out.append(g)
-    if not out:
-        return FALSE
-    return out[0] if len(out) == 1 else Or(tuple(out))
+    return _join(fs, Or, FALSE, TRUE)
 
 
 def atoms(f: Formula) -> set[str]:

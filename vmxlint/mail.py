@@ -35,6 +35,12 @@ class Mail:
     body: str
     diff: str
     raw: str
+    problem: str | None = None      # an input over a bound (VMX006): nothing of it was read
+
+
+# Bound on one input (DESIGN section 8, rules/VMX006-analysis-budget.toml): lore's
+# largest thread mboxes are a few MB.
+MAX_INPUT = 32 * 1024 * 1024
 
 
 # The magic line git format-patch writes, and the ones lore/b4 mboxes use:
@@ -71,8 +77,14 @@ def read_mails(data: bytes, name: str = "<stdin>") -> list[Mail]:
     """Split input into mails; raise MailError when it is not text.
 
     Never returns an empty list: input with nothing in it yields one Mail whose
-    diff is "", so the caller reports "no diff found" like for any other mail.
+    diff is "", so the caller reports "no diff found" like for any other mail.  An
+    input over MAX_INPUT is not read: one Mail says so in ``problem``.
     """
+    if len(data) > MAX_INPUT:
+        return [Mail(subject=name, message_id=None, sender=None, date=None, index=None,
+                     version=None, body="", diff="", raw="",
+                     problem=f"{name} ({len(data)} bytes) not analysed: input larger than "
+                             f"{MAX_INPUT} bytes")]
     _check_text(data, name)
     if _MBOX_FROM.match(data.decode("latin-1", "replace")[:200]):
         return [_from_email(chunk, name) for chunk in _split_mbox(data)]
