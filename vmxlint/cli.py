@@ -135,14 +135,15 @@ def _tree(args):
 
 def _options(args, tree) -> dict:
     from vmxlint.selection import Selection, split_codes
-    from vmxlint.suppress import SuppressError, parse_ignores, read_config
+    from vmxlint.config import ConfigError, load
+    from vmxlint.suppress import SuppressError, parse_ignores
 
     try:
-        conf = read_config(tree.root if tree is not None else None)
+        conf = load(tree.root if tree is not None else None)
         # The tree's config may hide findings; the command line adds to it.
         ignores = parse_ignores(conf.get("per-function-ignores")) + parse_ignores(
             getattr(args, "per_function_ignores", None))
-    except SuppressError as exc:
+    except (ConfigError, SuppressError) as exc:
         raise UsageError(str(exc)) from None
 
     def opt(name: str):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 FILES = ("setup.cfg", "tox.ini", ".vmxlint")
 KEYS = {"select", "ignore", "extend-select", "extend-ignore", "format", "exit-zero",
-        "output-file", "count", "statistics"}
+        "output-file", "count", "statistics", "per-function-ignores"}
 
 
 class ConfigError(Exception):

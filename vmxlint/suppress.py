@@ -8,7 +8,6 @@ never by line, so it survives edits elsewhere in the file.
 """
 from __future__ import annotations
 
-import configparser
 import fnmatch
 import json
 import re
@@ -16,17 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from vmxlint import config
 from vmxlint.findings import Finding
 
 __all__ = ["SuppressError", "Ignore", "parse_ignores", "without_ignored", "read_baseline",
-           "write_baseline", "without_baselined", "read_config"]
+           "write_baseline", "without_baselined"]
 
 BASELINE_VERSION = 1
 MAX_BASELINE_BYTES = 16 * 1024 * 1024
 _CODE = re.compile(r"^V(M(X\d{0,3})?)?$")
 _NAME = re.compile(r"^[A-Za-z0-9_*?\[\]]+$")
-CONFIG_KEYS = config.KEYS | {"per-function-ignores"}
 
 
 class SuppressError(Exception):
@@ -141,29 +138,3 @@ def read_baseline(path: str) -> set[Key]:
 def without_baselined(findings: Iterable[Finding], keys: set[Key]) -> list[Finding]:
     """The findings whose identity the baseline does not record."""
     return [f for f in findings if f.key not in keys]
-
-
-# -- configuration ---------------------------------------------------------------------------
-
-def read_config(top: Path | None) -> dict[str, str]:
-    """The [vmxlint] section of the tree's setup.cfg, tox.ini or .vmxlint, as config.load
-    reads it, with per-function-ignores allowed too."""
-    if top is None:
-        return {}
-    for name in config.FILES:
-        p = top / name
-        if not p.is_file():
-            continue
-        parser = configparser.RawConfigParser()
-        try:
-            parser.read(p, encoding="utf-8")
-        except (configparser.Error, UnicodeDecodeError) as exc:
-            raise SuppressError(f"{p}: {str(exc).splitlines()[0]}") from None
-        if parser.has_section("vmxlint"):
-            opts = {k.replace("_", "-"): v for k, v in parser.items("vmxlint")}
-            unknown = set(opts) - CONFIG_KEYS
-            if unknown:
-                raise SuppressError(f"{p}: unknown option(s) in [vmxlint]: "
-                                    f"{', '.join(sorted(unknown))}")
-            return opts
-    return {}
