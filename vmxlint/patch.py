@@ -377,12 +377,16 @@ def _nearest(cands: list[int], want: int) -> tuple[int | None, int]:
 
 
 def _already(pre_c: list[int], post_c: list[int], want: int) -> bool:
-    """Whether the hunk's post-image stands where its pre-image should be."""
+    """Whether the hunk's post-image stands where its pre-image should be.
+
+    When both stand as near (a deletion at the end of a file leaves a post-image that
+    is a prefix of its pre-image), the pre-image wins, as git apply would apply it.
+    """
     if not post_c:
         return False
     if not pre_c:
         return True
-    return _nearest(post_c, want)[1] <= _nearest(pre_c, want)[1]
+    return _nearest(post_c, want)[1] < _nearest(pre_c, want)[1]
 
 
 class _Refused(Exception):
