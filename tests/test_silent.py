@@ -2,7 +2,12 @@
 from __future__ import annotations
 
 import difflib
+import os
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from vmxlint.analysis import analyse, check
 from vmxlint.mail import read_mails
@@ -117,3 +122,28 @@ def test_fallbacks_are_reported_once() -> None:
     notes = [n for n in result.notes if "embedded" in n]
     assert notes and len(notes) == len(set(notes))
     assert any("vmcs12.c" in n for n in notes)
+
+
+# -- the hostile corpus: synthetic inputs, each with the exit status it must give ----------
+
+HOSTILE = ROOT / "fixtures" / "hostile"
+
+
+def _corpus() -> list[tuple[str, int]]:
+    rows = []
+    for line in (HOSTILE / "expected.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, status = line.split()
+            rows.append((name, int(status)))
+    return rows
+
+
+@pytest.mark.parametrize("name,status", _corpus(), ids=[n for n, _ in _corpus()])
+def test_hostile_corpus(name: str, status: int) -> None:
+    env = dict(os.environ, VMXLINT_NO_CACHE="1", NO_COLOR="1")
+    proc = subprocess.run([sys.executable, "-m", "vmxlint", "check", "--tree", str(SHAPE),
+                           str(HOSTILE / name)], capture_output=True, env=env, cwd=ROOT)
+    err = proc.stderr.decode("utf-8", "replace")
+    assert proc.returncode == status, (proc.stdout[-500:], err)
+    assert "Traceback" not in err and "\x1b" not in err
+    assert "\x1b" not in proc.stdout.decode("utf-8", "replace")
