@@ -138,7 +138,8 @@ def test_default_is_flake8_lines():
     resolved = [line for line in lines if "VMX110" in line]
     # The severity leads the text, where flake8's own parsers still read the code.
     assert resolved == [
-        f"{NESTED}:105:2: VMX110 [warning] GUEST_ES_SELECTOR is never written [resolved]"]
+        f"{NESTED}:105:2: VMX110 [warning] GUEST_ES_SELECTOR is never written "
+        "[resolved, pre-image line]"]
     assert f"{NESTED}:106:2: VMX203 [error] {ODD_MESSAGE.replace(chr(10), ' ')}" in lines
 
 
@@ -177,8 +178,11 @@ def test_json_contract():
     assert by_code["VMX203"]["message"] == ODD_MESSAGE
     assert by_code["VMX203"]["guards"] == ["nested_cpu_has_foo"]
     assert "patch" not in by_code["VMX500"]
-    expected = sorted((f.to_dict() for f in FINDINGS), key=lambda d: (d["path"], d["line"],
-                                                                      d["col"], d["code"]))
+    # line_image: which image the line counts in (pre for a resolved finding).
+    expected = sorted(({**f.to_dict(),
+                        "line_image": "pre" if f.status == "resolved" else "post"}
+                       for f in FINDINGS),
+                      key=lambda d: (d["path"], d["line"], d["col"], d["code"]))
     assert json.loads(json.dumps(expected)) == doc["findings"]
 
 

@@ -6,13 +6,16 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from vmxlint import __version__
 from vmxlint.textsafe import escape_text
 
+if TYPE_CHECKING:  # pragma: no cover
+    from vmxlint.findings import SourceLookup
+
 FORMATS = ("default", "checkpatch", "json", "sarif", "rdjson", "github", "email",
-           "b4-json", "patchwork")
+           "b4-json", "patchwork", "gitlab")
 # Formats a program reads: --count and --statistics go to stderr, never into them.
 HUMAN_FORMATS = ("default",)
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
@@ -45,6 +48,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="print a count per code")
     p.add_argument("-q", "--quiet", action="store_true", default=None,
                    help="default format: print only the path:line of each finding")
+    p.add_argument("--show-source", action="store_true", default=None,
+                   help="default format: print each finding's source line, with a caret "
+                   "(from the post-image, or the pre-image for a resolved finding)")
     p.add_argument("--color", "--colour", dest="color", choices=("auto", "always", "never"),
                    default="auto", help="colour the default format (auto: on a terminal, "
                    "unless NO_COLOR is set)")
@@ -176,7 +182,7 @@ def _options(args, tree) -> dict:
     return dict(selection=sel, format=fmt, output=output,
                 exit_zero=flag("exit-zero"), count=flag("count"),
                 statistics=flag("statistics"), ignores=ignores,
-                quiet=bool(getattr(args, "quiet", None)),
+                quiet=bool(getattr(args, "quiet", None)), show_source=flag("show-source"),
                 color=getattr(args, "color", None) or "auto")
 
 
@@ -192,7 +198,7 @@ def _colour(choice: str, out: TextIO) -> bool:
         return False
 
 
-def _report(findings, opts, command: str, tree, mails=None) -> int:
+def _report(findings, opts, command: str, tree, mails=None, source=None) -> int:
     from vmxlint.findings import Report
     from vmxlint.formats import write_report
 
@@ -201,7 +207,8 @@ def _report(findings, opts, command: str, tree, mails=None) -> int:
     chosen = [f for f in findings if opts["selection"].selected(f.code)]
     chosen = without_ignored(chosen, opts["ignores"])
     report = Report(findings=chosen, command=command, mails=mails or {},
-                    tree=tree.describe() if tree is not None else None)
+                    tree=tree.describe() if tree is not None else None,
+                    source=source if opts["show_source"] else None)
     out: TextIO = open(opts["output"], "w", encoding="utf-8") if opts["output"] else sys.stdout
     # Counts follow the findings in the default format, as flake8's do; a document a
     # program reads stays intact and they go to stderr.
@@ -210,7 +217,7 @@ def _report(findings, opts, command: str, tree, mails=None) -> int:
         if opts["format"] == "default":
             from vmxlint.formats import default
             default.write(report, out, quiet=opts["quiet"],
-                          colour=_colour(opts["color"], out))
+                          colour=_colour(opts["color"], out), show_source=opts["show_source"])
         else:
             write_report(report, opts["format"], out)
         if opts["statistics"]:
@@ -311,6 +318,7 @@ def _check(args) -> int:
         result = check_range(tree, span, include_existing=args.all)
         if not result.commits:
             return _report([], opts, "check", tree)
+        source = _commit_sources(tree, list(result.mails), result.commits)
         mails = result.commits
     else:
         if args.staged:
@@ -322,13 +330,68 @@ def _check(args) -> int:
         if all(_is_cover(m) for m in mails):
             # b4's series check pipes the cover letter: nothing to check, nothing to say.
             return _report([], opts, "check", tree)
-        result = check(mails, base_for(tree, mails), include_existing=args.all)
+        base = base_for(tree, mails)
+        source = _series_sources(base, mails)
+        result = check(mails, base, include_existing=args.all)
     if result.usable == 0:
         why = next((f.message for f in result.findings if f.code in ("VMX001", "VMX003")),
                    "no usable patch in the input")
         if len(mails) == 1 or all(f.code in ("VMX001", "VMX003") for f in result.findings):
             raise UsageError(f"unusable input: {why}")
-    return _report(result.findings, opts, "check", tree, result.mails)
+    return _report(result.findings, opts, "check", tree, result.mails, source)
+
+
+def _lookup(images: dict) -> "SourceLookup":
+    """Read a file from the (pre, post) trees of a finding's patch; None when unknown."""
+    def read(patch, image: str, path: str) -> str | None:
+        trees = images.get(patch) or images.get(None)
+        if trees is None:
+            return None
+        try:
+            return trees[image == "post"].read(path)
+        except (OSError, ValueError, UnicodeError, LookupError):
+            return None
+    return read
+
+
+def _series_sources(base, mails) -> "SourceLookup":
+    """--show-source for a series: the images of each patch, replayed on first use."""
+    images: dict = {}
+
+    def read(patch, image: str, path: str) -> str | None:
+        if not images:
+            images.update(_replay(base, mails))
+        return _lookup(images)(patch, image, path)
+    return read
+
+
+def _replay(base, mails) -> dict:
+    from vmxlint.analysis import patch_ref
+    from vmxlint.patch import apply_patch
+
+    images: dict = {None: (base, base)}
+    current = base
+    for mail in mails:
+        if not mail.diff.strip():
+            continue
+        applied = apply_patch(mail.diff, current)
+        if not applied.usable:
+            break
+        after = current.with_overlay(applied.files)
+        images[patch_ref(mail)] = (current, after)
+        current = after
+    return images
+
+
+def _commit_sources(tree, refs: list, commits: list[str]) -> "SourceLookup":
+    """--show-source for --git A..B: each commit's tree and its parent's, from git objects."""
+    from vmxlint.gitrange import parent_of
+    from vmxlint.tree import Tree
+
+    images: dict = {}
+    for ref, sha in zip(refs, commits):
+        images[ref] = (Tree(tree.root, parent_of(tree.root, sha) or sha), Tree(tree.root, sha))
+    return _lookup(images)
 
 
 def _is_cover(mail) -> bool:
@@ -381,7 +444,7 @@ def _audit(args) -> int:
         except SuppressError as exc:
             raise UsageError(str(exc)) from None
         findings = []    # recorded: nothing left to report
-    return _report(findings, opts, "audit", tree)
+    return _report(findings, opts, "audit", tree, source=_lookup({None: (tree, tree)}))
 
 
 def _rules(args) -> int:

@@ -5,14 +5,17 @@ Every format lives in its own module with ``write(report, out)`` and knows only
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import re
 from typing import Iterable, TextIO
 
 from vmxlint.findings import Evidence, Finding, PatchRef, Report, sort_key
+from vmxlint.textsafe import escape_text
 
 FORMAT_NAMES: tuple[str, ...] = (
     "default", "checkpatch", "json", "sarif", "rdjson", "github", "email", "b4-json", "patchwork",
+    "gitlab",
 )
 
 # Format name -> module; modules whose natural name would shadow the stdlib are renamed.
@@ -26,6 +29,7 @@ _MODULES = {
     "email": "mailreply",
     "b4-json": "b4json",
     "patchwork": "patchwork",
+    "gitlab": "gitlab",
 }
 
 _RANK = {"error": 0, "warning": 1, "info": 2}
@@ -78,3 +82,38 @@ def by_patch(report: Report) -> list[tuple[PatchRef | None, list[Finding]]]:
     for f in ordered(report.findings):
         groups.setdefault(f.patch, []).append(f)
     return sorted(groups.items(), key=lambda kv: kv[0] is None)
+
+
+def safe(text: str) -> str:
+    """Text from the input as one line with its control characters escaped (DESIGN §8)."""
+    return escape_text(one_line(text))
+
+
+def line_image(f: Finding) -> str:
+    """Which image the finding's line counts in: ``pre`` for resolved findings, else ``post``."""
+    return "pre" if f.status == "resolved" else "post"
+
+
+def identity(f: Finding) -> str:
+    """The sha256 of the finding's identity: its path and ``Finding.key``, not its line."""
+    return hashlib.sha256(repr((f.path, f.key)).encode("utf-8")).hexdigest()
+
+
+def alerts(findings: Iterable[Finding]) -> list[Finding]:
+    """Findings to act on: not resolved, each place once (a series repeats existing ones)."""
+    out: dict[tuple[object, ...], Finding] = {}
+    for f in findings:
+        if f.status != "resolved":
+            out.setdefault((f.path, f.line, f.col, f.key, f.status, f.message), f)
+    return list(out.values())
+
+
+def source_line(report: Report, f: Finding) -> str | None:
+    """The text of the finding's line in the image it refers to, when the report can read it."""
+    if report.source is None or f.line < 1:
+        return None
+    text = report.source(f.patch, line_image(f), f.path)
+    if text is None:
+        return None
+    lines = text.split("\n")
+    return lines[f.line - 1] if f.line <= len(lines) else None

@@ -15,6 +15,8 @@ findings outside any patch):
 - each ``details`` entry is a checkpatch-style line plus evidence, with status
   fail/warn/info by severity, ``pass`` for a resolved finding and ``info`` for
   one that was there before the patch.
+
+Control characters from the input are shown as ``\\xNN`` escapes.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from typing import TextIO
 
 from vmxlint.findings import Finding, PatchRef, Report
 
-from . import by_patch, counts_against, evidence_text, one_line, worst
+from . import by_patch, counts_against, evidence_text, safe, worst
 
 STATUS = {"error": "fail", "warning": "warn"}
 _LEVELS = {"error": "ERROR", "warning": "WARNING", "info": "CHECK"}
@@ -54,18 +56,18 @@ def _detail(f: Finding) -> dict[str, str]:
     else:
         status = "info"
     level = _LEVELS.get(f.severity, "WARNING")
-    line = f"{f.path}:{f.line}: {level}:{f.code}: {one_line(f.message)}"
+    line = f"{safe(f.path)}:{f.line}: {level}:{f.code}: {safe(f.message)}"
     if f.status != "new" and f.patch is not None:
         line += f" [{f.status}]"
     if f.evidence:
-        line += " (" + "; ".join(evidence_text(e) for e in f.evidence) + ")"
+        line += " (" + "; ".join(safe(evidence_text(e)) for e in f.evidence) + ")"
     return {"status": status, "description": line}
 
 
 def _label(patch: PatchRef | None) -> str:
     if patch is None:
         return "tree"
-    return patch.index or patch.subject
+    return safe(patch.index or patch.subject)
 
 
 def write(report: Report, out: TextIO) -> None:

@@ -8,6 +8,7 @@ resolved finding. Severities map to checkpatch's levels: error -> ERROR,
 warning -> WARNING. Info findings would be checkpatch's CHECK level, which checkpatch
 prints only with --strict; like checkpatch by default, this format leaves them out, so
 a patch that only triggers info (a repaired archive diff, say) prints nothing.
+Control characters from the input (path, message) are shown as ``\\xNN`` escapes.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import TextIO
 
 from vmxlint.findings import Report
 
-from . import one_line, ordered
+from . import ordered, safe
 
 LEVELS = {"error": "ERROR", "warning": "WARNING"}
 
@@ -26,4 +27,4 @@ def write(report: Report, out: TextIO) -> None:
         if f.status == "resolved" or f.severity not in LEVELS:
             continue
         level = LEVELS[f.severity]
-        out.write(f"{f.path}:{f.line}: {level}:{f.code}: {one_line(f.message)}\n")
+        out.write(f"{safe(f.path)}:{f.line}: {level}:{f.code}: {safe(f.message)}\n")

@@ -3,13 +3,17 @@
 error -> ``::error``, warning -> ``::warning``, info -> ``::notice``. Evidence
 follows the message on lines of its own. Escaping is that of
 ``@actions/core``: ``%``, CR and LF in the message; additionally ``:`` and ``,``
-in property values. Resolved findings are not annotated.
+in property values. Control characters from the input (other than the line
+breaks that command escaping encodes) are shown as ``\\xNN`` escapes first, so
+the job log a reviewer reads holds no terminal escape. Resolved findings are
+not annotated.
 """
 from __future__ import annotations
 
 from typing import TextIO
 
 from vmxlint.findings import Finding, Report
+from vmxlint.textsafe import escape_text
 
 from . import evidence_text, ordered
 
@@ -28,8 +32,10 @@ def escape_property(text: str) -> str:
 
 def command(f: Finding) -> str:
     """Return the workflow command annotating one finding."""
-    props = f"file={escape_property(f.path)},line={f.line},title={escape_property(f.code)}"
-    message = "\n".join([f.message] + [evidence_text(e) for e in f.evidence])
+    path = escape_text(f.path, keep="")
+    props = f"file={escape_property(path)},line={f.line},title={escape_property(f.code)}"
+    parts = [f.message] + [evidence_text(e) for e in f.evidence]
+    message = "\n".join(escape_text(p, keep="\t\n") for p in parts)
     return f"::{COMMANDS.get(f.severity, 'warning')} {props}::{escape_data(message)}"
 
 

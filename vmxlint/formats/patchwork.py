@@ -7,7 +7,8 @@ manner of checkpatch's ``total:`` line) and ``target_url`` (empty: vmxlint has
 no log to point at). One more key, ``patch`` (subject, index, message_id), is
 not part of the API body: it lets the poster find the patch (patchwork looks
 patches up by Message-ID) and should be dropped before posting. Findings
-outside any patch get a line whose ``patch`` is null.
+outside any patch get a line whose ``patch`` is null. Text from the input
+(the subject) has its control characters shown as ``\\xNN`` escapes.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import json
 from typing import TextIO
 
 from vmxlint.findings import Finding, Report
+
+from vmxlint.textsafe import escape_text
 
 from . import by_patch, counts_against, worst
 
@@ -33,6 +36,7 @@ def description(findings: list[Finding]) -> str:
     resolved = sorted({f.code for f in findings if f.status == "resolved"})
     if resolved:
         text += f"; resolves {', '.join(resolved)}"
+    text = escape_text(text, keep="")
     if len(text) > MAX_DESCRIPTION:
         text = text[:MAX_DESCRIPTION - 3] + "..."
     return text
@@ -47,7 +51,8 @@ def write(report: Report, out: TextIO) -> None:
             "description": description(findings),
             "target_url": "",
             "patch": None if patch is None else {
-                "subject": patch.subject, "index": patch.index, "message_id": patch.message_id,
+                "subject": escape_text(patch.subject, keep=""), "index": patch.index,
+                "message_id": patch.message_id,
             },
         }
         out.write(json.dumps(check) + "\n")

@@ -3,7 +3,8 @@
 Each finding the patch did not resolve becomes a ``Diagnostic``; its evidence
 becomes ``relatedLocations`` with the evidence's role as message. The result's
 own ``severity`` is the worst one among the diagnostics (``UNKNOWN_SEVERITY``
-when there are none).
+when there are none). Control characters from the input in a message are shown
+as ``\\xNN`` escapes (line breaks stay): reviewdog posts the message as is.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import json
 from typing import TextIO
 
 from vmxlint.findings import Finding, Report
+from vmxlint.textsafe import escape_text
 
 from . import ordered
 
@@ -37,7 +39,7 @@ def _position(line: int, col: int | None = None) -> dict[str, object]:
 
 def _diagnostic(f: Finding) -> dict[str, object]:
     diag: dict[str, object] = {
-        "message": f.message,
+        "message": escape_text(f.message, keep="\t\n"),
         "location": {"path": f.path, "range": _position(f.line, f.col)},
         "severity": SEVERITIES.get(f.severity, "UNKNOWN_SEVERITY"),
         "code": {"value": f.code},

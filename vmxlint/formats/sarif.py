@@ -15,7 +15,6 @@ through edits elsewhere in the file; GitHub reads ``primaryLocationLineHash``.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import TextIO
 from urllib.parse import quote
@@ -23,8 +22,9 @@ from urllib.parse import quote
 from vmxlint import __version__
 from vmxlint.findings import Finding, Report
 from vmxlint.model import Rule, load_model
+from vmxlint.textsafe import escape_text
 
-from . import ordered
+from . import alerts, identity, ordered, safe
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 # Where users read about vmxlint; the distribution's PyPI page until the project has a home.
@@ -44,7 +44,7 @@ def write(report: Report, out: TextIO) -> None:
     index = {rule["id"]: i for i, rule in enumerate(rules)}
     seen: dict[str, int] = {}
     results = []
-    for f in _alerts(findings):
+    for f in alerts(findings):
         digest = identity(f)
         seen[digest] = seen.get(digest, 0) + 1
         results.append(_result(f, index[f.code], f"{digest}:{seen[digest]}"))
@@ -56,20 +56,6 @@ def write(report: Report, out: TextIO) -> None:
                                               if f.status == "resolved"]}}
     json.dump({"$schema": SCHEMA_URI, "version": "2.1.0", "runs": [run]}, out, indent=2)
     out.write("\n")
-
-
-def identity(f: Finding) -> str:
-    """The sha256 of the finding's identity: its path and ``Finding.key``, not its line."""
-    return hashlib.sha256(repr((f.path, f.key)).encode("utf-8")).hexdigest()
-
-
-def _alerts(findings: list[Finding]) -> list[Finding]:
-    """Findings that are results: not resolved, each place once (a series repeats existing)."""
-    out: dict[tuple[object, ...], Finding] = {}
-    for f in findings:
-        if f.status != "resolved":
-            out.setdefault((f.path, f.line, f.col, f.key, f.status, f.message), f)
-    return list(out.values())
 
 
 def _first_by_code(findings: list[Finding]) -> list[tuple[str, Finding]]:
@@ -133,7 +119,7 @@ def _result(f: Finding, rule_index: int, fingerprint: str) -> _Json:
         "ruleId": f.code,
         "ruleIndex": rule_index,
         "level": LEVELS.get(f.severity, "warning"),
-        "message": {"text": f.message},
+        "message": {"text": escape_text(f.message, keep="\t\n")},
         "locations": [_location(f.path, f.line, f.col, f.function)],
         "baselineState": BASELINE.get(f.status, "unchanged"),
         "partialFingerprints": {FINGERPRINT: fingerprint, "primaryLocationLineHash": fingerprint},
@@ -147,5 +133,5 @@ def _result(f: Finding, rule_index: int, fingerprint: str) -> _Json:
 
 def _resolved(f: Finding) -> _Json:
     """What the run says about a finding the patch resolves (pre-image line)."""
-    return {"ruleId": f.code, "message": f.message, "path": f.path, "preImageLine": f.line,
+    return {"ruleId": f.code, "message": safe(f.message), "path": f.path, "preImageLine": f.line,
             "function": f.function, "field": f.field, "fingerprint": identity(f)}
