@@ -60,6 +60,7 @@ class GuardedWalk:
         self.call_values: dict[int, Formula] = {}    # walked call -> its truth value
         self.labels: dict[str, str] = {}             # atom name -> C spelling
         self.visited: set[str] = set()
+        self._cond_memo: dict[tuple[int, int], Formula] = {}
 
     # -- hooks ----------------------------------------------------------------------------
     def on_call(self, node, pc: Formula, fr: "Frame") -> None:
@@ -115,6 +116,9 @@ class GuardedWalk:
     def _stmt(self, node, pc: Formula, fr: Frame) -> Formula:
         if node is None or pc == FALSE:
             return FALSE
+        # Conditions are remembered within one statement only: a chain of n `&&` asks for
+        # the condition of each prefix, which must not cost n times the chain.
+        self._cond_memo.clear()
         kind = type(node).__name__
         handler = getattr(self, f"_s_{kind}", None)
         if handler is not None:
@@ -255,6 +259,13 @@ class GuardedWalk:
     # -- conditions ------------------------------------------------------------------
     def cond(self, node, fr: Frame) -> Formula:
         """The formula for a C expression used as a condition."""
+        key = (id(node), id(fr))
+        hit = self._cond_memo.get(key)
+        if hit is None:
+            hit = self._cond_memo[key] = self._cond(node, fr)
+        return hit
+
+    def _cond(self, node, fr: Frame) -> Formula:
         kind = type(node).__name__
         if kind == "UnaryOp" and node.op == "!":
             return neg(self.cond(node.expr, fr))
