@@ -11,7 +11,6 @@ from vmxlint import __version__, cache
 from vmxlint.findings import Finding, PatchRef, compare, number_occurrences
 from vmxlint.tree import NESTED_C, Tree, TreeError
 
-ROOT = "nested_vmx_enter_non_root_mode"
 # Files whose content decides the analysis of a tree.
 INPUTS = (
     NESTED_C,

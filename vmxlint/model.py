@@ -55,7 +55,6 @@ class FieldModel:
     entry: str
     exit: str
     origin: str
-    runtime: bool
     cache: str | None
     cache_helpers: tuple[str, ...]
     lazy: bool
@@ -269,7 +268,7 @@ def _load_fields(file: Path) -> dict[str, FieldModel]:
             raise t.err("cache_helpers", "given without 'cache'")
         fields[name] = FieldModel(
             name, t.cond("entry"), t.cond("exit"), t.enum("origin", ORIGINS),
-            t.get("runtime", bool, False), cache, helpers, t.get("lazy", bool, False),
+            cache, helpers, t.get("lazy", bool, False),
             t.strs("readers"),
             t.get("hot_constant", bool, False), t.get("source"))
     return fields
