@@ -12,7 +12,8 @@ from vmxlint.model_paths import rules_dir
 
 DESIGN_RULES = {
     "VMX001": "unusable-patch", "VMX002": "repaired-patch", "VMX003": "patch-does-not-apply",
-    "VMX004": "unparsed-function", "VMX005": "unknown-field", "VMX101": "redundant-write",
+    "VMX004": "unparsed-function", "VMX005": "unknown-field", "VMX006": "analysis-budget",
+    "VMX101": "redundant-write",
     "VMX102": "duplicate-write", "VMX103": "hot-path-constant", "VMX201": "missing-write",
     "VMX202": "stale-rare-write", "VMX203": "wrong-source", "VMX301": "wrong-evmcs-group",
     "VMX302": "ungated-evmcs-write",
