@@ -469,8 +469,13 @@ def _explain(args) -> int:
     print(textwrap.dedent(r.rationale).strip() + "\n")
     if r.limits.strip():
         print("Known limits:\n" + textwrap.indent(textwrap.dedent(r.limits).strip(), "  ") + "\n")
-    for ref in r.references:
-        print(f"See: {ref}")
+    if r.references:
+        print("References:")
+        for ref in r.references:
+            print(f"  - {ref}")
+        if any("SDM" in ref for ref in r.references):
+            from vmxlint.formats import SDM_NOTE
+            print("\n" + textwrap.fill(SDM_NOTE, 88))
     if args.tree:
         from vmxlint.analysis import audit
         for f in (f for f in audit(_tree(args)) if f.code == code):

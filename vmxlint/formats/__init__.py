@@ -33,6 +33,10 @@ _MODULES = {
 }
 
 _RANK = {"error": 0, "warning": 1, "info": 2}
+# Said wherever a rule's references are shown and one of them is an SDM section.
+SDM_NOTE = ("Intel SDM section numbers are those of the 2016 edition (Vol. 3C, Vol. 3D "
+            "appendices); other editions number chapters differently, so look sections up "
+            "by title.")
 _NEWLINES = re.compile(r"[ \t]*(?:\r\n|\r|\n)[ \t]*")
 
 

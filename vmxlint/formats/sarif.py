@@ -24,7 +24,7 @@ from vmxlint.findings import Finding, Report
 from vmxlint.model import Rule, load_model
 from vmxlint.textsafe import escape_text
 
-from . import alerts, identity, ordered, safe
+from . import SDM_NOTE, alerts, identity, ordered, safe
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 # Where users read about vmxlint; the distribution's PyPI page until the project has a home.
@@ -88,8 +88,11 @@ def _rule(code: str, f: Finding, rule: Rule | None) -> _Json:
         text.append(f"Known limits: {limits}")
         markdown += ["## Known limits", rule.limits.strip()]
     if refs:
+        note = [SDM_NOTE] if any("SDM" in r for r in refs) else []
         text.append("References:\n" + "\n".join(f"- {r}" for r in refs))
         markdown += ["## References", "\n".join(f"- {r}" for r in refs)]
+        text += note
+        markdown += note
     return {"id": code, "name": rule.name,
             "shortDescription": {"text": rule.summary},
             "fullDescription": {"text": rationale or rule.summary},
