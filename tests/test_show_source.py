@@ -168,3 +168,23 @@ def test_long_lines_are_cut():
     files = {("post", "f.c"): "x" * 10_000}
     src = render([finding(1)], files)[1]
     assert len(src) == default.MAX_SOURCE + 3 and src.endswith("...")
+
+
+def test_source_lookup_stays_inside_the_tree(tmp_path):
+    import os
+
+    from vmxlint.cli import _lookup
+    from vmxlint.tree import Tree
+
+    top = tmp_path / "linux"
+    (top / "sub").mkdir(parents=True)
+    (top / "sub" / "a.c").write_text("int a;\n")
+    (tmp_path / "secret.txt").write_text("secret\n")
+    os.symlink(tmp_path / "secret.txt", top / "sub" / "link.c")
+    os.mkfifo(top / "sub" / "fifo.c")
+    read = _lookup({None: (Tree(top), Tree(top).with_overlay({"sub/new.c": "int b;\n"}))})
+    assert read(None, "pre", "sub/a.c") == "int a;\n"
+    assert read(None, "post", "sub/new.c") == "int b;\n"
+    for bad in ("../secret.txt", str(tmp_path / "secret.txt"), "sub/../../secret.txt",
+                "sub/link.c", "sub/fifo.c", "sub", "", "-"):
+        assert read(None, "pre", bad) is None, bad

@@ -347,11 +347,28 @@ def _lookup(images: dict) -> "SourceLookup":
         trees = images.get(patch) or images.get(None)
         if trees is None:
             return None
+        tree = trees[image == "post"]
         try:
-            return trees[image == "post"].read(path)
+            return tree.read(path) if _inside(tree, path) else None
         except (OSError, ValueError, UnicodeError, LookupError):
             return None
     return read
+
+
+def _inside(tree, path: str) -> bool:
+    """Whether a path (from the input) names a regular file of the tree, not outside it."""
+    from pathlib import PurePosixPath
+
+    parts = PurePosixPath(path).parts
+    if not path or path.startswith(("/", "-")) or ".." in parts:
+        return False
+    if path in getattr(tree, "overlay", {}) or tree.rev is not None:
+        return True
+    if tree.root is None:
+        return False
+    top = Path(tree.root).resolve()
+    full = (top / path).resolve()
+    return top in full.parents and full.is_file()
 
 
 def _series_sources(base, mails) -> "SourceLookup":
