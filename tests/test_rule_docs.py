@@ -15,11 +15,6 @@ DOC_KEYS = ("summary", "rationale", "limits", "references")
 # Files and notes of the project's own development, which an installed vmxlint lacks.
 FORBIDDEN = re.compile(r"DESIGN\.md|DESIGN §|research/|hwmodel|\bseed\b|\bissue \d+",
                        re.IGNORECASE)
-# Rule files another session fixes; remove an entry when its file passes.
-PENDING = {
-    "VMX006": "references cite DESIGN.md §8 and issue 7",
-    "VMX302": "references cite research/hwmodel.md",
-}
 SDM = re.compile(r"Intel SDM Vol\. 3[A-D] (§\d+(\.\d+)*|App\. [A-C](\.\d+)?) [A-Z][\w-]")
 COMMIT = re.compile(r"Linux commits? (([0-9a-f]{12}) )?[('](KVM|kvm|x86)")
 
@@ -37,9 +32,7 @@ def text_of(path: Path) -> str:
 
 def params():
     for path in RULE_FILES:
-        code = path.name[:6]
-        marks = [pytest.mark.xfail(reason=PENDING[code], strict=False)] if code in PENDING else []
-        yield pytest.param(path, id=code, marks=marks)
+        yield pytest.param(path, id=path.name[:6])
 
 
 @pytest.mark.parametrize("path", list(params()))
