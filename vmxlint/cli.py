@@ -198,7 +198,7 @@ def _colour(choice: str, out: TextIO) -> bool:
         return False
 
 
-def _report(findings, opts, command: str, tree, mails=None, source=None) -> int:
+def _report(findings, opts, command: str, tree, mails=None, source=None, notes=()) -> int:
     from vmxlint.findings import Report
     from vmxlint.formats import write_report
 
@@ -208,7 +208,7 @@ def _report(findings, opts, command: str, tree, mails=None, source=None) -> int:
     chosen = without_ignored(chosen, opts["ignores"])
     report = Report(findings=chosen, command=command, mails=mails or {},
                     tree=tree.describe() if tree is not None else None,
-                    source=source if opts["show_source"] else None)
+                    source=source if opts["show_source"] else None, notes=list(notes))
     out: TextIO = open(opts["output"], "w", encoding="utf-8") if opts["output"] else sys.stdout
     # Counts follow the findings in the default format, as flake8's do; a document a
     # program reads stays intact and they go to stderr.
@@ -252,16 +252,19 @@ def _check_output(name: str, tree) -> None:
 
 
 def _read_inputs(names: list[str]):
-    from vmxlint.mail import read_mails
+    from vmxlint.mail import MAX_INPUT, read_mails
 
     mails = []
     for name in names:
+        # Never more than the bound and one byte: a larger input is a VMX006, and reading
+        # it whole would cost memory the input chooses.
         if name == "-":
-            data = sys.stdin.buffer.read()
+            data = sys.stdin.buffer.read(MAX_INPUT + 1)
             label = "<stdin>"
         else:
             try:
-                data = Path(name).read_bytes()
+                with open(name, "rb") as fh:
+                    data = fh.read(MAX_INPUT + 1)
             except OSError as exc:
                 raise UsageError(f"{name}: {exc.strerror or exc}") from None
             label = name
@@ -333,12 +336,27 @@ def _check(args) -> int:
         base = base_for(tree, mails)
         source = _series_sources(base, mails)
         result = check(mails, base, include_existing=args.all)
-    if result.usable == 0:
+    # An input over a bound is a finding (VMX006, exit 1), not a usage error.
+    if result.usable == 0 and not any(f.code == "VMX006" for f in result.findings):
         why = next((f.message for f in result.findings if f.code in ("VMX001", "VMX003")),
                    "no usable patch in the input")
         if len(mails) == 1 or all(f.code in ("VMX001", "VMX003") for f in result.findings):
             raise UsageError(f"unusable input: {why}")
-    return _report(result.findings, opts, "check", tree, result.mails, source)
+    return _report(result.findings, opts, "check", tree, result.mails, source,
+                   notes=_notes(getattr(result, "notes", [])))
+
+
+def _notes(notes: list[str]) -> list[str]:
+    """What the analysis could not take from the tree (embedded tables used), once each:
+    in the report's summary for programs, and on stderr for a person at a terminal (b4
+    and pre-commit read stdout; a pipe gets no extra lines)."""
+    from vmxlint.textsafe import escape_text
+
+    notes = list(dict.fromkeys(notes))
+    if sys.stderr.isatty():
+        for note in notes:
+            print(f"vmxlint: note: {escape_text(note)}", file=sys.stderr)
+    return notes
 
 
 def _lookup(images: dict) -> "SourceLookup":
@@ -440,7 +458,7 @@ def _staged(tree):
 
 
 def _audit(args) -> int:
-    from vmxlint.analysis import audit
+    from vmxlint.analysis import analyse
 
     from vmxlint.suppress import (SuppressError, read_baseline, without_baselined,
                                   write_baseline)
@@ -453,7 +471,8 @@ def _audit(args) -> int:
         keys = read_baseline(args.baseline) if args.baseline else set()
     except SuppressError as exc:
         raise UsageError(str(exc)) from None
-    findings = without_baselined(audit(tree), keys)
+    analysis = analyse(tree)
+    findings = without_baselined(analysis.findings, keys)
     if args.write_baseline:
         chosen = [f for f in findings if opts["selection"].selected(f.code)]
         try:
@@ -461,7 +480,8 @@ def _audit(args) -> int:
         except SuppressError as exc:
             raise UsageError(str(exc)) from None
         findings = []    # recorded: nothing left to report
-    return _report(findings, opts, "audit", tree, source=_lookup({None: (tree, tree)}))
+    return _report(findings, opts, "audit", tree, source=_lookup({None: (tree, tree)}),
+                   notes=_notes(analysis.notes))
 
 
 def _rules(args) -> int:

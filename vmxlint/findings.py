@@ -100,6 +100,8 @@ class Report:
     tree: str | None = None
     # Reads the file a finding's line refers to (--show-source); None when not wanted.
     source: SourceLookup | None = field(default=None, repr=False, compare=False)
+    # What the analysis could not take from the tree (embedded tables used), once each.
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, object]:
         by_sev = {s: 0 for s in SEVERITIES}
@@ -109,12 +111,15 @@ class Report:
             by_sev[f.severity] += 1
             by_status[f.status] += 1
             by_code[f.code] = by_code.get(f.code, 0) + 1
-        return {
+        out: dict[str, object] = {
             "total": len(self.findings),
             "by_severity": by_sev,
             "by_status": by_status,
             "by_code": dict(sorted(by_code.items())),
         }
+        if self.notes:
+            out["notes"] = list(self.notes)
+        return out
 
 
 def sort_key(f: Finding) -> tuple:

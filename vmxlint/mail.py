@@ -83,8 +83,7 @@ def read_mails(data: bytes, name: str = "<stdin>") -> list[Mail]:
     if len(data) > MAX_INPUT:
         return [Mail(subject=name, message_id=None, sender=None, date=None, index=None,
                      version=None, body="", diff="", raw="",
-                     problem=f"{name} ({len(data)} bytes) not analysed: input larger than "
-                             f"{MAX_INPUT} bytes")]
+                     problem=f"{name} not analysed: input larger than {MAX_INPUT} bytes")]
     _check_text(data, name)
     if _MBOX_FROM.match(data.decode("latin-1", "replace")[:200]):
         return [_from_email(chunk, name) for chunk in _split_mbox(data)]
