@@ -311,6 +311,7 @@ def _problem_finding(model, problem, ref: PatchRef) -> Finding:
 
 def check(mails: list, tree: Tree, include_existing: bool = False) -> CheckResult:
     """Apply a series in order, in memory, and compare findings before and after each."""
+    from vmxlint.anchor import on_hunk
     from vmxlint.model import load_model
     from vmxlint.patch import apply_patch
 
@@ -358,7 +359,7 @@ def check(mails: list, tree: Tree, include_existing: bool = False) -> CheckResul
                 before = analyse(current, also=after_a.written)
             seen = _Blind(before, current, after, applied, broken, ref)
             for f in compare(before.findings, after_a.findings):
-                f = seen.judge(f)
+                f = on_hunk(seen.judge(f), applied)
                 if f.status == "existing" and not include_existing:
                     continue
                 out.append(f.with_(patch=ref))

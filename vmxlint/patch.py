@@ -56,6 +56,8 @@ class Applied:
     problems: list[Problem] = field(default_factory=list)
     added_lines: dict[str, set[int]] = field(default_factory=dict)
     removed_lines: dict[str, set[int]] = field(default_factory=dict)
+    # path -> removed pre-image line -> the post-image line where it stood
+    removed_at: dict[str, dict[int, int]] = field(default_factory=dict)
     usable: bool = False
 
 
@@ -523,6 +525,7 @@ class _FileResult:
     post: list[str]
     added: set[int]
     removed: set[int]
+    removed_at: dict[int, int]
     applied: int
     repaired: int
     fuzzed: int
@@ -537,7 +540,7 @@ def _apply_file(fp: _FilePatch, path: str, orig_text: str) -> _FileResult:
     bare = [ln.rstrip("\n") for ln in orig]
     norm = [_norm(ln) for ln in bare]
     bare_index, norm_index = _index(bare), _index(norm)
-    res = _FileResult([], set(), set(), 0, 0, 0, 0, [])
+    res = _FileResult([], set(), set(), {}, 0, 0, 0, 0, [])
     cursor = offset = 0
     for hunk in fp.hunks:
         want = _expected(hunk, offset)
@@ -580,6 +583,7 @@ def _emit(place: _Place, hunk: _Hunk, orig: list[str], res: _FileResult) -> int:
                 res.post.append(orig[cur])      # the tree's exact text, not the mail's
             else:
                 res.removed.add(cur + 1)
+                res.removed_at[cur + 1] = len(res.post) + 1
             cur += 1
     res.applied += 1
     return cur
@@ -628,7 +632,7 @@ def _refuse(out: Applied) -> None:
     """Never a half-applied image: a patch with one unplaceable hunk yields no image."""
     out.problems = [p for p in out.problems if p.code != REPAIRED]
     out.files, out.pre = {}, {}
-    out.added_lines, out.removed_lines = {}, {}
+    out.added_lines, out.removed_lines, out.removed_at = {}, {}, {}
     out.usable = False
 
 
@@ -716,6 +720,8 @@ def _record(fp: _FilePatch, old: str | None, new: str | None, orig_text: str | N
                 out.files[old] = None          # a rename: the old name goes away
         out.files[new] = post
         out.added_lines.setdefault(new, set()).update(res.added)
+        if old is not None:
+            out.removed_at.setdefault(new, {}).update(res.removed_at)
     if res.repaired:
         fuzz = f", {res.fuzzed} with end context ignored" if res.fuzzed else ""
         out.problems.append(Problem(REPAIRED, new or old or "", res.first_repair,

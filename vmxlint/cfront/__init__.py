@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 if TYPE_CHECKING:
     import pycparser.c_ast
 
-__all__ = ("Call", "Function", "Failure", "Unit", "function_bodies", "parse_unit", "scan_calls")
+__all__ = ("Call", "Function", "Failure", "Unit", "function_bodies", "function_spans",
+           "parse_unit", "scan_calls")
 
 
 @dataclass(frozen=True)
@@ -109,4 +110,18 @@ def function_bodies(text: str) -> dict[str, str]:
         name = chunk_name(clean[chunk.start:chunk.end]) if chunk.is_function else None
         if name:
             out[name] = re.sub(r"\s+", "", clean[chunk.body:chunk.end])
+    return out
+
+
+def function_spans(text: str) -> dict[str, tuple[int, int]]:
+    """Each function of TEXT with its first and last line, found without parsing."""
+    from vmxlint.cfront.parse import chunk_name, split_chunks
+    from vmxlint.cfront.preprocess import strip_comments
+
+    clean = strip_comments(text)
+    out: dict[str, tuple[int, int]] = {}
+    for chunk in split_chunks(clean):
+        name = chunk_name(clean[chunk.start:chunk.end]) if chunk.is_function else None
+        if name:
+            out[name] = (chunk.line, chunk.end_line)
     return out
