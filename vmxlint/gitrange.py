@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from vmxlint.patch import index_lines
 from vmxlint.tree import Tree, TreeError
 
 __all__ = ["GitError", "check_range", "range_commits", "commit_mail", "index_lines",
@@ -25,10 +26,6 @@ __all__ = ["GitError", "check_range", "range_commits", "commit_mail", "index_lin
 _SHA_RE = re.compile(r"^[0-9a-f]{7,64}$")
 _NULL_RE = re.compile(r"^0+$")
 # Only git's extended header lines are read here; hunks are patch.py's business.
-_DIFF_GIT = re.compile(r"^diff --git a/(\S+) b/(\S+)$")
-_INDEX = re.compile(r"^index ([0-9a-f]{7,64})\.\.([0-9a-f]{7,64})(?: [0-7]{6})?$")
-_MINUS = re.compile(r"^--- (?:a/(\S+)|/dev/null)\s*$")
-_PLUS = re.compile(r"^\+\+\+ (?:b/(\S+)|/dev/null)\s*$")
 
 
 class GitError(TreeError):
@@ -120,37 +117,6 @@ def check_range(tree: Tree, spec: str, include_existing: bool = False) -> RangeR
 
 
 # -- a patch the tree already holds ------------------------------------------------------------
-
-@dataclass(frozen=True)
-class IndexLine:
-    """One file of a git diff: its paths and the blob ids of its ``index`` line."""
-
-    old: str | None        # None for a new file
-    new: str | None        # None for a deleted file
-    pre: str
-    post: str
-
-
-def index_lines(diff: str) -> list[IndexLine]:
-    """The ``index <pre>..<post>`` line of each file of a git diff (header lines only)."""
-    out: list[IndexLine] = []
-    names: tuple[str | None, str | None] = (None, None)
-    blobs: tuple[str, str] | None = None
-    minus: str | None = None
-    for line in diff.split("\n"):
-        if m := _DIFF_GIT.match(line):
-            names, blobs = (m.group(1), m.group(2)), None
-        elif blobs is None and (m := _INDEX.match(line)):
-            blobs = (m.group(1), m.group(2))
-        elif blobs is not None and (m := _MINUS.match(line)):
-            minus = m.group(1)
-        elif blobs is not None and (m := _PLUS.match(line)):
-            old = None if _NULL_RE.match(blobs[0]) else (minus or names[0])
-            new = None if _NULL_RE.match(blobs[1]) else (m.group(1) or names[1])
-            out.append(IndexLine(old, new, blobs[0], blobs[1]))
-            blobs, minus = None, None
-    return out
-
 
 def _safe(path: str | None) -> bool:
     return path is None or (not path.startswith("/") and ".." not in path.split("/")

@@ -108,6 +108,45 @@ def git_path(path: str) -> str:
     return ("/" if path.startswith("/") else "") + "/".join(parts)
 
 
+# The header lines of a git diff that name a file and its blobs (git diff --full-index).
+_DIFF_GIT = re.compile(r"^diff --git a/(\S+) b/(\S+)$")
+_INDEX = re.compile(r"^index ([0-9a-f]{7,64})\.\.([0-9a-f]{7,64})(?: [0-7]{6})?$")
+_MINUS = re.compile(r"^--- (?:a/(\S+)|/dev/null)\s*$")
+_PLUS = re.compile(r"^\+\+\+ (?:b/(\S+)|/dev/null)\s*$")
+_NULL_BLOB = re.compile(r"^0+$")
+
+
+@dataclass(frozen=True)
+class IndexLine:
+    """One file of a git diff: its paths and the blob ids of its ``index`` line."""
+
+    old: str | None        # None for a new file
+    new: str | None        # None for a deleted file
+    pre: str
+    post: str
+
+
+def index_lines(diff: str) -> list[IndexLine]:
+    """The ``index <pre>..<post>`` line of each file of a git diff (header lines only)."""
+    out: list[IndexLine] = []
+    names: tuple[str | None, str | None] = (None, None)
+    blobs: tuple[str, str] | None = None
+    minus: str | None = None
+    for line in diff.split("\n"):
+        if m := _DIFF_GIT.match(line):
+            names, blobs = (m.group(1), m.group(2)), None
+        elif blobs is None and (m := _INDEX.match(line)):
+            blobs = (m.group(1), m.group(2))
+        elif blobs is not None and (m := _MINUS.match(line)):
+            minus = m.group(1)
+        elif blobs is not None and (m := _PLUS.match(line)):
+            old = None if _NULL_BLOB.match(blobs[0]) else (minus or names[0])
+            new = None if _NULL_BLOB.match(blobs[1]) else (m.group(1) or names[1])
+            out.append(IndexLine(old, new, blobs[0], blobs[1]))
+            blobs, minus = None, None
+    return out
+
+
 def _git_headers(diff: str) -> dict[str, tuple[str, str]]:
     """Copies and renames of a git diff: {new path: ("copy" | "rename", old path)}."""
     out: dict[str, tuple[str, str]] = {}
