@@ -7,8 +7,10 @@ finding outside every hunk of its file is anchored on the hunk that most likely 
 it, and its own place becomes a related location (evidence role ``site``):
 
 1. a removed line that names the finding's field (the deleted write);
-2. else a changed line inside the finding's function;
+2. else the changed line of the finding's function nearest to it;
 3. else the first changed line of the file.
+
+A finding already inside a hunk (context lines included) stays where it is.
 """
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ def on_hunk(f: Finding, applied: "Applied") -> Finding:
         return f
     removed_at = applied.removed_at.get(f.path, {})
     changed = set(applied.added_lines.get(f.path, set())) | set(removed_at.values())
-    if not changed or f.line in changed:
+    spans = applied.hunk_spans.get(f.path, [])
+    if not changed or any(a <= f.line <= b for a, b in spans):
         return f
     line = _cause(f, applied, removed_at, changed, post)
     site = Evidence(path=f.path, line=f.line, function=f.function, role="site")
@@ -47,7 +50,7 @@ def _cause(f: Finding, applied: "Applied", removed_at: dict[int, int], changed: 
 
         span = function_spans(post).get(f.function)
         if span is not None:
-            inside = sorted(n for n in changed if span[0] <= n <= span[1])
+            inside = [n for n in changed if span[0] <= n <= span[1]]
             if inside:
-                return inside[0]
+                return min(inside, key=lambda n: (abs(n - f.line), n))
     return min(changed)

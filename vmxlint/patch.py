@@ -58,6 +58,8 @@ class Applied:
     removed_lines: dict[str, set[int]] = field(default_factory=dict)
     # path -> removed pre-image line -> the post-image line where it stood
     removed_at: dict[str, dict[int, int]] = field(default_factory=dict)
+    # path -> (first, last) post-image line of each hunk, context included
+    hunk_spans: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     usable: bool = False
 
 
@@ -565,6 +567,7 @@ class _FileResult:
     added: set[int]
     removed: set[int]
     removed_at: dict[int, int]
+    spans: list[tuple[int, int]]
     applied: int
     repaired: int
     fuzzed: int
@@ -579,7 +582,7 @@ def _apply_file(fp: _FilePatch, path: str, orig_text: str) -> _FileResult:
     bare = [ln.rstrip("\n") for ln in orig]
     norm = [_norm(ln) for ln in bare]
     bare_index, norm_index = _index(bare), _index(norm)
-    res = _FileResult([], set(), set(), {}, 0, 0, 0, 0, [])
+    res = _FileResult([], set(), set(), {}, [], 0, 0, 0, 0, [])
     cursor = offset = 0
     for hunk in fp.hunks:
         want = _expected(hunk, offset)
@@ -597,7 +600,9 @@ def _apply_file(fp: _FilePatch, path: str, orig_text: str) -> _FileResult:
             continue
         offset = place.start - place.lead - (want - offset)
         res.post.extend(orig[cursor:place.start])
+        first = len(res.post) + 1
         cursor = _emit(place, hunk, orig, res)
+        res.spans.append((first, max(first, len(res.post))))
         if hunk.damaged or not place.exact:
             res.repaired += 1
             res.fuzzed += place.fuzz > 0
@@ -671,7 +676,7 @@ def _refuse(out: Applied) -> None:
     """Never a half-applied image: a patch with one unplaceable hunk yields no image."""
     out.problems = [p for p in out.problems if p.code != REPAIRED]
     out.files, out.pre = {}, {}
-    out.added_lines, out.removed_lines, out.removed_at = {}, {}, {}
+    out.added_lines, out.removed_lines, out.removed_at, out.hunk_spans = {}, {}, {}, {}
     out.usable = False
 
 
@@ -759,6 +764,7 @@ def _record(fp: _FilePatch, old: str | None, new: str | None, orig_text: str | N
                 out.files[old] = None          # a rename: the old name goes away
         out.files[new] = post
         out.added_lines.setdefault(new, set()).update(res.added)
+        out.hunk_spans.setdefault(new, []).extend(res.spans)
         if old is not None:
             out.removed_at.setdefault(new, {}).update(res.removed_at)
     if res.repaired:
