@@ -327,7 +327,7 @@ def test_email_replies_quote_the_hunks():
     # The finding no hunk holds is listed before the quote, unquoted.
     before = body.split("> diff --git")[0]
     assert f"{NESTED}:400: VMX301 (info): GUEST_RIP is not checked on entry" in before
-    assert "On Mon, 06 Jan 2025 10:00:00 +0000, Jane Developer <jane@example.org> wrote:" in before
+    assert "On Mon, 6 Jan 2025 10:00:00 +0000, Jane Developer <jane@example.org> wrote:" in before
     assert body.rstrip().endswith(f"-- \nvmxlint {__version__}; `vmxlint explain CODE` "
                                   "describes each check.")
     assert "index 1111111" not in body and "line_109" not in body and "line_101" not in body

@@ -89,19 +89,54 @@ class Finding:
         return out
 
 
+@dataclass(frozen=True)
+class PatchView:
+    """A checked patch mail as the formats see it: its headers and its file diffs, read
+    once by the input modules, so that no format parses mail or diff text."""
+
+    subject: str | None = None
+    sender: str | None = None
+    date: str | None = None
+    message_id: str | None = None
+    to: str | None = None
+    cc: str | None = None
+    references: str | None = None
+    files: tuple = ()           # vmxlint.patch.FileDiff, as written in the mail
+
+
+def view_of(raw: str) -> PatchView:
+    """Read one raw mail with the input modules (vmxlint.mail, vmxlint.patch)."""
+    from vmxlint.mail import MailError, read_mails
+    from vmxlint.patch import file_diffs
+
+    try:
+        (mail, *_) = read_mails(raw.encode("utf-8", "surrogateescape"), "mail")
+    except (MailError, ValueError):
+        return PatchView()
+    return PatchView(mail.subject, mail.sender, mail.date, mail.message_id, mail.to, mail.cc,
+                     mail.references, tuple(file_diffs(mail.diff)))
+
+
 @dataclass
 class Report:
     """Everything one run produced: findings plus what the formats need to frame them."""
 
     findings: list[Finding] = field(default_factory=list)
     command: str = "check"
-    # The raw mails checked, keyed by PatchRef, for formats that quote hunks (email).
+    # The raw mails checked, keyed by PatchRef; the formats read their views (patches).
     mails: dict[PatchRef, str] = field(default_factory=dict)
     tree: str | None = None
     # Reads the file a finding's line refers to (--show-source); None when not wanted.
     source: SourceLookup | None = field(default=None, repr=False, compare=False)
     # What the analysis could not take from the tree (embedded tables used), once each.
     notes: list[str] = field(default_factory=list)
+    # Each checked mail read once: headers and file diffs for the formats that quote them.
+    patches: dict[PatchRef, PatchView] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for ref, raw in self.mails.items():
+            if ref not in self.patches:
+                self.patches[ref] = view_of(raw)
 
     def summary(self) -> dict[str, object]:
         by_sev = {s: 0 for s in SEVERITIES}

@@ -7,6 +7,7 @@ message, ``git show`` output, a bare diff, and the text of a web-archive page.
 """
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.message
 import email.policy
@@ -36,6 +37,9 @@ class Mail:
     diff: str
     raw: str
     problem: str | None = None      # an input over a bound (VMX006): nothing of it was read
+    to: str | None = None           # decoded To:, Cc:, References: of a mail, one line each
+    cc: str | None = None
+    references: str | None = None
 
 
 # Bound on one input (DESIGN section 8, rules/VMX006-analysis-budget.toml): lore's
@@ -175,13 +179,15 @@ def _from_email(data: bytes, name: str) -> Mail:
     """Build a Mail from one RFC 822 message."""
     try:
         msg = email.message_from_bytes(data, policy=email.policy.default)
-        headers = {key: _header(msg, key) for key in ("subject", "from")}
+        keys = ("subject", "from", "to", "cc", "references")
+        headers = {key: _header(msg, key) for key in keys}
         # Date and Message-ID as written: the parsed forms reformat or reject them.
         headers.update({key: _raw_header(msg, key) for key in ("date", "message-id")})
         text = _message_text(msg)
         head = _raw_headers(data)
     except Exception:        # noqa: BLE001 - the email package fails in many ways on junk
-        headers = dict.fromkeys(("subject", "from", "date", "message-id"))
+        headers = dict.fromkeys(("subject", "from", "date", "message-id", "to", "cc",
+                                 "references"))
         text = _decode_text(data)
         head = ""
     body, diff = split_body(text)
@@ -191,8 +197,10 @@ def _from_email(data: bytes, name: str) -> Mail:
     if msgid:
         msgid = msgid.strip().strip("<>").strip() or None
     raw = f"{head}\n{text}" if head else text
-    return _make(headers["subject"] or name, msgid, headers["from"], headers["date"],
+    mail = _make(headers["subject"] or name, msgid, headers["from"], headers["date"],
                  body, diff, raw)
+    return dataclasses.replace(mail, to=headers.get("to"), cc=headers.get("cc"),
+                               references=headers.get("references"))
 
 
 def _header(msg: email.message.Message, key: str) -> str | None:

@@ -149,6 +149,104 @@ def index_lines(diff: str) -> list[IndexLine]:
     return out
 
 
+# -- the diff as its author wrote it, for quoting (the review reply) ---------------------
+_DIFF_GIT_ANY = re.compile(r"^diff --git a/(.*) b/(.*)$")
+_HUNK_HEADER = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@(.*)$")
+
+
+@dataclass
+class DiffLine:
+    """A hunk line; ``old``/``new`` are the pre- and post-image line numbers at it."""
+
+    text: str
+    old: int
+    new: int
+
+    @property
+    def kind(self) -> str:
+        return self.text[:1] or " "
+
+
+@dataclass
+class DiffHunk:
+    header: str
+    section: str
+    lines: list[DiffLine] = field(default_factory=list)
+
+
+@dataclass
+class FileDiff:
+    header: list[str]
+    old_path: str | None
+    new_path: str | None
+    hunks: list[DiffHunk] = field(default_factory=list)
+
+
+def _quoted_path(name: str) -> str | None:
+    name = name.split("\t", 1)[0].strip()
+    if name == "/dev/null":
+        return None
+    return name[2:] if name[:2] in ("a/", "b/") else name
+
+
+def _read_quoted_hunk(m: re.Match[str], lines: list[str], i: int) -> tuple[DiffHunk, int]:
+    """Read the lines of one hunk from ``lines[i:]``; stop early on a damaged line."""
+    old, new = int(m.group(1)), int(m.group(3))
+    old_left = int(m.group(2) or 1)
+    new_left = int(m.group(4) or 1)
+    hunk = DiffHunk(m.group(0), m.group(5))
+    while i < len(lines) and (old_left > 0 or new_left > 0):
+        text = lines[i]
+        kind = text[:1] or " "
+        if kind == "-" and old_left > 0:
+            old_left -= 1
+        elif kind == "+" and new_left > 0:
+            new_left -= 1
+        elif kind == " " and old_left > 0 and new_left > 0:
+            old_left -= 1
+            new_left -= 1
+        elif kind != "\\":
+            break
+        hunk.lines.append(DiffLine(text, old, new))
+        old += kind in "- "
+        new += kind in "+ "
+        i += 1
+    if i < len(lines) and lines[i].startswith("\\"):
+        hunk.lines.append(DiffLine(lines[i], old, new))
+        i += 1
+    return hunk, i
+
+
+def file_diffs(body: str) -> list[FileDiff]:
+    """The file diffs and hunks of a mail body as written, for quoting them back in a
+    review reply; damage is tolerated (a damaged hunk ends where it stops making sense)."""
+    lines = [ln.rstrip("\r") for ln in body.split("\n")]
+    files: list[FileDiff] = []
+    cur: FileDiff | None = None
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        git = _DIFF_GIT_ANY.match(line)
+        hunk = _HUNK_HEADER.match(line)
+        if git:
+            cur = FileDiff([line], git.group(1), git.group(2))
+            files.append(cur)
+        elif line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "):
+            old, new = _quoted_path(line[4:]), _quoted_path(lines[i + 1][4:])
+            if cur is not None and not cur.hunks and len(cur.header) == 1:
+                cur.old_path, cur.new_path = old, new
+            else:
+                cur = FileDiff([line, lines[i + 1]], old, new)
+                files.append(cur)
+            i += 1
+        elif hunk and cur is not None:
+            h, i = _read_quoted_hunk(hunk, lines, i + 1)
+            cur.hunks.append(h)
+            continue
+        i += 1
+    return files
+
+
 def _git_headers(diff: str) -> dict[str, tuple[str, str]]:
     """Copies and renames of a git diff: {new path: ("copy" | "rename", old path)}."""
     out: dict[str, tuple[str, str]] = {}

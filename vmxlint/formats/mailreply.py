@@ -31,20 +31,18 @@ import email.generator
 import email.policy
 import email.utils
 import re
-from dataclasses import dataclass, field
 from email.headerregistry import Address
-from email.message import EmailMessage, Message
+from email.message import EmailMessage
 from typing import TextIO
 
 from vmxlint import __version__
-from vmxlint.findings import Finding, PatchRef, Report
+from vmxlint.findings import Finding, PatchRef, PatchView, Report
+from vmxlint.patch import DiffHunk, FileDiff
 
 from . import by_patch, evidence_text
 
 QUOTE_CONTEXT = 3
 MBOX_FROM = "From vmxlint Mon Sep 17 00:00:00 2001"
-_GIT = re.compile(r"^diff --git a/(.*) b/(.*)$")
-_HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@(.*)$")
 SIGNATURE = f"vmxlint {__version__}; `vmxlint explain CODE` describes each check."
 # Strict on what we write; headers fold only past RFC 5322's 998-character limit.
 POLICY = email.policy.default.clone(raise_on_defect=True, max_line_length=998)
@@ -54,99 +52,7 @@ _MSGID = re.compile(r"<[!-;=?-~]+>")
 _STATUS_NOTE = {"resolved": "(resolved by this patch)", "existing": "(present before this patch)"}
 
 
-@dataclass
-class _Line:
-    """A hunk line; ``old``/``new`` are the pre- and post-image line numbers at it."""
-
-    text: str
-    old: int
-    new: int
-
-    @property
-    def kind(self) -> str:
-        return self.text[:1] or " "
-
-
-@dataclass
-class _Hunk:
-    header: str
-    section: str
-    lines: list[_Line] = field(default_factory=list)
-
-
-@dataclass
-class _FileDiff:
-    header: list[str]
-    old_path: str | None
-    new_path: str | None
-    hunks: list[_Hunk] = field(default_factory=list)
-
-
-def _diff_path(name: str) -> str | None:
-    name = name.split("\t", 1)[0].strip()
-    if name == "/dev/null":
-        return None
-    return name[2:] if name[:2] in ("a/", "b/") else name
-
-
-def _read_hunk(m: re.Match[str], lines: list[str], i: int) -> tuple[_Hunk, int]:
-    """Read the lines of one hunk from ``lines[i:]``; stop early on a damaged line."""
-    old, new = int(m.group(1)), int(m.group(3))
-    old_left = int(m.group(2) or 1)
-    new_left = int(m.group(4) or 1)
-    hunk = _Hunk(m.group(0), m.group(5))
-    while i < len(lines) and (old_left > 0 or new_left > 0):
-        text = lines[i]
-        kind = text[:1] or " "
-        if kind == "-" and old_left > 0:
-            old_left -= 1
-        elif kind == "+" and new_left > 0:
-            new_left -= 1
-        elif kind == " " and old_left > 0 and new_left > 0:
-            old_left -= 1
-            new_left -= 1
-        elif kind != "\\":
-            break
-        hunk.lines.append(_Line(text, old, new))
-        old += kind in "- "
-        new += kind in "+ "
-        i += 1
-    if i < len(lines) and lines[i].startswith("\\"):
-        hunk.lines.append(_Line(lines[i], old, new))
-        i += 1
-    return hunk, i
-
-
-def parse_diff(body: str) -> list[_FileDiff]:
-    """Find the file diffs and hunks in a mail body, tolerating damage."""
-    lines = [ln.rstrip("\r") for ln in body.split("\n")]
-    files: list[_FileDiff] = []
-    cur: _FileDiff | None = None
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        git = _GIT.match(line)
-        hunk = _HUNK.match(line)
-        if git:
-            cur = _FileDiff([line], git.group(1), git.group(2))
-            files.append(cur)
-        elif line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "):
-            old, new = _diff_path(line[4:]), _diff_path(lines[i + 1][4:])
-            if cur is not None and not cur.hunks and len(cur.header) == 1:
-                cur.old_path, cur.new_path = old, new
-            else:
-                cur = _FileDiff([line, lines[i + 1]], old, new)
-                files.append(cur)
-            i += 1
-        elif hunk and cur is not None:
-            h, i = _read_hunk(hunk, lines, i + 1)
-            cur.hunks.append(h)
-            continue
-        i += 1
-    return files
-
-
-def _locate(files: list[_FileDiff], f: Finding) -> tuple[int, int, int] | None:
+def _locate(files: list[FileDiff], f: Finding) -> tuple[int, int, int] | None:
     """Return (file, hunk, line) indexes of the hunk line a finding is about."""
     pre = f.status == "resolved"
     kinds = "- " if pre else "+ "
@@ -160,25 +66,6 @@ def _locate(files: list[_FileDiff], f: Finding) -> tuple[int, int, int] | None:
     return None
 
 
-def _mail(text: str | None) -> tuple[Message | None, str]:
-    """Parse a raw mail; return it and its decoded text body (or the raw text)."""
-    if not text:
-        return None, ""
-    try:
-        msg = email.message_from_string(text, policy=email.policy.default)
-        bodies = []
-        for part in msg.walk():
-            if part.is_multipart() or part.get_content_maintype() != "text":
-                continue
-            payload = part.get_payload(decode=True)
-            if isinstance(payload, bytes):
-                bodies.append(payload.decode(part.get_content_charset() or "utf-8", "replace"))
-        return msg, "\n".join(bodies)
-    except (LookupError, ValueError, TypeError, IndexError, RecursionError,
-            email.errors.MessageError):
-        return None, text
-
-
 def _flat(value: object) -> str:
     """Decoded header text on one line: control characters become blanks, runs of blanks one."""
     return " ".join(_CONTROL.sub(" ", str(value or "")).split())
@@ -187,16 +74,6 @@ def _flat(value: object) -> str:
 def _escape(line: str) -> str:
     """Show the control characters of one body line as ``\\xNN`` / ``\\uNNNN``; keep tabs."""
     return _CONTROL.sub(lambda m: ascii(m.group())[1:-1], line)
-
-
-def _header(msg: Message | None, name: str) -> str:
-    """The decoded value of a header of the patch mail, flattened to one line."""
-    if msg is None:
-        return ""
-    try:
-        return _flat(msg.get(name))
-    except (ValueError, TypeError, IndexError, LookupError, email.errors.MessageError):
-        return ""
 
 
 def _plain(line: str) -> str:
@@ -222,7 +99,7 @@ def _quote(text: str) -> str:
 _Placed = tuple[tuple[int, int, int], Finding]
 
 
-def _quoted(files: list[_FileDiff], placed: list[_Placed]) -> list[str]:
+def _quoted(files: list[FileDiff], placed: list[_Placed]) -> list[str]:
     """Quote the hunk lines up to each placed finding, with the finding beneath."""
     hunks: dict[tuple[int, int], list[list]] = {}  # (file, hunk) -> [[start, end, items]]
     for (fi, hi, li), f in sorted(placed, key=lambda p: p[0]):
@@ -251,7 +128,7 @@ def _quoted(files: list[_FileDiff], placed: list[_Placed]) -> list[str]:
     return out
 
 
-def _hunk_header(hunk: _Hunk, start: int, last: int) -> str:
+def _hunk_header(hunk: DiffHunk, start: int, last: int) -> str:
     """The hunk's own header, or one for the part that starts at ``start``."""
     if start == 0:
         return hunk.header
@@ -286,23 +163,23 @@ def _addresses(*values: str) -> list[Address]:
 _Headers = list[tuple[str, "str | list[Address]"]]
 
 
-def _reply_headers(patch: PatchRef, msg: Message | None) -> _Headers:
+def _reply_headers(patch: PatchRef, view: PatchView) -> _Headers:
     """Subject, threading and recipients of the reply, from the patch and its mail."""
-    subject = _header(msg, "Subject") or _flat(patch.subject) or "your patch"
+    subject = _flat(view.subject) or _flat(patch.subject) or "your patch"
     if not subject.lower().startswith("re:"):
         subject = "Re: " + subject
     headers: _Headers = [("Subject", subject)]
-    msgid = _msgid(patch.message_id) or _msgid(_header(msg, "Message-ID"))
+    msgid = _msgid(patch.message_id) or _msgid(view.message_id)
     if msgid:
-        refs = [r for r in _MSGID.findall(_header(msg, "References")) if r != msgid]
+        refs = [r for r in _MSGID.findall(_flat(view.references)) if r != msgid]
         refs = list(dict.fromkeys(refs + [msgid]))
         headers += [("In-Reply-To", msgid), ("References", " ".join(refs))]
-    author = _addresses(_flat(patch.sender) or _header(msg, "From"))[:1]
+    author = _addresses(_flat(patch.sender) or _flat(view.sender))[:1]
     if author:
         headers.append(("To", author))
     own = {a.addr_spec.lower() for a in author}
     others: dict[str, Address] = {}
-    for a in _addresses(_header(msg, "To"), _header(msg, "Cc")):
+    for a in _addresses(_flat(view.to), _flat(view.cc)):
         if a.addr_spec.lower() not in own:
             others.setdefault(a.addr_spec.lower(), a)
     if others:
@@ -322,10 +199,9 @@ def _tally(findings: list[Finding]) -> str:
 
 
 def _patch_reply(patch: PatchRef, findings: list[Finding],
-                 mail: str | None) -> tuple[_Headers, list[str]]:
+                 view: PatchView) -> tuple[_Headers, list[str]]:
     """Return the headers and body of the reply to one patch."""
-    msg, body = _mail(mail)
-    files = parse_diff(body)
+    files = list(view.files)
     placed: list[_Placed] = []
     loose: list[Finding] = []
     for f in findings:
@@ -340,12 +216,12 @@ def _patch_reply(patch: PatchRef, findings: list[Finding],
         for f in loose:
             lines += ["  " + ln for ln in _comment(f, where=True)] + [""]
     if placed:
-        author = _flat(patch.sender) or _header(msg, "From")
-        date = _header(msg, "Date")
+        author = _flat(patch.sender) or _flat(view.sender)
+        date = _flat(view.date)
         if author:
             lines.append(_plain(f"On {date}, {author} wrote:" if date else f"{author} wrote:"))
         lines += _quoted(files, placed)
-    return _reply_headers(patch, msg), lines
+    return _reply_headers(patch, view), lines
 
 
 def _plain_message(report: Report, findings: list[Finding]) -> tuple[_Headers, list[str]]:
@@ -381,6 +257,7 @@ def write(report: Report, out: TextIO) -> None:
         if patch is None:
             headers, body = _plain_message(report, findings)
         else:
-            headers, body = _patch_reply(patch, findings, report.mails.get(patch))
+            headers, body = _patch_reply(patch, findings,
+                                         report.patches.get(patch) or PatchView())
         generator.flatten(_message(headers, body), unixfrom=True)
         out.write("\n")

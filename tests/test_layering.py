@@ -1,0 +1,36 @@
+"""The layout's one-way data flow (DESIGN section 9), checked on the source."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "vmxlint"
+# What reading a diff or a mail looks like in Python source.
+DIFF_OR_MAIL = re.compile(
+    r"""re\.compile\(r?["']\^?(@@|diff --git|---|\\\+\\\+\\\+)"""
+    r"""|startswith\(\(?["'](@@|diff |--- |\+\+\+ )"""
+    r"|message_from_(string|bytes)|import unidiff")
+
+
+def _sources(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(PACKAGE)): p.read_text(encoding="utf-8")
+            for p in sorted(folder.rglob("*.py"))}
+
+
+def test_no_format_parses_mail_or_diff_text() -> None:
+    offenders = [name for name, text in _sources(PACKAGE / "formats").items()
+                 if DIFF_OR_MAIL.search(text)]
+    assert offenders == []
+
+
+def test_one_diff_reader() -> None:
+    """Only the input modules read diffs (patch.py) and split mails (mail.py)."""
+    readers = {name for name, text in _sources(PACKAGE).items() if DIFF_OR_MAIL.search(text)}
+    assert readers <= {"patch.py", "mail.py"}, readers
+
+
+def test_the_c_front_end_knows_no_vmx() -> None:
+    vmx = re.compile(r"vmcs|vmx(?!lint)|nested_", re.I)
+    offenders = [name for name, text in _sources(PACKAGE / "cfront").items()
+                 if vmx.search(re.sub(r'""".*?"""|#[^\n]*', "", text, flags=re.S))]
+    assert offenders == []
