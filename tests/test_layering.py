@@ -34,3 +34,20 @@ def test_the_c_front_end_knows_no_vmx() -> None:
     offenders = [name for name, text in _sources(PACKAGE / "cfront").items()
                  if vmx.search(re.sub(r'""".*?"""|#[^\n]*', "", text, flags=re.S))]
     assert offenders == []
+
+
+def test_one_exception_root_for_user_facing_errors() -> None:
+    from vmxlint.cli import UsageError
+    from vmxlint.config import ConfigError
+    from vmxlint.errors import VmxlintError, describe
+    from vmxlint.gitrange import GitError
+    from vmxlint.mail import MailError
+    from vmxlint.model import ModelError
+    from vmxlint.suppress import SuppressError
+    from vmxlint.tree import TreeError
+
+    for cls in (UsageError, ConfigError, GitError, MailError, SuppressError, TreeError):
+        assert issubclass(cls, VmxlintError), cls
+        assert describe(cls("a\\nb")) == "a b"
+    assert issubclass(ModelError, VmxlintError)
+    assert describe(KeyError("x")).startswith("internal error")

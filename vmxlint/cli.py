@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from vmxlint import __version__
+from vmxlint.errors import VmxlintError
 from vmxlint.textsafe import escape_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -21,7 +22,7 @@ HUMAN_FORMATS = ("default",)
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
 
-class UsageError(Exception):
+class UsageError(VmxlintError):
     """Bad usage or unusable input: printed on one line, exit status 2."""
 
 
@@ -97,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
-    except UsageError as exc:
+    except VmxlintError as exc:     # UsageError and every other user-facing error
         _error(str(exc))
         return EXIT_USAGE
     except KeyboardInterrupt:

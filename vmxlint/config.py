@@ -4,12 +4,14 @@ from __future__ import annotations
 import configparser
 from pathlib import Path
 
+from vmxlint.errors import VmxlintError
+
 FILES = ("setup.cfg", "tox.ini", ".vmxlint")
 KEYS = {"select", "ignore", "extend-select", "extend-ignore", "format", "exit-zero",
         "output-file", "count", "statistics", "per-function-ignores"}
 
 
-class ConfigError(Exception):
+class ConfigError(VmxlintError):
     """A configuration file cannot be read."""
 
 

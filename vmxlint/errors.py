@@ -1,16 +1,18 @@
-"""One-line descriptions of the errors a user's input can cause."""
+"""One exception root for the errors a user's input or setup can cause, and their text."""
 from __future__ import annotations
+
+
+class VmxlintError(Exception):
+    """Root of every user-facing error: bad usage, unusable input, a tree or a config that
+    cannot be read.  The message is printed on one line and the exit status is 2."""
 
 
 def describe(exc: BaseException) -> str:
     """A single line naming what went wrong, never a traceback."""
-    from vmxlint.tree import TreeError
-
     if isinstance(exc, OSError):
         where = f"{exc.filename}: " if exc.filename else ""
         return f"{where}{exc.strerror or exc}"
-    if isinstance(exc, TreeError) or type(exc).__name__ in (
-            "MailError", "ConfigError", "ModelError"):
+    if isinstance(exc, VmxlintError):
         text = str(exc)
     else:
         text = f"internal error ({type(exc).__name__}: {exc}); please report it"

@@ -16,10 +16,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from vmxlint.errors import VmxlintError
+
 __all__ = ["Mail", "MailError", "read_mails", "read_source"]
 
 
-class MailError(Exception):
+class MailError(VmxlintError):
     """The input is not text at all (binary junk), or cannot be read."""
 
 

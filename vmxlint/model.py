@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vmxlint.errors import VmxlintError
+
 LOG = logging.getLogger(__name__)
 
 SEVERITIES = ("error", "warning", "info")
@@ -28,7 +30,7 @@ _TOKEN_RE = re.compile(r"\s*(?:(?P<par>[()])|(?P<word>[a-z][a-z0-9_]*(?:\.[A-Za-
 _KEYWORDS = ("true", "false", "not", "and", "or")
 
 
-class ModelError(Exception):
+class ModelError(VmxlintError):
     """Bad rule or model data; the message is one line: file, key, problem."""
 
     def __init__(self, file: Path | str, key: str, problem: str) -> None:

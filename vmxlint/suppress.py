@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from vmxlint.errors import VmxlintError
 from vmxlint.findings import Finding
 
 __all__ = ["SuppressError", "Ignore", "parse_ignores", "without_ignored", "read_baseline",
@@ -26,7 +27,7 @@ _CODE = re.compile(r"^V(M(X\d{0,3})?)?$")
 _NAME = re.compile(r"^[A-Za-z0-9_*?\[\]]+$")
 
 
-class SuppressError(Exception):
+class SuppressError(VmxlintError):
     """A per-function-ignores entry, a baseline file or a config file cannot be used."""
 
 

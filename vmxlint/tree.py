@@ -6,10 +6,12 @@ import subprocess
 from pathlib import Path
 from typing import Mapping
 
+from vmxlint.errors import VmxlintError
+
 NESTED_C = "arch/x86/kvm/vmx/nested.c"
 
 
-class TreeError(Exception):
+class TreeError(VmxlintError):
     """The tree cannot be used (not found, not a kernel tree, bad revision)."""
 
 
