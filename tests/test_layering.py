@@ -51,3 +51,11 @@ def test_one_exception_root_for_user_facing_errors() -> None:
         assert describe(cls("a\nb")) == "a b"
     assert issubclass(ModelError, VmxlintError)
     assert describe(KeyError("x")).startswith("internal error")
+
+
+def test_the_cli_calls_the_pipeline_only() -> None:
+    """Arguments become options; reading input, analysing and git belong to vmxlint.api."""
+    text = (PACKAGE / "cli.py").read_text(encoding="utf-8")
+    pipeline = re.compile(r"from vmxlint\.(mail|tree|dataflow|model|analysis|patch|gitrange)\b"
+                          r"|import subprocess")
+    assert pipeline.findall(text) == []

@@ -173,7 +173,7 @@ def test_long_lines_are_cut():
 def test_source_lookup_stays_inside_the_tree(tmp_path):
     import os
 
-    from vmxlint.cli import _lookup
+    from vmxlint.api import _lookup
     from vmxlint.tree import Tree
 
     top = tmp_path / "linux"

@@ -6,14 +6,11 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 from vmxlint import __version__
 from vmxlint.errors import VmxlintError
 from vmxlint.textsafe import escape_text
-
-if TYPE_CHECKING:  # pragma: no cover
-    from vmxlint.findings import SourceLookup
 
 FORMATS = ("default", "checkpatch", "json", "sarif", "rdjson", "github", "email",
            "b4-json", "patchwork", "gitlab")
@@ -136,8 +133,8 @@ def _main(argv: list[str] | None) -> int:
 
 
 def _tree(args):
-    from vmxlint.tree import Tree
-    return Tree.open(args.tree, getattr(args, "rev", None))
+    from vmxlint import api
+    return api.open_tree(args.tree, getattr(args, "rev", None))
 
 
 def _options(args, tree) -> dict:
@@ -201,7 +198,7 @@ def _colour(choice: str, out: TextIO) -> bool:
 
 def _report(findings, opts, command: str, tree, mails=None, source=None, notes=()) -> int:
     from vmxlint.findings import Report
-    from vmxlint.formats import write_report
+    from vmxlint.formats import write_counts, write_report
 
     from vmxlint.suppress import without_ignored
 
@@ -221,12 +218,7 @@ def _report(findings, opts, command: str, tree, mails=None, source=None, notes=(
                           colour=_colour(opts["color"], out), show_source=opts["show_source"])
         else:
             write_report(report, opts["format"], out)
-        if opts["statistics"]:
-            for code, n in report.summary()["by_code"].items():
-                name = next(f.name for f in chosen if f.code == code)
-                print(f"{n:<5} {code} {escape_text(name)}", file=extra)
-        if opts["count"]:
-            print(len(chosen), file=extra)
+        write_counts(report, extra, statistics=opts["statistics"], count=opts["count"])
         out.flush()
     except BrokenPipeError:
         if out is not sys.stdout:
@@ -252,59 +244,8 @@ def _check_output(name: str, tree) -> None:
                              f"{root} (or through a symlink in it)")
 
 
-def _read_inputs(names: list[str]):
-    from vmxlint.mail import MAX_INPUT, read_mails
-
-    mails = []
-    for name in names:
-        # Never more than the bound and one byte: a larger input is a VMX006, and reading
-        # it whole would cost memory the input chooses.
-        if name == "-":
-            data = sys.stdin.buffer.read(MAX_INPUT + 1)
-            label = "<stdin>"
-        else:
-            try:
-                with open(name, "rb") as fh:
-                    data = fh.read(MAX_INPUT + 1)
-            except OSError as exc:
-                raise UsageError(f"{name}: {exc.strerror or exc}") from None
-            label = name
-        mails.extend(read_mails(_gunzip(data, label), label))
-    if not mails:
-        raise UsageError("no patch or mail in the input")
-    return mails
-
-
-# A lore t.mbox.gz of a long thread is a few MB; anything far beyond is refused.
-MAX_GUNZIP = 64 * 1024 * 1024
-
-
-def _gunzip(data: bytes, label: str) -> bytes:
-    """Input that is gzip-compressed (lore's t.mbox.gz), decompressed, with a size bound."""
-    if not data.startswith(b"\x1f\x8b"):
-        return data
-    import zlib
-
-    d = zlib.decompressobj(wbits=31)
-    out = bytearray()
-    try:
-        while data:
-            out += d.decompress(data, MAX_GUNZIP + 1 - len(out))
-            if len(out) > MAX_GUNZIP:
-                raise UsageError(f"{label}: more than {MAX_GUNZIP} bytes once decompressed")
-            data = d.unconsumed_tail or (d.unused_data if d.eof else b"")
-            if d.eof:
-                d = zlib.decompressobj(wbits=31) if data.startswith(b"\x1f\x8b") else None
-                if d is None:
-                    break
-    except zlib.error as exc:
-        raise UsageError(f"{label}: damaged gzip data ({exc})") from None
-    return bytes(out)
-
-
 def _check(args) -> int:
-    from vmxlint.analysis import check
-    from vmxlint.gitrange import base_for, check_range
+    from vmxlint import api
 
     span = args.git
     if args.staged and not span:
@@ -315,36 +256,12 @@ def _check(args) -> int:
         raise UsageError("--git checks commits: give no PATCH and no --rev with it")
     tree = _tree(args)
     opts = _options(args, tree)
-    from vmxlint.tree import NESTED_C, TreeError
-    if not span and not tree.exists(NESTED_C):
-        raise TreeError(f"{tree.describe()}: no {NESTED_C} in this tree")
-    if span:
-        result = check_range(tree, span, include_existing=args.all)
-        if not result.commits:
-            return _report([], opts, "check", tree)
-        source = _commit_sources(tree, list(result.mails), result.commits)
-        mails = result.commits
-    else:
-        if args.staged:
-            mails = _staged(tree)
-            if not mails:
-                return EXIT_OK
-        else:
-            mails = _read_inputs(args.patches)
-        if all(_is_cover(m) for m in mails):
-            # b4's series check pipes the cover letter: nothing to check, nothing to say.
-            return _report([], opts, "check", tree)
-        base = base_for(tree, mails)
-        source = _series_sources(base, mails)
-        result = check(mails, base, include_existing=args.all)
-    # An input over a bound is a finding (VMX006, exit 1), not a usage error.
-    if result.usable == 0 and not any(f.code == "VMX006" for f in result.findings):
-        why = next((f.message for f in result.findings if f.code in ("VMX001", "VMX003")),
-                   "no usable patch in the input")
-        if len(mails) == 1 or all(f.code in ("VMX001", "VMX003") for f in result.findings):
-            raise UsageError(f"unusable input: {why}")
-    return _report(result.findings, opts, "check", tree, result.mails, source,
-                   notes=_notes(getattr(result, "notes", [])))
+    done = api.check(tree, span=span, staged=bool(args.staged) and not span,
+                     patches=args.patches, include_existing=args.all)
+    if done.nothing:
+        return EXIT_OK
+    return _report(done.findings, opts, "check", tree, done.mails, done.source,
+                   notes=_notes(done.notes))
 
 
 def _notes(notes: list[str]) -> list[str]:
@@ -360,80 +277,6 @@ def _notes(notes: list[str]) -> list[str]:
     return notes
 
 
-def _lookup(images: dict) -> "SourceLookup":
-    """Read a file from the (pre, post) trees of a finding's patch; None when unknown."""
-    def read(patch, image: str, path: str) -> str | None:
-        trees = images.get(patch) or images.get(None)
-        if trees is None:
-            return None
-        tree = trees[image == "post"]
-        try:
-            return tree.read(path) if _inside(tree, path) else None
-        except (OSError, ValueError, UnicodeError, LookupError):
-            return None
-    return read
-
-
-def _inside(tree, path: str) -> bool:
-    """Whether a path (from the input) names a regular file of the tree, not outside it."""
-    from pathlib import PurePosixPath
-
-    parts = PurePosixPath(path).parts
-    if not path or path.startswith(("/", "-")) or ".." in parts:
-        return False
-    if path in getattr(tree, "overlay", {}) or tree.rev is not None:
-        return True
-    if tree.root is None:
-        return False
-    top = Path(tree.root).resolve()
-    full = (top / path).resolve()
-    return top in full.parents and full.is_file()
-
-
-def _series_sources(base, mails) -> "SourceLookup":
-    """--show-source for a series: the images of each patch, replayed on first use."""
-    images: dict = {}
-
-    def read(patch, image: str, path: str) -> str | None:
-        if not images:
-            images.update(_replay(base, mails))
-        return _lookup(images)(patch, image, path)
-    return read
-
-
-def _replay(base, mails) -> dict:
-    from vmxlint.analysis import patch_ref
-    from vmxlint.patch import apply_patch
-
-    images: dict = {None: (base, base)}
-    current = base
-    for mail in mails:
-        if not mail.diff.strip():
-            continue
-        applied = apply_patch(mail.diff, current)
-        if not applied.usable:
-            break
-        after = current.with_overlay(applied.files)
-        images[patch_ref(mail)] = (current, after)
-        current = after
-    return images
-
-
-def _commit_sources(tree, refs: list, commits: list[str]) -> "SourceLookup":
-    """--show-source for --git A..B: each commit's tree and its parent's, from git objects."""
-    from vmxlint.gitrange import parent_of
-    from vmxlint.tree import Tree
-
-    images: dict = {}
-    for ref, sha in zip(refs, commits):
-        images[ref] = (Tree(tree.root, parent_of(tree.root, sha) or sha), Tree(tree.root, sha))
-    return _lookup(images)
-
-
-def _is_cover(mail) -> bool:
-    return not mail.diff.strip() and bool(mail.index) and mail.index.startswith("0/")
-
-
 def _pre_push_range() -> str | None:
     """FROM..TO when pre-commit runs the hook at the pre-push stage (or with --from-ref)."""
     src, dst = os.environ.get("PRE_COMMIT_FROM_REF"), os.environ.get("PRE_COMMIT_TO_REF")
@@ -442,53 +285,23 @@ def _pre_push_range() -> str | None:
     return f"{src}..{dst}"
 
 
-def _staged(tree):
-    """The staged diff of the tree's git checkout, as one mail (none when nothing is staged)."""
-    import subprocess
-
-    from vmxlint.mail import read_mails
-
-    proc = subprocess.run(["git", "-C", str(tree.root), "diff", "--cached", "--no-color",
-                           "--no-ext-diff", "-U3"], capture_output=True)
-    if proc.returncode != 0:
-        raise UsageError(f"{tree.root}: git diff --cached failed: "
-                         f"{proc.stderr.decode(errors='replace').strip().splitlines()[-1:]}")
-    if not proc.stdout.strip():
-        return []
-    return read_mails(proc.stdout, "staged changes")
-
-
 def _audit(args) -> int:
-    from vmxlint.analysis import analyse
-
-    from vmxlint.suppress import (SuppressError, read_baseline, without_baselined,
-                                  write_baseline)
+    from vmxlint import api
 
     tree = _tree(args)
     opts = _options(args, tree)
     if args.write_baseline:
         _check_output(args.write_baseline, tree)
-    try:
-        keys = read_baseline(args.baseline) if args.baseline else set()
-    except SuppressError as exc:
-        raise UsageError(str(exc)) from None
-    analysis = analyse(tree)
-    findings = without_baselined(analysis.findings, keys)
-    if args.write_baseline:
-        chosen = [f for f in findings if opts["selection"].selected(f.code)]
-        try:
-            write_baseline(args.write_baseline, chosen)
-        except SuppressError as exc:
-            raise UsageError(str(exc)) from None
-        findings = []    # recorded: nothing left to report
-    return _report(findings, opts, "audit", tree, source=_lookup({None: (tree, tree)}),
-                   notes=_notes(analysis.notes))
+    done = api.audit(tree, baseline=args.baseline, write_baseline=args.write_baseline,
+                     selected=opts["selection"].selected)
+    return _report(done.findings, opts, "audit", tree, source=done.source,
+                   notes=_notes(done.notes))
 
 
 def _rules(args) -> int:
-    from vmxlint.model import load_model
+    from vmxlint import api
 
-    for rule in sorted(load_model().rules.values(), key=lambda r: r.code):
+    for rule in sorted(api.catalogue().values(), key=lambda r: r.code):
         print(f"{rule.code}  {rule.name:<22} {rule.severity:<8} {rule.summary}")
     return EXIT_OK
 
@@ -496,9 +309,9 @@ def _rules(args) -> int:
 def _explain(args) -> int:
     import textwrap
 
-    from vmxlint.model import load_model
+    from vmxlint import api
 
-    rules = load_model().rules
+    rules = api.catalogue()
     code = args.code.upper()
     if code not in rules:
         raise UsageError(f"no rule {args.code} (see 'vmxlint rules')")
@@ -515,8 +328,7 @@ def _explain(args) -> int:
             from vmxlint.formats import SDM_NOTE
             print("\n" + textwrap.fill(SDM_NOTE, 88))
     if args.tree:
-        from vmxlint.analysis import audit
-        for f in (f for f in audit(_tree(args)) if f.code == code):
+        for f in (f for f in api.audit(_tree(args)).findings if f.code == code):
             print()
             print(escape_text(f"{f.path}:{f.line}: {f.message}"))
             for k, v in f.details:
@@ -527,37 +339,14 @@ def _explain(args) -> int:
 
 
 def _graph(args) -> int:
-    import json
-
-    from vmxlint.analysis import entry_path
-    from vmxlint.dataflow import build_graph, to_dot, to_json
+    from vmxlint import api
 
     tree = _tree(args)
     if args.output_file:
         _check_output(args.output_file, tree)
-    _, path = entry_path(tree)
-    if path is None:
-        raise UsageError("nested_vmx_enter_non_root_mode() is missing or unparseable")
-    if args.field is not None:
-        _known_field(tree, args.field)
-    g = build_graph(path, args.field)
-    text = to_dot(g) if args.format == "dot" else json.dumps(to_json(g), indent=1) + "\n"
+    text = api.graph(tree, args.field, args.format)
     if args.output_file:
         Path(args.output_file).write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)
     return EXIT_OK
-
-
-def _known_field(tree, name: str) -> None:
-    """Refuse a --field the tree's VMCS encoding table does not name (with a suggestion)."""
-    import difflib
-
-    from vmxlint.facts import load_facts
-
-    names = list(load_facts(tree).fields)
-    if name in names:
-        return
-    close = difflib.get_close_matches(name.upper(), names, n=1)
-    hint = f" (did you mean {close[0]}?)" if close else ""
-    raise UsageError(f"--field {name}: not a VMCS field of this tree{hint}")

@@ -7,6 +7,10 @@ class VmxlintError(Exception):
     cannot be read.  The message is printed on one line and the exit status is 2."""
 
 
+class InputError(VmxlintError):
+    """Input that cannot be used: unreadable files, no patch, a patch that does not apply."""
+
+
 def describe(exc: BaseException) -> str:
     """A single line naming what went wrong, never a traceback."""
     if isinstance(exc, OSError):

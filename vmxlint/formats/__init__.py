@@ -121,3 +121,13 @@ def source_line(report: Report, f: Finding) -> str | None:
         return None
     lines = text.split("\n")
     return lines[f.line - 1] if f.line <= len(lines) else None
+
+
+def write_counts(report: Report, out: TextIO, *, statistics: bool, count: bool) -> None:
+    """flake8's --statistics (a count per code) and --count (the total) for a report."""
+    if statistics:
+        names = {f.code: f.name for f in report.findings}
+        for code, n in report.summary()["by_code"].items():
+            print(f"{n:<5} {code} {escape_text(names[code])}", file=out)
+    if count:
+        print(len(report.findings), file=out)
