@@ -1,5 +1,8 @@
 """The networkx graph of the nested VM-entry path: sites as nodes, program order as edges.
 
+For one field (``--field``), ``reaches`` edges go from each write to each VM entry after
+it, labelled with the write's condition, and the DOT output has a legend.
+
 Node ids are ``n<order>``.  Every node has ``kind`` (write, read, call, store, entry),
 ``function``, ``path``, ``line`` and ``guard`` (readable C text of the enclosing
 conditions along the call chain); writes add ``field``, ``accessor``, ``origin``,
@@ -48,6 +51,8 @@ def build_graph(path: "EntryPath", field: str | None = None) -> "networkx.DiGrap
         if prev is not None:
             g.add_edge(prev, node, kind="next")
         prev = node
+    if field is not None:
+        _coverage(g, path, field)
     if field is None:
         by_fn: dict[tuple, str] = {}
         for s in path.sites:
@@ -60,11 +65,36 @@ def build_graph(path: "EntryPath", field: str | None = None) -> "networkx.DiGrap
     return g
 
 
+def _coverage(g: "networkx.DiGraph", path: "EntryPath", field: str) -> None:
+    """For one field: an edge from each write to each VM entry after it that it may give
+    its value to, labelled with the write's condition (the last write on a path wins)."""
+    writes = [s for s in path.sites if s.kind == "write" and s.field == field]
+    for entry in (s for s in path.sites if s.kind == "entry"):
+        for w in writes:
+            if w.order < entry.order and f"n{w.order}" in g and f"n{entry.order}" in g:
+                cond = render(w.shown)
+                g.add_edge(f"n{w.order}", f"n{entry.order}", kind="reaches",
+                           label=cond if len(cond) <= 120 else cond[:120] + " ...")
+
+
 def to_json(g: "networkx.DiGraph") -> dict:
     """networkx node-link data."""
     import networkx as nx
 
     return nx.node_link_data(g, edges="links")
+
+
+def _legend(q, colours: dict[str, str], reaches: bool) -> list[str]:
+    """A legend cluster: what the node colours and edge styles mean."""
+    out = ["  subgraph cluster_legend {", '    label="legend"; fontsize=10;']
+    for kind, colour in colours.items():
+        out.append(f"    legend_{kind} [label={q(kind)}, style=filled, fillcolor={colour}];")
+    out.append('    legend_a [label="program order", shape=plaintext];')
+    if reaches:
+        out.append('    legend_b [label="write may reach the VM entry (label: its condition)", '
+                   "shape=plaintext, fontcolor=blue];")
+    out.append("  }")
+    return out
 
 
 def to_dot(g: "networkx.DiGraph") -> str:
@@ -88,7 +118,12 @@ def to_dot(g: "networkx.DiGraph") -> str:
         lines.append(f"  {n} [label={q(label)}, style=filled, "
                      f"fillcolor={colours.get(a['kind'], 'white')}];")
     for u, v, a in g.edges(data=True):
+        if a.get("kind") == "reaches":
+            lines.append(f"  {u} -> {v} [style=bold, color=blue, fontcolor=blue, "
+                         f"label={q(a.get('label', ''))}];")
+            continue
         style = "dashed" if a.get("kind") == "calls" else "solid"
         lines.append(f"  {u} -> {v} [style={style}];")
+    lines += _legend(q, colours, any(a.get("kind") == "reaches" for *_, a in g.edges(data=True)))
     lines.append("}")
     return "\n".join(lines) + "\n"
