@@ -158,24 +158,21 @@ def _terms(f, memo: dict[int, int]) -> int:
     """Atom occurrences of f read as a tree (shared subformulas counted each time)."""
     from vmxlint.logic import And, Atom, Not, Or
 
-    stack, order = [f], []
+    # Post-order with an explicit stack: a node is summed only after all its children,
+    # even when a child is shared with a node visited earlier.
+    # A node pushed by several parents is expanded once: the copy on top finishes (and is
+    # memoised) before any copy below it is popped.  Pushes are linear in the edges.
+    stack: list[tuple[object, bool]] = [(f, False)]
     while stack:                    # iterative: a guard may be deeper than the C stack
-        g = stack.pop()
+        g, children_done = stack.pop()
         if id(g) in memo:
             continue
-        order.append(g)
-        memo[id(g)] = 0
-        if isinstance(g, Not):
-            stack.append(g.arg)
-        elif isinstance(g, (And, Or)):
-            stack.extend(g.args)
-    for g in reversed(order):
-        if isinstance(g, Atom):
-            memo[id(g)] = 1
-        elif isinstance(g, Not):
-            memo[id(g)] = memo[id(g.arg)]
-        elif isinstance(g, (And, Or)):
-            memo[id(g)] = sum(memo[id(a)] for a in g.args)
+        kids = (g.arg,) if isinstance(g, Not) else g.args if isinstance(g, (And, Or)) else ()
+        if not children_done:
+            stack.append((g, True))
+            stack.extend((k, False) for k in kids if id(k) not in memo)
+            continue
+        memo[id(g)] = 1 if isinstance(g, Atom) else sum(memo[id(k)] for k in kids)
     return memo[id(f)]
 
 
@@ -281,10 +278,6 @@ def _vmx004(model, function: str, line: int, message: str, blind: bool = False) 
     return Finding(code="VMX004", name=rule.name, severity="error" if blind else rule.severity,
                    message=message, path=NESTED_C, line=line, function=function,
                    details=details)
-
-
-def audit(tree: Tree) -> list[Finding]:
-    return analyse(tree).findings
 
 
 # -- check: patches against a tree --------------------------------------------------------

@@ -154,6 +154,13 @@ class Model:
     values: tuple[ValuePattern, ...] = ()
     caches: CacheModel = CacheModel({}, ())
 
+    @functools.cached_property
+    def control_formulas(self) -> dict:
+        """vmcs02 controls as formulas over L0 and vmcs12 predicates, parsed once."""
+        from vmxlint.logic import parse_expr
+
+        return {k: parse_expr(v) for k, v in self.controls.items()}
+
 
 def condition_atoms(text: str, *, params: bool = False) -> tuple[str, ...]:
     """Return the predicate names of a condition; raise ValueError if it is not well formed."""

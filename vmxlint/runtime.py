@@ -37,7 +37,7 @@ def scan(tree: "Tree", model: "Model") -> dict[str, list[Writer]]:
     out: dict[str, list[Writer]] = {}
     every, restore = set(model.entry.every_entry), set(model.entry.restore_writers)
     for rel in model.entry.runtime_files:
-        text = _read(tree, rel)
+        text = tree.read_or_none(rel)
         if not text:
             continue
         for c in scan_calls(text, rel, set(WRITE_ACCESSORS)):
@@ -48,16 +48,9 @@ def scan(tree: "Tree", model: "Model") -> dict[str, list[Writer]]:
     return out
 
 
-def _read(tree: "Tree", rel: str) -> str | None:
-    try:
-        return tree.read(rel)
-    except Exception:                  # an unreadable file counts as a missing one
-        return None
-
-
 def absent_caches(tree: "Tree", model: "Model") -> set[str]:
     """Caches the tree predates: its marker files exist but hold no marker of the cache."""
-    texts = [t for t in (_read(tree, rel) for rel in model.caches.marker_files) if t]
+    texts = [t for t in (tree.read_or_none(rel) for rel in model.caches.marker_files) if t]
     if not texts:
         return set()
     return {kind for kind, rx in model.caches.present.items()
@@ -73,7 +66,7 @@ def cache_helpers(tree: "Tree", model: "Model") -> dict[str, str]:
 
     out: dict[str, str] = {}
     for rel in model.caches.helper_files:
-        text = _read(tree, rel)
+        text = tree.read_or_none(rel)
         for name, body in function_bodies(text or "").items():
             for store in re.findall(r"[\w>.\-\[\]]+[&|]?=[^=;][^;]*", body):
                 kind = model.caches.cache_of(store)

@@ -126,7 +126,7 @@ class _Predicates:
         self.exact: dict[str, list] = {}
         self.regex: list = []
         # A vmcs02 control means what vmcs02.toml derives it from (L0, vmcs12).
-        self.controls = {k: parse_expr(v) for k, v in model.controls.items()}
+        self.controls = model.control_formulas
         self.memo: dict[tuple[str, str], Formula | None] = {}
         for p in model.predicates:
             if p.regex:

@@ -63,6 +63,14 @@ class Tree:
         merged.update(files)
         return Tree(self.root, self.rev, merged)
 
+    def read_or_none(self, relpath: str) -> str | None:
+        """Text of a file, or None when the tree lacks it or it cannot be read: for the
+        optional inputs (headers, runtime writers) whose absence the analysis reports."""
+        try:
+            return self.read(relpath)
+        except Exception:          # noqa: BLE001 - an unreadable file counts as missing
+            return None
+
     def read(self, relpath: str) -> str | None:
         """Text of a file, or None when the tree does not have it."""
         if relpath in self.overlay:

@@ -103,11 +103,6 @@ class Context:
         return Solver(axioms)
 
     @cached_property
-    def controls(self) -> dict[str, Formula]:
-        """vmcs02 controls as vmcs02.toml derives them from L0 and vmcs12."""
-        return {k: parse_expr(v) for k, v in self.model.controls.items()}
-
-    @cached_property
     def writes(self) -> list[Site]:
         return self.path.writes("vmcs02")
 
@@ -133,7 +128,7 @@ class Context:
         if name not in self._consumed:
             fm = self.model.fields.get(name)
             f = parse_expr(fm.entry) if fm is not None else TRUE
-            self._consumed[name] = expand(f, self.controls)
+            self._consumed[name] = expand(f, self.model.control_formulas)
         return self._consumed[name]
 
     def finding(self, code: str, site: Site, params: Mapping[str, object], *,

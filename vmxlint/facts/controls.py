@@ -96,13 +96,8 @@ def _embedded() -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
 
 def load(tree) -> Controls:
     """The control bits of a tree (the embedded tables when vmx.h or nested.h is missing)."""
-    def read(rel: str) -> str | None:
-        try:
-            return tree.read(rel)
-        except Exception:          # an unreadable file counts as a missing one
-            return None
-    text, header = read(VMX_H), read(NESTED_H)
-    bits = parse(text, read(FEATURES_H)) if text else {}
+    text, header = tree.read_or_none(VMX_H), tree.read_or_none(NESTED_H)
+    bits = parse(text, tree.read_or_none(FEATURES_H)) if text else {}
     helpers = parse_helpers(header) if header else {}
     fallbacks = []
     if not bits or not helpers:
