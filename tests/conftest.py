@@ -6,6 +6,11 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# No example may fail for being slow: a loaded CI machine is not a bug (no deadline).
+settings.register_profile("vmxlint", deadline=None)
+settings.load_profile("vmxlint")
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"

@@ -141,7 +141,7 @@ def test_graph_dot_renders(cli_env, kernel_612, tmp_path):
     out, err = text(proc)
     assert proc.returncode == 0, err
     assert out.lstrip().startswith(("digraph", "strict digraph"))
-    svg = subprocess.run([dot, "-Tsvg"], input=out.encode(), capture_output=True, timeout=300)
+    svg = subprocess.run([dot, "-Tsvg"], input=out.encode(), capture_output=True, timeout=600)
     assert svg.returncode == 0, svg.stderr.decode()
     assert b"<svg" in svg.stdout and b"GUEST_PDPTR0" in svg.stdout
 

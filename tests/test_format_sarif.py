@@ -139,7 +139,7 @@ def test_sarif_tools_reads_every_log(name, sarif_cli, tmp_path):
     path = tmp_path / f"{name}.sarif"
     path.write_text(json.dumps(render(REPORTS[name])), encoding="utf-8")
     done = subprocess.run([sarif_cli, "summary", str(path)], capture_output=True, text=True,
-                          timeout=120, check=False)
+                          timeout=600, check=False)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
 
@@ -149,6 +149,6 @@ def test_sarif_tools_sees_no_issue_in_a_resolving_patch(sarif_cli, tmp_path):
         path = tmp_path / "log.sarif"
         path.write_text(json.dumps(render(report)), encoding="utf-8")
         return subprocess.run([sarif_cli, "--check", level, "summary", str(path)],
-                              capture_output=True, text=True, timeout=120, check=False).returncode
+                              capture_output=True, text=True, timeout=600, check=False).returncode
     assert check(RESOLVED_ONLY, "note") == 0
     assert check(MIXED, "warning") != 0

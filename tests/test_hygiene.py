@@ -16,3 +16,26 @@ def test_no_test_reads_a_clock() -> None:
     offenders = [f"{path.name}:{n}" for path in sorted(TESTS.glob("*.py"))
                  for n, line in enumerate(path.read_text().splitlines(), 1) if CLOCK.search(line)]
     assert not offenders, offenders
+
+
+# A subprocess timeout is a guard against a hang, never a speed check: generous, always.
+TIMEOUT = re.compile(r"\btimeout=(\d+)")
+HANG_GUARD = 600
+DEADLINE = re.compile(r"\bdeadline=(?!None\b)")
+
+
+def test_timeouts_only_guard_hangs() -> None:
+    short = [f"{path.name}:{n}" for path in sorted(TESTS.glob("*.py"))
+             for n, line in enumerate(path.read_text().splitlines(), 1)
+             for m in TIMEOUT.finditer(line) if int(m.group(1)) < HANG_GUARD]
+    assert not short, short
+
+
+def test_no_hypothesis_deadline() -> None:
+    from hypothesis import settings
+
+    assert settings().deadline is None      # the profile conftest.py loads
+    set_one = [f"{path.name}:{n}" for path in sorted(TESTS.glob("*.py"))
+               for n, line in enumerate(path.read_text().splitlines(), 1)
+               if DEADLINE.search(line)]
+    assert not set_one, set_one

@@ -105,7 +105,7 @@ def test_b4_prep_check_shows_the_missing_write(repo_env):
     git(repo, "config", "user.name", "Test Dev", env=env)
     git(repo, "config", "user.email", "dev@example.org", env=env)
     proc = subprocess.run(["b4", "prep", "-n", "drop-sysenter", "-f", "master"], cwd=repo,
-                          env=env, capture_output=True, text=True, timeout=300)
+                          env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     commit_edit(repo, drop_sysenter_cs, "KVM: nVMX: Drop the GUEST_SYSENTER_CS write")
     proc = subprocess.run(["b4", "prep", "--check", "--no-cache"], cwd=repo, env=env,
@@ -296,5 +296,5 @@ def test_damaged_gzip_is_one_line(tmp_path, cache):
     bad = tmp_path / "t.mbox.gz"
     bad.write_bytes(gzip.compress(b"From x\n")[:12])
     proc = subprocess.run([sys.executable, "-m", "vmxlint", "check", str(bad)], cwd=tmp_path,
-                          env=dict(env, PYTHONPATH=str(ROOT)), capture_output=True, timeout=60)
+                          env=dict(env, PYTHONPATH=str(ROOT)), capture_output=True, timeout=600)
     assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1
