@@ -38,7 +38,7 @@ import time
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 MAX_BYTES = 64 * 1024 * 1024
 MAGIC = b"vmxlint-cache 1"
@@ -129,15 +129,34 @@ def get(k: str) -> Any | None:
 
 def put(k: str, value: Any) -> None:
     """Store `value` under `k`; a value that cannot be encoded or a failed write is skipped."""
+    put_many([(k, value)])
+
+
+def put_many(items: Iterable[tuple[str, Any]]) -> None:
+    """Store each `(key, value)` as `put` does, evicting once after all the writes."""
     d = cache_dir()
-    if d is None or not _KEY.fullmatch(k):
+    if d is None:
         return
+    wrote = False
+    for k, value in items:
+        wrote = _write(d, k, value) or wrote
+    if wrote:
+        try:
+            evict(d)
+        except OSError:
+            pass   # a read-only or full cache directory costs speed, never the run
+
+
+def _write(d: Path, k: str, value: Any) -> bool:
+    """Write one entry into `d`; False when it was skipped or the write failed."""
+    if not _KEY.fullmatch(k):
+        return False
     try:
         data = dumps(value, k)
     except (TypeError, ValueError, RecursionError):
-        return
+        return False
     if len(data) > MAX_BYTES:
-        return
+        return False
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
@@ -145,9 +164,9 @@ def put(k: str, value: Any) -> None:
             fh.write(data)
         os.replace(tmp, entry_path(d, k))
         tmp = None
-        evict(d)
+        return True
     except OSError:
-        pass   # a read-only or full cache directory costs speed, never the run
+        return False   # a read-only or full cache directory costs speed, never the run
     finally:
         if tmp is not None:
             _unlink(tmp)

@@ -7,7 +7,7 @@ an unparseable function becomes a `Failure` and costs only itself.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:
@@ -38,22 +38,66 @@ class Failure:
     message: str       # one line, pycparser's message without the file prefix
 
 
-@dataclass
 class Unit:
-    """The parse of one file: its functions, other top-level nodes, and failures."""
+    """The parse of one file: its functions, other top-level nodes, and failures.
 
-    path: str
-    functions: dict[str, Function] = field(default_factory=dict)
-    failures: list[Failure] = field(default_factory=list)
-    declarations: list[Any] = field(default_factory=list)
+    A lazy unit (``parse_unit(..., lazy=True)``) parses a function when it is first looked
+    up in `functions`; reading `failures` parses the rest, `failure(name)` only that name.
+    """
+
+    def __init__(self, path: str, functions: Mapping[str, Function] | None = None,
+                 failures: list[Failure] | None = None, declarations: list[Any] | None = None,
+                 ) -> None:
+        self.path = path
+        self.functions: Mapping[str, Function] = {} if functions is None else functions
+        self._failures: list[Failure] = [] if failures is None else failures
+        self.declarations: list[Any] = [] if declarations is None else declarations
+        self._spans: dict[str, tuple[int, int]] = {}
+        self._lazy: Any = None     # the parse state of a lazy unit, else None
+
+    def __repr__(self) -> str:
+        kind = "lazy " if self._lazy is not None else ""
+        return f"<{kind}Unit {self.path!r}: {len(self._spans)} function chunks>"
+
+    @property
+    def failures(self) -> list[Failure]:
+        """The chunks that did not parse, in file order (a lazy unit parses all for this)."""
+        if self._lazy is not None:
+            return self._lazy.failures()
+        return self._failures
+
+    @failures.setter
+    def failures(self, value: list[Failure]) -> None:
+        self._failures = value
+
+    def failure(self, name: str) -> Failure | None:
+        """The first failure of a chunk named NAME, parsing only the chunks of that name."""
+        if self._lazy is not None:
+            return self._lazy.failure(name)
+        return next((f for f in self._failures if f.name == name), None)
+
+    def spans(self) -> dict[str, tuple[int, int]]:
+        """Each function chunk's name with its first and last line (the first chunk of a
+        name), from the chunking alone: no function is parsed for this."""
+        return dict(self._spans)
+
+    def record_span(self, name: str, first: int, last: int) -> None:
+        self._spans.setdefault(name, (first, last))
 
 
-def parse_unit(text: str, path: str, config: Mapping[str, bool] | None = None) -> Unit:
+def parse_unit(text: str, path: str, config: Mapping[str, bool] | None = None, *,
+               lazy: bool = False) -> Unit:
     """Parse TEXT, the contents of PATH, under CONFIG (merged over the default config).
 
-    Never raises: whatever cannot be parsed is reported in `Unit.failures`.
+    Never raises: whatever cannot be parsed is reported in `Unit.failures`.  LAZY parses
+    each function when it is first looked up (and takes its tree from the AST cache); the
+    results are those of the eager parse.
     """
     # pycparser is imported here, not at module level, to keep `import vmxlint.cfront` cheap.
+    if lazy:
+        from vmxlint.cfront.lazy import parse_lazy
+
+        return parse_lazy(text, path, config)
     from vmxlint.cfront.parse import parse_unit as _parse_unit
 
     return _parse_unit(text, path, config)

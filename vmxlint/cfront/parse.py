@@ -1,6 +1,7 @@
 """Split preprocessed kernel C into top-level chunks and parse each one alone with pycparser."""
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from vmxlint.cfront.preprocess import preprocess, rewrite_body, type_argument_pa
 if TYPE_CHECKING:
     from vmxlint.cfront import Unit
 
-__all__ = ("Chunk", "split_chunks", "parse_unit", "shim_type_names")
+__all__ = ("Chunk", "Piece", "split_chunks", "parse_unit", "pieces", "shim_type_names")
 
 _C_KEYWORDS = frozenset("""
     auto break case char const continue default do double else enum extern float for goto if
@@ -292,60 +293,113 @@ def parse_unit(text: str, path: str, config: Mapping[str, bool] | None = None) -
     return unit
 
 
+@dataclass(frozen=True)
+class Piece:
+    """A top-level chunk ready for pycparser."""
+
+    index: int          # position among the file's pieces
+    chunk: Chunk
+    text: str           # the chunk's preprocessed text
+    name: str | None    # the name `chunk_name` guesses, before any parse
+
+    @property
+    def is_function(self) -> bool:
+        return self.chunk.is_function
+
+    @functools.cached_property
+    def src(self) -> str:
+        """The text fed to pycparser: a function's body rewritten (made when first asked,
+        as a lazy parse asks it only of the functions it parses)."""
+        if not self.chunk.is_function:
+            return self.text
+        cut = self.chunk.body - self.chunk.start
+        return self.text[:cut] + _rewrite_function(self.text[cut:])
+
+
+def pieces(text: Any, config: Mapping[str, bool] | None) -> list[Piece]:
+    """Preprocess TEXT and cut it into the pieces a parse would feed to pycparser."""
+    if isinstance(text, (bytes, bytearray)):
+        text = bytes(text).decode("utf-8", "replace")
+    text = preprocess(str(text), config)
+    out: list[Piece] = []
+    for chunk in split_chunks(text):
+        src = text[chunk.start:chunk.end]
+        if not src.strip() or src.strip() == ";":
+            continue
+        out.append(Piece(len(out), chunk, src, chunk_name(src)))
+    return out
+
+
 def _parse_into(unit: "Unit", text: Any, path: str, config: Mapping[str, bool] | None) -> None:
     from pycparser import c_ast
 
     from vmxlint.cfront import Failure, Function
 
-    if isinstance(text, (bytes, bytearray)):
-        text = bytes(text).decode("utf-8", "replace")
-    text = preprocess(str(text), config)
     parser = _parser()
-    shim = shim_type_names()
-    parser.kernel_types = set(shim)
-    for chunk in split_chunks(text):
-        src = text[chunk.start:chunk.end]
-        if not src.strip() or src.strip() == ";":
+    parser.kernel_types = set(shim_type_names())
+    for piece in pieces(text, config):
+        if piece.is_function and piece.name:
+            unit.record_span(piece.name, piece.chunk.line, piece.chunk.end_line)
+        if skipped(piece, parser.kernel_types):
             continue
-        if not chunk.is_function and _is_macro_invocation(src, parser.kernel_types):
+        result = run(parser, piece, path)
+        if isinstance(result, Failure):
+            unit.failures.append(result)
             continue
-        name = chunk_name(src)
-        if chunk.is_function:
-            cut = chunk.body - chunk.start
-            src = src[:cut] + _rewrite_function(src[cut:])
-        # `min_t(` is a call: kernel style glues '(' to a called name, never to a type.
-        parser.chunk_calls = set(_T_CALL.findall(src)) if "_t(" in src else set()
-        # `(gate_desc *)x` can only be a cast, so gate_desc is a type in this chunk.
-        parser.chunk_types = set(_POINTER_CAST.findall(src)) if "*)" in src.replace(" ", "") \
-            else set()
-        # `sev_ret_code fw_err = 0;`: two names in a row can only be a type and a declarator.
-        parser.chunk_types.update(n for n in _DECL_TYPE.findall(src) if n not in _C_KEYWORDS
-                                  and n not in _NOT_TYPES)
-        prelude, skip = "", 0
-        if not parser.uses_scope_hook:
-            names = (parser.kernel_types | parser.chunk_types
-                     | {n for n in _T_WORD.findall(src) if _looks_like_type(n)})
-            names -= parser.chunk_calls
-            prelude = "".join(f"typedef int {n};" for n in sorted(names)) + "\n"
-            skip = len(names)
-        source = prelude + _line_marker(chunk.line, path) + " " * chunk.column + src + "\n"
-        try:
-            ast = parser.parse(source, path)
-        except Exception as exc:  # ParseError, and anything odd input drives pycparser into
-            unit.failures.append(Failure(name, path, chunk.line, _message(exc, path)))
-            if "typedef" in src:
-                _learn_typedef_text(src, parser.kernel_types)
-            continue
-        for node in ast.ext[skip:]:
+        for node in result:
             if isinstance(node, c_ast.FuncDef):
                 fname = node.decl.name
                 if fname and fname not in unit.functions:
-                    unit.functions[fname] = Function(fname, node, path, chunk.line,
-                                                     chunk.end_line)
-                continue
-            if isinstance(node, c_ast.Typedef) and node.name:
-                parser.kernel_types.add(node.name)
-            unit.declarations.append(node)
+                    unit.functions[fname] = Function(fname, node, path, piece.chunk.line,
+                                                     piece.chunk.end_line)
+            else:
+                unit.declarations.append(node)
+
+
+def skipped(piece: Piece, types: set[str] | frozenset[str]) -> bool:
+    """Tell whether a parse leaves PIECE out: a top-level macro call such as EXPORT_SYMBOL."""
+    return not piece.is_function and _is_macro_invocation(piece.src, types)
+
+
+def run(parser: Any, piece: Piece, path: str) -> Any:
+    """Parse PIECE: its top-level nodes, or a `Failure`.  Typedef names it declares (even
+    in a typedef that fails) join `parser.kernel_types` for the pieces after it."""
+    from pycparser import c_ast
+
+    from vmxlint.cfront import Failure
+
+    try:
+        nodes = parse_piece(parser, piece, path)
+    except Exception as exc:  # ParseError, and anything odd input drives pycparser into
+        if "typedef" in piece.src:
+            _learn_typedef_text(piece.src, parser.kernel_types)
+        return Failure(piece.name, path, piece.chunk.line, _message(exc, path))
+    for node in nodes:
+        if isinstance(node, c_ast.Typedef) and node.name:
+            parser.kernel_types.add(node.name)
+    return nodes
+
+
+def parse_piece(parser: Any, piece: Piece, path: str) -> list[Any]:
+    """The top-level nodes of PIECE under the parser's current type names; raises on error."""
+    src, chunk = piece.src, piece.chunk
+    # `min_t(` is a call: kernel style glues '(' to a called name, never to a type.
+    parser.chunk_calls = set(_T_CALL.findall(src)) if "_t(" in src else set()
+    # `(gate_desc *)x` can only be a cast, so gate_desc is a type in this chunk.
+    parser.chunk_types = set(_POINTER_CAST.findall(src)) if "*)" in src.replace(" ", "") \
+        else set()
+    # `sev_ret_code fw_err = 0;`: two names in a row can only be a type and a declarator.
+    parser.chunk_types.update(n for n in _DECL_TYPE.findall(src) if n not in _C_KEYWORDS
+                              and n not in _NOT_TYPES)
+    prelude, skip = "", 0
+    if not parser.uses_scope_hook:
+        names = (parser.kernel_types | parser.chunk_types
+                 | {n for n in _T_WORD.findall(src) if _looks_like_type(n)})
+        names -= parser.chunk_calls
+        prelude = "".join(f"typedef int {n};" for n in sorted(names)) + "\n"
+        skip = len(names)
+    source = prelude + _line_marker(chunk.line, path) + " " * chunk.column + src + "\n"
+    return list(parser.parse(source, path).ext[skip:])
 
 
 def _learn_typedef_text(src: str, types: set[str]) -> None:

@@ -1,0 +1,221 @@
+"""Lazy parsing: functions are parsed when first looked up, with the eager parse's results.
+
+The parser is stateful across chunks: typedef names declared earlier (even by a typedef
+that fails) are type names for the chunks after them.  So the pieces that may teach names
+or whose name is uncertain are parsed up front, in order, exactly as the eager parse
+does; every other function piece keeps the set of type names known at its position and
+is parsed (or loaded from the AST cache) on demand with that set.
+"""
+from __future__ import annotations
+
+import re
+import threading
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
+
+from vmxlint.cfront import Failure, Function, Unit
+from vmxlint.cfront.parse import (Piece, _parser, parse_piece, pieces, run, shim_type_names,
+                                  skipped)
+
+if TYPE_CHECKING:
+    from pycparser import c_ast
+
+__all__ = ("parse_lazy",)
+
+_FIRST_CALL = re.compile(r"([A-Za-z_]\w*)\s*\(")
+
+
+def parse_lazy(text: Any, path: str, config: Mapping[str, bool] | None) -> Unit:
+    """A unit whose functions are parsed on first look-up (see `vmxlint.cfront.parse_unit`)."""
+    from vmxlint.cfront.parse import parse_unit
+
+    unit = Unit(path)
+    try:
+        state = _Lazy(unit, text, path, config)
+    except Exception:   # noqa: BLE001 - the eager parse reports this exactly as it always has
+        return parse_unit(text, path, config)
+    unit._lazy = state
+    unit.functions = LazyFunctions(state)
+    return unit
+
+
+def _certain_name(piece: Piece) -> bool:
+    """Tell whether a function piece, if it parses, defines the function its name guess says.
+
+    True when the first '(' of the head follows that name: nothing but specifiers and '*'
+    stand before the declarator, so its identifier is the name.
+    """
+    head = piece.text[:piece.chunk.body - piece.chunk.start]
+    m = _FIRST_CALL.search(head)
+    return m is not None and m.group(1) == piece.name and head.find("(") == m.end() - 1
+
+
+class _Lazy:
+    """The parse state of a lazy unit: results by piece, and the pieces still to parse."""
+
+    def __init__(self, unit: Unit, text: Any, path: str,
+                 config: Mapping[str, bool] | None) -> None:
+        from pycparser import c_ast
+
+        self.path = path
+        self.lock = threading.RLock()
+        self.results: dict[int, list[Any] | Failure] = {}
+        self.waiting: dict[int, tuple[Piece, frozenset[str]]] = {}
+        self.candidates: dict[str, list[int]] = {}   # function name -> pieces that may define it
+        self.named: dict[str, list[int]] = {}        # name guess -> pieces (for failure())
+        self.order: list[Piece] = []                 # every piece the eager parse parses
+        self.found: dict[str, Function | None] = {}
+        self.complete: dict[str, Function] | None = None
+        self.unsure = False      # a lazily parsed piece did not define what its name said
+        parser = _parser()
+        parser.kernel_types = set(shim_type_names())
+        known: frozenset[str] = frozenset(parser.kernel_types)
+        for piece in pieces(text, config):
+            if piece.is_function and piece.name:
+                unit.record_span(piece.name, piece.chunk.line, piece.chunk.end_line)
+            if skipped(piece, parser.kernel_types):
+                continue
+            self.order.append(piece)
+            if piece.name:
+                self.named.setdefault(piece.name, []).append(piece.index)
+            # Without the word "typedef" a piece can teach no type name, parsed or not (the
+            # body rewrite neither makes nor breaks the word, so the raw text can tell).
+            if piece.is_function and piece.name and "typedef" not in piece.text \
+                    and _certain_name(piece):
+                if len(known) != len(parser.kernel_types):   # names are only ever added
+                    known = frozenset(parser.kernel_types)
+                self.waiting[piece.index] = (piece, known)
+                self.candidates.setdefault(piece.name, []).append(piece.index)
+                continue
+            result = run(parser, piece, path)
+            self.results[piece.index] = result
+            if isinstance(result, Failure):
+                continue
+            for node in result:
+                if isinstance(node, c_ast.FuncDef):
+                    if node.decl.name:
+                        self.candidates.setdefault(node.decl.name, []).append(piece.index)
+                else:
+                    unit.declarations.append(node)
+        for indices in self.candidates.values():
+            indices.sort()
+        self.pieces = {p.index: p for p in self.order}
+
+    # -- parsing on demand ------------------------------------------------------------
+    def result(self, index: int) -> list[Any] | Failure:
+        """The parse of one piece, made now if it has not been."""
+        from vmxlint.cfront import astcache
+
+        with self.lock:
+            done = self.results.get(index)
+            if done is not None:
+                return done
+            piece, types = self.waiting.pop(index)
+            done = astcache.parse_function(piece, types, self.path, _parse_with)
+            if isinstance(done, list) and not _defines(done, piece.name):
+                self.unsure = True
+            self.results[index] = done
+            return done
+
+    def function(self, name: str) -> Function | None:
+        with self.lock:
+            if self.complete is not None:
+                return self.complete.get(name)
+            if name in self.found:
+                return self.found[name]
+            fn = None
+            for index in self.candidates.get(name, ()):
+                fn = self._defined(index, name)
+                if fn is not None:
+                    break
+            if self.unsure:
+                # Some piece defined another name than its text suggested: only the whole
+                # parse can say which piece comes first for a name now.
+                return self.everything().get(name)
+            self.found[name] = fn
+            return fn
+
+    def _defined(self, index: int, name: str) -> Function | None:
+        from pycparser import c_ast
+
+        result = self.result(index)
+        if isinstance(result, Failure):
+            return None
+        piece = self.pieces[index]
+        for node in result:
+            if isinstance(node, c_ast.FuncDef) and node.decl.name == name:
+                return Function(name, node, self.path, piece.chunk.line, piece.chunk.end_line)
+        return None
+
+    def everything(self) -> dict[str, Function]:
+        """All functions, in the eager parse's order (parses every piece left)."""
+        with self.lock:
+            if self.complete is None:
+                complete: dict[str, Function] = {}
+                for piece in self.order:
+                    for name in _names(self.result(piece.index)):
+                        if name not in complete:
+                            complete[name] = self._defined(piece.index, name)  # type: ignore
+                self.complete = complete
+            return self.complete
+
+    def failures(self) -> list[Failure]:
+        self.everything()
+        return [r for p in self.order if isinstance(r := self.results[p.index], Failure)]
+
+    def failure(self, name: str) -> Failure | None:
+        for index in self.named.get(name, ()):
+            result = self.result(index)
+            if isinstance(result, Failure):
+                return result
+        return None
+
+
+def _parse_with(piece: Piece, types: frozenset[str], path: str) -> list[Any]:
+    """Parse one function piece under the type names known at its position; raises."""
+    parser = _parser()
+    parser.kernel_types = set(types)
+    return parse_piece(parser, piece, path)
+
+
+def _names(result: list[Any] | Failure) -> list[str]:
+    from pycparser import c_ast
+
+    if isinstance(result, Failure):
+        return []
+    return [n.decl.name for n in result if isinstance(n, c_ast.FuncDef) and n.decl.name]
+
+
+def _defines(nodes: list["c_ast.Node"], name: str | None) -> bool:
+    """Whether a function piece parsed to the one definition its name guess promised."""
+    from pycparser import c_ast
+
+    return len(nodes) == 1 and isinstance(nodes[0], c_ast.FuncDef) and nodes[0].decl.name == name
+
+
+class LazyFunctions(Mapping[str, Function]):
+    """`Unit.functions` of a lazy unit: a look-up parses that function; iterating parses all."""
+
+    def __init__(self, state: _Lazy) -> None:
+        self._state = state
+
+    def __getitem__(self, name: str) -> Function:
+        fn = self._state.function(name) if isinstance(name, str) else None
+        if fn is None:
+            raise KeyError(name)
+        return fn
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._state.function(name) is not None
+
+    def get(self, name: str, default: Any = None) -> Any:
+        fn = self._state.function(name) if isinstance(name, str) else None
+        return default if fn is None else fn
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._state.everything()))
+
+    def __len__(self) -> int:
+        return len(self._state.everything())
+
+    def __repr__(self) -> str:
+        return f"<LazyFunctions of {self._state.path!r}>"
