@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ("Stats", "stats", "parse_function", "encode", "decode", "clear", "flush")
 
 FORMAT = "vmxlint-ast 1"
-MEMO_SIZE = 2048           # trees (and encoded trees) kept in process, each
+MEMO_SIZE = 1024           # trees (and encoded trees) kept in process, each
 FLUSH_AT = 16              # disk writes are batched: one eviction pass per batch
 
 
