@@ -9,6 +9,7 @@ from typing import Iterable
 
 from vmxlint import __version__, cache
 from vmxlint.findings import Finding, PatchRef, compare, number_occurrences
+from vmxlint.cfront import function_spans
 from vmxlint.tree import NESTED_C, Tree, TreeError
 
 # Files whose content decides the analysis of a tree.
@@ -41,6 +42,10 @@ class Analysis:
     findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     written: list[str] = field(default_factory=list)   # fields the entry path writes
+    # For reuse by the next image (vmxlint.incremental): each checked field's digest, and
+    # the first and last line of each function of nested.c.
+    digests: dict[str, str] = field(default_factory=dict)
+    spans: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def _rules_digest() -> str:
@@ -82,12 +87,15 @@ def entry_path(tree: Tree, root: str | None = None):
     return unit, path
 
 
-def analyse(tree: Tree, root: str | None = None, also: Iterable[str] = ()) -> Analysis:
+def analyse(tree: Tree, root: str | None = None, also: Iterable[str] = (),
+            base: Analysis | None = None) -> Analysis:
     """All findings of one tree image (cached by the content of its inputs).
 
     ``also`` names fields to ask VMX201 about even when this image writes none of them:
     the fields the other image of a patch writes, so deleting the only write of a field
-    is seen.
+    is seen.  ``base`` is the analysis of a neighbouring image (the pre-image of a patch):
+    the fields whose checks read the same things take its findings; the result is the
+    same with or without it.
     """
     also = sorted(set(also))
     k = cache.key(__version__, cache.code_digest(), _rules_digest(), root or "",
@@ -95,13 +103,27 @@ def analyse(tree: Tree, root: str | None = None, also: Iterable[str] = ()) -> An
     hit = cache.get(k)
     if isinstance(hit, Analysis):
         return hit
-    result = _analyse(tree, root, also)
+    result = _analyse(tree, root, also, base)
     cache.put(k, result)
     return result
 
 
-def _analyse(tree: Tree, root: str | None, also: list[str]) -> Analysis:
-    from vmxlint.checks import Context, run_checks
+def _by_content(tree: Tree, files: Iterable[str], compute):
+    """compute(), cached by the content of the files it reads (the runtime writers of
+    vmx.c do not change with a patch to nested.c)."""
+    k = cache.key("by-content", __version__, cache.code_digest(), _rules_digest(),
+                  tree.digest(sorted(files)))
+    hit = cache.get(k)
+    if isinstance(hit, dict):
+        return hit
+    value = compute()
+    cache.put(k, value)
+    return value
+
+
+def _analyse(tree: Tree, root: str | None, also: list[str],
+             base: Analysis | None = None) -> Analysis:
+    from vmxlint.checks import Context
     from vmxlint.facts import load_facts
     from vmxlint.model import load_model
 
@@ -137,13 +159,56 @@ def _analyse(tree: Tree, root: str | None, also: list[str]) -> Analysis:
                                         "its writes are unknown"))
     from vmxlint.runtime import absent_caches, cache_helpers, scan
 
-    ctx = Context(path, facts, model, runtime=scan(tree, model),
-                  cache_helpers=cache_helpers(tree, model),
+    ctx = Context(path, facts, model,
+                  runtime=_by_content(tree, model.entry.runtime_files, lambda: scan(tree, model)),
+                  cache_helpers=cache_helpers(tree, model, lambda rel, compute: _by_content(
+                      tree, [rel], compute)),
                   absent_caches=frozenset(absent_caches(tree, model)), also=frozenset(also))
     out.written = sorted({w.field for w in ctx.writes if w.field})
-    out.findings.extend(f for f in run_checks(ctx) if f.field not in skipped)
+    out.spans = function_spans(text)
+    out.findings.extend(_by_field(tree, ctx, out, skipped, base))
     out.findings = number_occurrences(out.findings)
     return out
+
+
+def _by_field(tree: Tree, ctx, out: Analysis, skipped: set[str],
+              base: Analysis | None) -> list[Finding]:
+    """The checks' findings, field by field; a field whose slice has the digest it had in
+    ``base`` takes base's findings at the new lines (vmxlint.incremental)."""
+    from vmxlint.checks import registered, run_checks
+    from vmxlint.incremental import (Digester, Positions, cache_effects, checked_fields,
+                                     field_digest, relocate)
+
+    here = Positions(NESTED_C, out.spans)
+    digester = Digester(here)
+    clean = sorted({a for s in ctx.path.sites for a in digester.formula(s.guard)[1]
+                    if a.startswith("evmcs.clean.")})
+    shared = cache.key(cache.code_digest(), _rules_digest(), ctx.path.root,
+                       tree.digest([p for p in inputs() if p != NESTED_C]),
+                       repr(sorted(ctx.cache_helpers.items())), repr(sorted(ctx.absent_caches)),
+                       repr(clean))
+    ctx.evmcs_clean = clean
+    effects = set(map(id, cache_effects(ctx)))
+    by_field: dict[str, list] = {}
+    for s in ctx.path.sites:
+        if s.field:
+            by_field.setdefault(s.field, []).append(s)
+    old = Positions(NESTED_C, base.spans) if base is not None else None
+    codes = set(registered())
+    found: list[Finding] = []
+    for name in checked_fields(ctx):
+        if name in skipped:
+            continue
+        own = set(map(id, by_field.get(name, ())))
+        sub = ctx.restrict(name, (s for s in ctx.path.sites
+                           if id(s) in own or s.kind == "entry" or id(s) in effects))
+        d = out.digests[name] = field_digest(sub, name, shared, digester)
+        reused = None
+        if base is not None and old is not None and base.digests.get(name) == d:
+            reused = relocate([f for f in base.findings
+                               if f.field == name and f.code in codes], old, here)
+        found.extend(reused if reused is not None else run_checks(sub))
+    return found
 
 
 # Documented bounds (rules/VMX006-analysis-budget.toml); real trees stay far below them
@@ -302,8 +367,12 @@ def _problem_finding(model, problem, ref: PatchRef) -> Finding:
                    status="new", patch=ref)
 
 
-def check(mails: list, tree: Tree, include_existing: bool = False) -> CheckResult:
-    """Apply a series in order, in memory, and compare findings before and after each."""
+def check(mails: list, tree: Tree, include_existing: bool = False,
+          incremental: bool = True) -> CheckResult:
+    """Apply a series in order, in memory, and compare findings before and after each.
+
+    ``incremental``: each image reuses the unchanged fields of the image before it; the
+    findings are the same without (the tests compare both ways)."""
     from vmxlint.anchor import on_hunk
     from vmxlint.model import load_model
     from vmxlint.patch import apply_patch
@@ -317,6 +386,7 @@ def check(mails: list, tree: Tree, include_existing: bool = False) -> CheckResul
     broken: dict[tuple, PatchRef] = {}    # unanalysed parts, by the patch that caused them
     notes: dict[str, None] = {}           # fallbacks and other notes, each once, in order
     patches = 0
+    previous: Analysis | None = None    # the last image analysed: its fields are reused
     for mail in mails:
         ref = patch_ref(mail)
         raw[ref] = mail.raw
@@ -346,10 +416,12 @@ def check(mails: list, tree: Tree, include_existing: bool = False) -> CheckResul
         usable += 1
         after = current.with_overlay(applied.files)
         if any(p in inputs() for p in applied.files):
-            before = analyse(current)
-            after_a = analyse(after, also=before.written)
+            before = analyse(current, base=previous)
+            after_a = analyse(after, also=before.written, base=before if incremental else None)
             if set(after_a.written) - set(before.written):
-                before = analyse(current, also=after_a.written)
+                before = analyse(current, also=after_a.written,
+                                 base=after_a if incremental else None)
+            previous = after_a if incremental else None
             seen = _Blind(before, current, after, applied, broken, ref)
             for f in compare(before.findings, after_a.findings):
                 f = on_hunk(seen.judge(f), applied)

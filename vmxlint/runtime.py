@@ -8,6 +8,8 @@ value current, and a writer that runs before every VM entry (``every_entry`` in
 """
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -57,19 +59,33 @@ def absent_caches(tree: "Tree", model: "Model") -> set[str]:
             if not any(rx.search(t) for t in texts)}
 
 
-def cache_helpers(tree: "Tree", model: "Model") -> dict[str, str]:
-    """Helpers whose body stores an effect of caches.toml: name -> the cache it keeps
-    right (``vmx_segment_cache_clear`` and ``vmx_switch_vmcs`` in 6.x, whatever the name)."""
-    import re
+# A store ``lhs=rhs`` (``|=``, ``&=``) in a body with whitespace removed; it starts where
+# a run of name characters starts (a later start could only match less, slowly).
+_STORE = re.compile(r"(?<![\w>.\-\[\]])[\w>.\-\[\]]+[&|]?=[^=;][^;]*")
 
+
+def cache_helpers(tree: "Tree", model: "Model", per_file=None) -> dict[str, str]:
+    """Helpers whose body stores an effect of caches.toml: name -> the cache it keeps
+    right (``vmx_segment_cache_clear`` and ``vmx_switch_vmcs`` in 6.x, whatever the name).
+    ``per_file(rel, compute)`` may cache each file's part by its content."""
+    out: dict[str, str] = {}
+    for rel in model.caches.helper_files:
+        text = tree.read_or_none(rel) or ""
+        found = per_file(rel, lambda: helpers_in(text, model)) if per_file is not None \
+            else helpers_in(text, model)
+        for name, kind in found.items():
+            out.setdefault(name, kind)
+    return out
+
+
+def helpers_in(text: str, model: "Model") -> dict[str, str]:
+    """The cache helpers one file defines."""
     from vmxlint.cfront import function_bodies
 
     out: dict[str, str] = {}
-    for rel in model.caches.helper_files:
-        text = tree.read_or_none(rel)
-        for name, body in function_bodies(text or "").items():
-            for store in re.findall(r"[\w>.\-\[\]]+[&|]?=[^=;][^;]*", body):
-                kind = model.caches.cache_of(store)
-                if kind is not None:
-                    out.setdefault(name, kind)
+    for name, body in function_bodies(text).items():
+        for store in _STORE.findall(body):
+            kind = model.caches.cache_of(store)
+            if kind is not None:
+                out.setdefault(name, kind)
     return out

@@ -71,6 +71,19 @@ class Context:
     absent_caches: frozenset[str] = frozenset()   # caches the tree predates
     rel_path: str = "arch/x86/kvm/vmx/nested.c"
     _consumed: dict[str, Formula] = field(default_factory=dict)
+    _whole: "Context | None" = None     # the context a slice was cut from
+    # The clean-field atoms of the whole path (the solver's axioms), when already known.
+    evmcs_clean: Iterable[str] | None = None
+
+    def restrict(self, name: str, sites: Iterable[Site]) -> "Context":
+        """The context of one field: some of the path's sites, and ``also`` only if it
+        names the field; the solver (its axioms) and consumption conditions are shared."""
+        import dataclasses
+
+        whole = self._whole or self
+        path = dataclasses.replace(self.path, sites=list(sites))
+        return dataclasses.replace(self, path=path, also=self.also & {name},
+                                   _consumed=whole._consumed, _whole=whole)
 
     def runtime_writers(self, name: str) -> list[Writer]:
         """KVM's writes of the field outside the entry path (vmx.c and friends)."""
@@ -95,10 +108,14 @@ class Context:
 
     @cached_property
     def solver(self) -> Solver:
+        if self._whole is not None:
+            return self._whole.solver
         axioms = [parse_expr(a) for a in self.model.axioms]
         # A clean bit of the enlightened VMCS means something only when one is in use.
-        clean = {a for s in self.path.sites for a in atoms(s.guard)
-                 if a.startswith("evmcs.clean.")}
+        clean = self.evmcs_clean
+        if clean is None:
+            clean = {a for s in self.path.sites for a in atoms(s.guard)
+                     if a.startswith("evmcs.clean.")}
         axioms += [parse_expr(f"not {a} or evmcs.active") for a in sorted(clean)]
         return Solver(axioms)
 
@@ -153,13 +170,19 @@ class Context:
                         function=site.via or site.function, role=role)
 
 
-def run_checks(ctx: Context, codes: Iterable[str] | None = None) -> Iterator[Finding]:
-    """Run the registered checks (all, or the given codes) over one context."""
+def registered() -> dict[str, Check]:
+    """Every check, by rule code (the check modules register themselves on import)."""
     from vmxlint.checks import evmcs, fields, redundant, missing  # noqa: F401  (register)
 
-    for code, fn in sorted(CHECKS.items()):
+    return CHECKS
+
+
+def run_checks(ctx: Context, codes: Iterable[str] | None = None) -> Iterator[Finding]:
+    """Run the registered checks (all, or the given codes) over one context."""
+    for code, fn in sorted(registered().items()):
         if codes is None or code in codes:
             yield from fn(ctx)
 
 
-__all__ = ("CHECKS", "Context", "Shortenable", "check", "render_message", "run_checks")
+__all__ = ("CHECKS", "Context", "Shortenable", "check", "registered", "render_message",
+           "run_checks")
