@@ -9,7 +9,7 @@ from typing import Iterable
 
 from vmxlint import __version__, cache
 from vmxlint.findings import Finding, PatchRef, compare, number_occurrences
-from vmxlint.cfront import function_spans
+from vmxlint.incremental import Neighbour
 from vmxlint.tree import NESTED_C, Tree, TreeError
 
 # Files whose content decides the analysis of a tree.
@@ -42,9 +42,10 @@ class Analysis:
     findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     written: list[str] = field(default_factory=list)   # fields the entry path writes
-    # For reuse by the next image (vmxlint.incremental): each checked field's digest, and
-    # the first and last line of each function of nested.c.
+    # For reuse by the next image (vmxlint.incremental): each checked field's digest and
+    # the nested.c lines of its slice, and the first and last line of each function.
     digests: dict[str, str] = field(default_factory=dict)
+    lines: dict[str, list[int]] = field(default_factory=dict)
     spans: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
@@ -76,7 +77,7 @@ def entry_path(tree: Tree, root: str | None = None):
     text = tree.read(NESTED_C)
     if text is None:
         raise TreeError(f"{tree.describe()}: no {NESTED_C} in this tree")
-    unit = parse_unit(text, NESTED_C)
+    unit = parse_unit(text, NESTED_C, lazy=True)    # only the functions the walk reaches
     model = load_model()
     root = root or find_root(unit.functions, model)
     if root is None or root not in unit.functions:
@@ -88,7 +89,7 @@ def entry_path(tree: Tree, root: str | None = None):
 
 
 def analyse(tree: Tree, root: str | None = None, also: Iterable[str] = (),
-            base: Analysis | None = None) -> Analysis:
+            base: Neighbour | None = None) -> Analysis:
     """All findings of one tree image (cached by the content of its inputs).
 
     ``also`` names fields to ask VMX201 about even when this image writes none of them:
@@ -122,7 +123,7 @@ def _by_content(tree: Tree, files: Iterable[str], compute):
 
 
 def _analyse(tree: Tree, root: str | None, also: list[str],
-             base: Analysis | None = None) -> Analysis:
+             base: Neighbour | None = None) -> Analysis:
     from vmxlint.checks import Context
     from vmxlint.facts import load_facts
     from vmxlint.model import load_model
@@ -140,7 +141,8 @@ def _analyse(tree: Tree, root: str | None, also: list[str],
     unit, path = entry_path(tree, root)
     if path is None:
         want = root or model.entry.roots[0]
-        line = next((f.line for f in unit.failures if f.name in model.entry.roots), 1)
+        fails = [f for f in map(unit.failure, model.entry.roots) if f is not None]
+        line = min((f.line for f in fails), default=1)
         out.findings.append(_vmx004(model, want, line, f"{want}() is missing or could not be "
                                     "parsed: nothing on the nested entry path was analysed",
                                     blind=True))
@@ -152,8 +154,9 @@ def _analyse(tree: Tree, root: str | None, also: list[str],
         return out
     # A function the path calls that did not parse hides its writes.
     called = _called_names(text, unit, path.functions)
-    for fail in unit.failures:
-        if fail.name and fail.name in called:
+    fails = [f for f in map(unit.failure, sorted(called)) if f is not None]
+    for fail in sorted(fails, key=lambda f: f.line):
+        if fail.name:
             out.findings.append(_vmx004(model, fail.name, fail.line,
                                         f"{fail.name}() could not be parsed ({fail.message}); "
                                         "its writes are unknown"))
@@ -165,22 +168,21 @@ def _analyse(tree: Tree, root: str | None, also: list[str],
                       tree, [rel], compute)),
                   absent_caches=frozenset(absent_caches(tree, model)), also=frozenset(also))
     out.written = sorted({w.field for w in ctx.writes if w.field})
-    out.spans = function_spans(text)
+    out.spans = unit.spans()
     out.findings.extend(_by_field(tree, ctx, out, skipped, base))
     out.findings = number_occurrences(out.findings)
     return out
 
 
 def _by_field(tree: Tree, ctx, out: Analysis, skipped: set[str],
-              base: Analysis | None) -> list[Finding]:
-    """The checks' findings, field by field; a field whose slice has the digest it had in
-    ``base`` takes base's findings at the new lines (vmxlint.incremental)."""
+              base: Neighbour | None) -> list[Finding]:
+    """The checks' findings, field by field; a field whose slice is the one it had in
+    ``base`` but for moved lines takes base's findings, moved (vmxlint.incremental)."""
     from vmxlint.checks import registered, run_checks
-    from vmxlint.incremental import (Digester, Positions, cache_effects, checked_fields,
-                                     field_digest, relocate)
+    from vmxlint.incremental import (Digester, LineMap, field_digest, lines, moved, relocate,
+                                     slices)
 
-    here = Positions(NESTED_C, out.spans)
-    digester = Digester(here)
+    digester = Digester(NESTED_C)
     clean = sorted({a for s in ctx.path.sites for a in digester.formula(s.guard)[1]
                     if a.startswith("evmcs.clean.")})
     shared = cache.key(cache.code_digest(), _rules_digest(), ctx.path.root,
@@ -188,25 +190,21 @@ def _by_field(tree: Tree, ctx, out: Analysis, skipped: set[str],
                        repr(sorted(ctx.cache_helpers.items())), repr(sorted(ctx.absent_caches)),
                        repr(clean))
     ctx.evmcs_clean = clean
-    effects = set(map(id, cache_effects(ctx)))
-    by_field: dict[str, list] = {}
-    for s in ctx.path.sites:
-        if s.field:
-            by_field.setdefault(s.field, []).append(s)
-    old = Positions(NESTED_C, base.spans) if base is not None else None
+    where = LineMap(NESTED_C, base.text, tree.read(NESTED_C) or "", base.analysis.spans,
+                    out.spans) if base is not None else None
     codes = set(registered())
     found: list[Finding] = []
-    for name in checked_fields(ctx):
+    for name, sites in slices(ctx).items():
         if name in skipped:
             continue
-        own = set(map(id, by_field.get(name, ())))
-        sub = ctx.restrict(name, (s for s in ctx.path.sites
-                           if id(s) in own or s.kind == "entry" or id(s) in effects))
+        sub = ctx.restrict(name, sites)
         d = out.digests[name] = field_digest(sub, name, shared, digester)
+        at = out.lines[name] = lines(sub, NESTED_C)
         reused = None
-        if base is not None and old is not None and base.digests.get(name) == d:
-            reused = relocate([f for f in base.findings
-                               if f.field == name and f.code in codes], old, here)
+        if base is not None and where is not None and base.analysis.digests.get(name) == d \
+                and moved(base.analysis.lines.get(name, []), at, where):
+            reused = relocate([f for f in base.analysis.findings
+                               if f.field == name and f.code in codes], where)
         found.extend(reused if reused is not None else run_checks(sub))
     return found
 
@@ -368,68 +366,76 @@ def _problem_finding(model, problem, ref: PatchRef) -> Finding:
 
 
 def check(mails: list, tree: Tree, include_existing: bool = False,
-          incremental: bool = True) -> CheckResult:
+          incremental: bool = True, jobs: int = 1) -> CheckResult:
     """Apply a series in order, in memory, and compare findings before and after each.
 
     ``incremental``: each image reuses the unchanged fields of the image before it; the
-    findings are the same without (the tests compare both ways)."""
+    findings are the same without (the tests compare both ways).  ``jobs``: processes the
+    analyses are spread over (vmxlint.jobs)."""
     from vmxlint.anchor import on_hunk
+    from vmxlint.jobs import Step, analyse_steps
     from vmxlint.model import load_model
     from vmxlint.patch import apply_patch
 
     model = load_model()
-    out: list[Finding] = []
+    # First the patches are applied, in order (cheap); then the images are analysed (the
+    # cost, spread over ``jobs``); then each patch's findings are judged, in order.
+    events: list[Finding | tuple] = []
     raw: dict[PatchRef, str] = {}
     usable = 0
     current = tree
     stopped: PatchRef | None = None     # the patch at which git am would have stopped
-    broken: dict[tuple, PatchRef] = {}    # unanalysed parts, by the patch that caused them
-    notes: dict[str, None] = {}           # fallbacks and other notes, each once, in order
     patches = 0
-    previous: Analysis | None = None    # the last image analysed: its fields are reused
+    steps: list[Step] = []
     for mail in mails:
         ref = patch_ref(mail)
         raw[ref] = mail.raw
         if mail.index and mail.index.startswith("0/") and not mail.diff.strip():
             continue                # a cover letter carries no diff by design
         if getattr(mail, "problem", None):
-            out.append(_problem_finding(model, _Budget(mail.problem), ref))
+            events.append(_problem_finding(model, _Budget(mail.problem), ref))
             continue
         patches += 1
         if patches > MAX_PATCHES:
             rest = sum(1 for m in mails if m.diff.strip()) - MAX_PATCHES
-            out.append(_problem_finding(model, _Budget(
+            events.append(_problem_finding(model, _Budget(
                 f"{rest} patch(es) from this one on not analysed: the series has more than "
                 f"{MAX_PATCHES} patches"), ref))
             break
         if stopped is not None:
-            out.append(_problem_finding(model, _NotChecked(stopped), ref))
+            events.append(_problem_finding(model, _NotChecked(stopped), ref))
             continue
         if not mail.diff.strip():
-            out.append(_problem_finding(model, _NoDiff(), ref))
+            events.append(_problem_finding(model, _NoDiff(), ref))
             continue                # a reply in a thread: not a patch git am would take
         applied = apply_patch(mail.diff, current)
-        out.extend(_problem_finding(model, p, ref) for p in applied.problems)
+        events.extend(_problem_finding(model, p, ref) for p in applied.problems)
         if not applied.usable:
             stopped = ref
             continue
         usable += 1
         after = current.with_overlay(applied.files)
         if any(p in inputs() for p in applied.files):
-            before = analyse(current, base=previous)
-            after_a = analyse(after, also=before.written, base=before if incremental else None)
-            if set(after_a.written) - set(before.written):
-                before = analyse(current, also=after_a.written,
-                                 base=after_a if incremental else None)
-            previous = after_a if incremental else None
-            seen = _Blind(before, current, after, applied, broken, ref)
-            for f in compare(before.findings, after_a.findings):
-                f = on_hunk(seen.judge(f), applied)
-                if f.status == "existing" and not include_existing:
-                    continue
-                out.append(f.with_(patch=ref))
-            notes.update(dict.fromkeys(before.notes + after_a.notes))
+            events.append((len(steps), ref, applied))
+            steps.append(Step(current, after))
         current = after
+    pairs = analyse_steps(steps, incremental, jobs)
+    out: list[Finding] = []
+    broken: dict[tuple, PatchRef] = {}    # unanalysed parts, by the patch that caused them
+    notes: dict[str, None] = {}           # fallbacks and other notes, each once, in order
+    for event in events:
+        if isinstance(event, Finding):
+            out.append(event)
+            continue
+        k, ref, applied = event
+        before, after_a = pairs[k]
+        seen = _Blind(before, steps[k].before, steps[k].after, applied, broken, ref)
+        for f in compare(before.findings, after_a.findings):
+            f = on_hunk(seen.judge(f), applied)
+            if f.status == "existing" and not include_existing:
+                continue
+            out.append(f.with_(patch=ref))
+        notes.update(dict.fromkeys(before.notes + after_a.notes))
     return CheckResult(findings=out, mails=raw, usable=usable, notes=list(notes))
 
 

@@ -37,7 +37,7 @@ def open_tree(path: str | None, rev: str | None = None) -> "Tree":
 
 
 def check(tree: "Tree", *, span: str | None, staged: bool, patches: list[str],
-          include_existing: bool) -> Outcome:
+          include_existing: bool, jobs: int = 1) -> Outcome:
     """Check a git range, the staged changes, or patch files / stdin against the tree."""
     from vmxlint.analysis import check as check_mails
     from vmxlint.gitrange import base_for, check_range
@@ -63,7 +63,7 @@ def check(tree: "Tree", *, span: str | None, staged: bool, patches: list[str],
             return Outcome()
         base = base_for(tree, mails)
         source = _series_sources(base, mails)
-        result = check_mails(mails, base, include_existing=include_existing)
+        result = check_mails(mails, base, include_existing=include_existing, jobs=jobs)
     # An input over a bound is a finding (VMX006, exit 1), not unusable input.
     if result.usable == 0 and not any(f.code == "VMX006" for f in result.findings):
         why = next((f.message for f in result.findings if f.code in ("VMX001", "VMX003")),

@@ -57,6 +57,17 @@ def _common(p: argparse.ArgumentParser) -> None:
                    "(also in the [vmxlint] config)")
 
 
+def _jobs(text: str) -> int:
+    """``-j N``: a positive count, or ``auto``."""
+    if text == "auto":
+        from vmxlint.jobs import cpu_jobs
+
+        return cpu_jobs()
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'auto', not {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="vmxlint", description="Review nested VMX patches for missing, stale, "
                  "redundant and ill-formed vmcs02 writes.")
@@ -72,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(PRE_COMMIT_FROM_REF and PRE_COMMIT_TO_REF set), the pushed commits")
     c.add_argument("--git", metavar="A..B",
                    help="check each commit of a range against its parent, from git objects")
+    c.add_argument("-j", "--jobs", metavar="N", type=_jobs, default=1,
+                   help="analyse the patches of a series in N processes, or 'auto' for one "
+                   "per CPU (default: 1)")
     _common(c)
     a = sub.add_parser("audit", help="every finding of the tree as it is")
     _common(a)
@@ -257,7 +271,7 @@ def _check(args) -> int:
     tree = _tree(args)
     opts = _options(args, tree)
     done = api.check(tree, span=span, staged=bool(args.staged) and not span,
-                     patches=args.patches, include_existing=args.all)
+                     patches=args.patches, include_existing=args.all, jobs=args.jobs)
     if done.nothing:
         return EXIT_OK
     return _report(done.findings, opts, "check", tree, done.mails, done.source,

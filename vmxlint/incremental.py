@@ -2,18 +2,20 @@
 
 Every check speaks of one field and reads only that field's sites, the VM entries, the
 sites that keep a software cache consistent, and tree-wide facts.  So the checks run
-field by field, each over a *slice* of the entry path, and each slice has a digest:
-its sites with positions relative to their function and order relative to the slice,
-their guards, the C spellings of their conditions, and a digest of everything tree-wide.
-A field whose digest is the one it had in another image (the pre-image of a patch, the
-previous patch of a series) takes that image's findings, moved to the new lines; the
-other fields are checked again.  The reused findings are those a full check would give:
-nothing a check reads is outside the digest, and counterexamples do not depend on the
-order of earlier queries (``Solver.prime_implicant``).
+field by field, each over a *slice* of the entry path.  A slice has a digest of all it
+holds but the lines of its sites in nested.c (its sites in order, their guards, the C
+spellings of their conditions, a digest of everything tree-wide), and the list of those
+lines.  A field whose digest is the one it had in a neighbouring image (the pre-image of a
+patch, the previous patch of a series), and whose lines are that image's lines moved by
+the edit (``LineMap``), takes the neighbour's findings at the moved lines; the other
+fields are checked again.  What is reused is what a full check would give: nothing a
+check reads is outside the digest and the lines, and counterexamples do not depend on
+the order of earlier queries (``Solver.prime_implicant``).
 """
 from __future__ import annotations
 
 import bisect
+import heapq
 import hashlib
 import re
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping
 from vmxlint.logic import And, Atom, Const, Formula, Not, Or
 
 if TYPE_CHECKING:  # pragma: no cover
+    from vmxlint.analysis import Analysis
     from vmxlint.checks import Context
     from vmxlint.findings import Finding
     from vmxlint.sites import Site
@@ -37,7 +40,7 @@ Spans = Mapping[str, tuple[int, int]]
 
 @dataclass
 class Positions:
-    """Which function of one file holds a line, and where that function starts."""
+    """Which function of one file holds a line."""
 
     path: str
     spans: Spans
@@ -46,27 +49,74 @@ class Positions:
         self._starts = sorted((a, b, name) for name, (a, b) in self.spans.items())
         self._keys = [a for a, _, _ in self._starts]
 
-    def relative(self, path: str, line: int) -> tuple[str, int] | None:
-        """(function, line within it) for a line of this file inside a function."""
-        if path != self.path:
-            return None
+    def holder(self, line: int) -> tuple[str, int, int] | None:
+        """(function, first line, last line) of the function that holds the line."""
         k = bisect.bisect_right(self._keys, line) - 1
         if k < 0:
             return None
         start, end, name = self._starts[k]
-        return (name, line - start) if line <= end else None
+        return (name, start, end) if line <= end else None
 
-    def absolute(self, where: tuple[str, int]) -> int | None:
-        span = self.spans.get(where[0])
-        return None if span is None else span[0] + where[1]
+
+@dataclass
+class Neighbour:
+    """An image analysed before, whose unchanged fields another image may take over."""
+
+    analysis: "Analysis"
+    text: str                   # its nested.c
+
+
+class LineMap:
+    """Where each line of an old text is in a new one, when it is there for sure: lines
+    before the first and after the last changed line, and lines of a function whose text
+    did not change (it may have moved)."""
+
+    def __init__(self, path: str, old: str, new: str, old_spans: Spans, new_spans: Spans
+                 ) -> None:
+        self.path = path
+        a, b = old.split("\n"), new.split("\n")
+        n = min(len(a), len(b))
+        p = 0
+        while p < n and a[p] == b[p]:
+            p += 1
+        s = 0
+        while s < n - p and a[-1 - s] == b[-1 - s]:
+            s += 1
+        self._prefix, self._suffix_from, self._delta = p, len(a) - s + 1, len(b) - len(a)
+        self._old, self._new = Positions(path, old_spans), dict(new_spans)
+        self._a, self._b = a, b
+        self._same: dict[str, bool] = {}
+
+    def __call__(self, line: int) -> int | None:
+        if line <= self._prefix:
+            return line
+        if line >= self._suffix_from:
+            return line + self._delta
+        held = self._old.holder(line)
+        if held is None or not self._unchanged(*held):
+            return None
+        return self._new[held[0]][0] + line - held[1]
+
+    def _unchanged(self, name: str, start: int, end: int) -> bool:
+        if name not in self._same:
+            span = self._new.get(name)
+            self._same[name] = span is not None and \
+                self._a[start - 1:end] == self._b[span[0] - 1:span[1]]
+        return self._same[name]
+
+    def place_ok(self, name: str, line: int) -> bool:
+        """A ``name():line`` of a message names the function that holds the line."""
+        held = self._old.holder(line)
+        return held is not None and held[0] == name
 
 
 class Digester:
     """Digests of formulas (memoised: guards share most of their subformulas) and sites."""
 
-    def __init__(self, positions: Positions) -> None:
-        self.positions = positions
+    def __init__(self, path: str) -> None:
+        self.path = path            # lines of this file are kept apart (``lines``)
         self._memo: dict[int, tuple[str, frozenset[str], Formula]] = {}
+        self._sites: dict[int, tuple[str, frozenset[str], "Site"]] = {}
 
     def formula(self, f: Formula) -> tuple[str, frozenset[str]]:
         """A digest of f's structure and the names of its atoms."""
@@ -89,14 +139,19 @@ class Digester:
         self._memo[id(f)] = (d, names, f)     # f kept alive: its id stays its own
         return d, names
 
-    def site(self, s: "Site", rank: int) -> tuple[str, frozenset[str]]:
-        where = self.positions.relative(s.path, s.line) or ("", s.line)
+    def site(self, s: "Site") -> tuple[str, frozenset[str]]:
+        """A digest of the site (but its line in ``path``) and its atoms."""
+        hit = self._sites.get(id(s))
+        if hit is not None:
+            return hit[0], hit[1]
+        where = None if s.path == self.path else s.line
         guard, a1 = self.formula(s.guard)
         local, a2 = self.formula(s.local)
         shown, a3 = self.formula(s.shown)
-        text = repr((s.kind, rank, s.function, s.path, where, guard, local, shown, s.chain,
+        text = repr((s.kind, s.function, s.path, where, guard, local, shown, s.chain,
                      s.field, s.accessor, s.value, s.origin.value, s.member, s.vmcs, s.via,
                      s.callee))
+        self._sites[id(s)] = (text, a1 | a2 | a3, s)
         return text, a1 | a2 | a3
 
 
@@ -118,17 +173,27 @@ def cache_effects(ctx: "Context") -> list["Site"]:
     return out
 
 
-def checked_fields(ctx: "Context") -> list[str]:
-    """Every field a check may speak of: those with a site on the path, and ``also``."""
-    return sorted({s.field for s in ctx.path.sites if s.field} | set(ctx.also))
+def slices(ctx: "Context") -> dict[str, list["Site"]]:
+    """Every field a check may speak of (those with a site on the path, and ``also``),
+    with its slice: its own sites, the VM entries and the cache effects, in path order."""
+    effects = set(map(id, cache_effects(ctx)))
+    common: list[tuple[int, "Site"]] = []
+    own: dict[str, list[tuple[int, "Site"]]] = {name: [] for name in ctx.also}
+    for k, s in enumerate(ctx.path.sites):
+        if s.kind == "entry" or id(s) in effects:
+            common.append((k, s))
+        elif s.field:
+            own.setdefault(s.field, []).append((k, s))
+    return {name: [s for _, s in heapq.merge(common, own[name], key=lambda p: p[0])]
+            for name in sorted(own)}
 
 
 def field_digest(ctx: "Context", name: str, shared: str, digester: Digester) -> str:
     """What the checks of one field read, as a digest (ctx is that field's slice)."""
     parts = [shared, name, repr(name in ctx.consumed_fields())]
     names: set[str] = set()
-    for rank, s in enumerate(ctx.path.sites):
-        text, atoms = digester.site(s, rank)
+    for s in ctx.path.sites:        # in order: a site's rank in the slice is its place here
+        text, atoms = digester.site(s)
         parts.append(text)
         names |= atoms
     success, atoms = digester.formula(ctx.path.success)
@@ -139,26 +204,36 @@ def field_digest(ctx: "Context", name: str, shared: str, digester: Digester) -> 
     return _h(*parts)
 
 
-def relocate(findings: Iterable["Finding"], old: Positions, new: Positions
-             ) -> list["Finding"] | None:
+def lines(ctx: "Context", path: str) -> list[int]:
+    """The lines of the slice's sites in ``path``, in order: the part of a slice its
+    digest leaves out."""
+    return [s.line for s in ctx.path.sites if s.path == path]
+
+
+def moved(old: list[int], new: list[int], where: LineMap) -> bool:
+    """The new lines are the old ones, moved by the edit."""
+    return len(old) == len(new) and all(where(a) == b for a, b in zip(old, new))
+
+
+def relocate(findings: Iterable["Finding"], where: LineMap) -> list["Finding"] | None:
     """The findings of a field whose slice is unchanged, at the new lines; None when one
     of them cannot be moved exactly (then the field is checked again)."""
     out = []
     for f in findings:
-        moved = _move(f, old, new)
-        if moved is None:
+        f = _move(f, where)
+        if f is None:
             return None
-        out.append(moved)
+        out.append(f)
     return out
 
 
-def _move(f: "Finding", old: Positions, new: Positions) -> "Finding | None":
-    line = _line(f.path, f.line, old, new)
+def _move(f: "Finding", where: LineMap) -> "Finding | None":
+    line = _line(f.path, f.line, where)
     if line is None:
         return None
     evidence = []
     for e in f.evidence:
-        n = _line(e.path, e.line, old, new)
+        n = _line(e.path, e.line, where)
         if n is None:
             return None
         evidence.append(e if n == e.line else type(e)(e.path, n, e.function, e.role))
@@ -166,8 +241,8 @@ def _move(f: "Finding", old: Positions, new: Positions) -> "Finding | None":
 
     def place(m: re.Match[str]) -> str:
         nonlocal failed
-        where = old.relative(old.path, int(m.group(2)))
-        n = new.absolute(where) if where is not None and where[0] == m.group(1) else None
+        old = int(m.group(2))
+        n = where(old) if where.place_ok(m.group(1), old) else None
         if n is None:
             failed = True
             return m.group(0)
@@ -179,8 +254,5 @@ def _move(f: "Finding", old: Positions, new: Positions) -> "Finding | None":
     return f.with_(line=line, evidence=tuple(evidence), message=message)
 
 
-def _line(path: str, line: int, old: Positions, new: Positions) -> int | None:
-    if path != old.path:
-        return line          # another file: the shared digest covers it
-    where = old.relative(path, line)
-    return None if where is None else new.absolute(where)
+def _line(path: str, line: int, where: LineMap) -> int | None:
+    return where(line) if path == where.path else line   # another file did not change

@@ -1,0 +1,240 @@
+"""Incremental analysis gives exactly what a full analysis gives (issue 8, DESIGN §7).
+
+An image reuses the findings of its neighbour's unchanged fields, at the new lines; the
+findings must be the same as checking every field again, on the real Debian trees, on
+every fixture tree and on every test patch.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from test_real_trees import LEGITIMATE, PLANTED, _patch
+from vmxlint import analysis
+from vmxlint.analysis import analyse, check
+from vmxlint.findings import Evidence, Finding
+from vmxlint.incremental import LineMap, Neighbour, relocate
+from vmxlint.logic import Atom, Solver, conj, disj, neg
+from vmxlint.mail import read_mails
+from vmxlint.tree import NESTED_C, Tree
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+TREES = sorted(p.parents[len(Path(NESTED_C).parts) - 1]
+               for p in FIXTURES.glob("**/" + NESTED_C))
+PATCHES = sorted(p for d in ("inputs", "hostile") for p in (FIXTURES / d).iterdir()
+                 if p.suffix in (".patch", ".mbox", ".eml", ".diff", ".txt")
+                 and p.name != "expected.txt")
+
+
+@pytest.fixture(autouse=True)
+def _no_cache(monkeypatch):
+    # The cache would hand the second way the first way's result.
+    monkeypatch.setenv("VMXLINT_NO_CACHE", "1")
+
+
+@pytest.fixture
+def checked(monkeypatch) -> list[str]:
+    """The fields that were checked again (not reused), in order."""
+    from vmxlint import checks
+
+    seen: list[str] = []
+    real = checks.run_checks
+
+    def counting(ctx, codes=None):
+        seen.append(next(iter(ctx.also), None) or next(
+            (s.field for s in ctx.path.sites if s.field), "?"))
+        return real(ctx, codes)
+
+    monkeypatch.setattr(checks, "run_checks", counting)
+    return seen
+
+
+def _both_ways(mails, tree: Tree) -> list[Finding]:
+    fast = check(mails, tree, include_existing=True)
+    full = check(mails, tree, include_existing=True, incremental=False)
+    assert fast.findings == full.findings
+    assert fast.usable == full.usable and fast.notes == full.notes
+    return fast.findings
+
+
+def _shifted(text: str) -> str:
+    """The same code with lines inserted above and between functions (comments, blanks):
+    every function moves, nothing in a function moves relative to its start."""
+    text = "/* a comment that moves everything down */\n\n" + text
+    return re.sub(r"^(static )", r"/* moved */\n\1", text, count=5, flags=re.M)
+
+
+def _reuse_equals_full(tree: Tree, other: Tree) -> int:
+    """Analyse ``tree`` reusing ``other``'s analysis; the same as without.  Returns how
+    many fields were taken over."""
+    base = analysis._analyse(other, None, [])
+    fast = analysis._analyse(tree, None, [], Neighbour(base, other.read(NESTED_C)))
+    full = analysis._analyse(tree, None, [])
+    assert fast.findings == full.findings
+    assert fast.digests == full.digests and fast.written == full.written
+    return sum(1 for k, d in fast.digests.items() if base.digests.get(k) == d)
+
+
+@pytest.mark.parametrize("tree_dir", TREES, ids=lambda p: p.relative_to(FIXTURES).as_posix())
+def test_fixture_tree_reuses_a_shifted_copy_exactly(tree_dir: Path, checked: list[str]):
+    tree = Tree.open(tree_dir)
+    text = tree.read(NESTED_C)
+    moved = tree.with_overlay({NESTED_C: _shifted(text)})
+    reused = _reuse_equals_full(moved, tree)
+    # Lines moved, nothing else: every field is reused, at its new lines.
+    assert reused == len(analysis._analyse(tree, None, []).digests)
+
+
+@pytest.mark.kernel
+def test_real_tree_reuses_a_shifted_copy_exactly(kernel_tree: Path, checked: list[str]):
+    tree = Tree.open(kernel_tree)
+    moved = tree.with_overlay({NESTED_C: _shifted(tree.read(NESTED_C))})
+    full = analysis._analyse(tree, None, [])
+    checked.clear()
+    base = analysis._analyse(tree, None, [])
+    n = len(checked)
+    fast = analysis._analyse(moved, None, [], Neighbour(base, tree.read(NESTED_C)))
+    assert len(checked) == n, "a field was checked again although only lines moved"
+    assert fast.findings != full.findings or not full.findings   # the lines did move
+    assert fast.findings == analysis._analyse(moved, None, []).findings
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("name", sorted(PLANTED) + sorted(LEGITIMATE))
+def test_real_tree_patch_incremental_equals_full(kernel_tree: Path, name: str):
+    edit = PLANTED[name][0] if name in PLANTED else LEGITIMATE[name]
+    _both_ways(read_mails(_patch(kernel_tree, edit), name), Tree.open(kernel_tree))
+
+
+@pytest.mark.kernel
+def test_seed_incremental_equals_full(kernel_tree: Path, seed_path: Path):
+    _both_ways(read_mails(seed_path.read_bytes(), seed_path.name), Tree.open(kernel_tree))
+
+
+@pytest.mark.kernel
+def test_a_patch_rechecks_only_the_fields_it_changes(kernel_612: Path, checked: list[str]):
+    tree = Tree.open(kernel_612)
+    edit = PLANTED["dropped-branch-write"][0]
+    mails = read_mails(_patch(kernel_612, edit), "one")
+    base = analyse(tree)
+    checked.clear()
+    after = tree.with_overlay({NESTED_C: edit(tree.read(NESTED_C))})
+    analyse(after, base=Neighbour(base, tree.read(NESTED_C)))
+    assert checked == ["PAGE_FAULT_ERROR_CODE_MATCH"]
+    _both_ways(mails, tree)
+
+
+@pytest.mark.parametrize("patch", PATCHES, ids=lambda p: p.name)
+def test_every_test_patch_incremental_equals_full(patch: Path):
+    mails = read_mails(patch.read_bytes(), patch.name)
+    for tree_dir in (FIXTURES / "trees" / "patchable", FIXTURES / "trees" / "shape-modern"):
+        _both_ways(mails, Tree.open(tree_dir))
+
+
+def test_series_reuses_the_previous_patch(checked: list[str]):
+    """A series of patches: each image reuses the one before; same findings as full."""
+    tree = Tree.open(FIXTURES / "trees" / "shape-modern")
+    text = tree.read(NESTED_C)
+    mails = []
+    cur = text
+    for k in range(4):
+        new = cur.replace("{\n", "{\n\t/* step %d */\n" % k, 1)
+        mails.append(_mail(cur, new, k))
+        cur = new
+    findings = _both_ways(read_mails("".join(mails).encode(), "series"), tree)
+    assert all(f.status != "new" for f in findings)
+
+
+def _mail(old: str, new: str, k: int) -> str:
+    import difflib
+
+    body = "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
+                                        f"a/{NESTED_C}", f"b/{NESTED_C}"))
+    return (f"From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n"
+            f"From: T <t@example.org>\nSubject: [PATCH {k + 1}/4] step {k}\n"
+            f"Message-ID: <step-{k}@example.org>\n\nstep\n---\n"
+            f"diff --git a/{NESTED_C} b/{NESTED_C}\n{body}-- \n2.43.0\n\n")
+
+
+_SHAPE = (FIXTURES / "trees" / "shape-modern" / NESTED_C).read_text()
+_LINES = _SHAPE.splitlines(True)
+
+
+@settings(max_examples=40)
+@given(st.lists(st.tuples(st.integers(0, len(_LINES)),
+                          st.sampled_from(["\n", "\t/* note */\n", "// x\n"])), max_size=6))
+def test_inserted_lines_reuse_exactly(edits):
+    tree = Tree.open(FIXTURES / "trees" / "shape-modern")
+    lines = list(_LINES)
+    for at, text in sorted(edits, reverse=True):
+        lines.insert(at, text)
+    moved = tree.with_overlay({NESTED_C: "".join(lines)})
+    _reuse_equals_full(moved, tree)
+
+
+# -- relocation ---------------------------------------------------------------------------
+
+SPANS = {"f": (10, 20), "g": (30, 40)}
+OLD_TEXT = "".join(f"line {k}\n" for k in range(1, 61))
+
+
+def _map(new_text: str, new_spans) -> LineMap:
+    return LineMap(NESTED_C, OLD_TEXT, new_text, SPANS, new_spans)
+
+
+# 100 lines inserted at the top, 900 more between f and g: f moves by 100, g by 1000.
+NEW_TEXT = "x\n" * 100 + "".join(OLD_TEXT.splitlines(True)[:25]) + "y\n" * 900 + \
+    "".join(OLD_TEXT.splitlines(True)[25:])
+WHERE = _map(NEW_TEXT, {"f": (110, 120), "g": (1030, 1040)})
+
+
+def _finding(message: str, line: int = 12, evidence_line: int = 33) -> Finding:
+    return Finding(code="VMX101", name="n", severity="warning", message=message,
+                   path=NESTED_C, line=line, function="f", field="X",
+                   evidence=(Evidence(NESTED_C, evidence_line, "g", "covering write"),))
+
+
+def test_line_map_keeps_prefix_suffix_and_unchanged_functions():
+    assert [WHERE(n) for n in (12, 25, 33, 60)] == [112, None, 1033, 1060]
+    edited = OLD_TEXT.replace("line 15\n", "line 15 changed\nline 15b\n")
+    where = _map(edited, {"f": (10, 21), "g": (31, 41)})
+    # f changed: its lines before the edit stay, after it they move with the suffix.
+    assert [where(n) for n in (14, 15, 16, 33)] == [14, None, 17, 34]
+
+
+def test_relocation_moves_line_evidence_and_places():
+    [f] = relocate([_finding("X written in f() is covered (by g():33)")], WHERE)
+    assert (f.line, f.evidence[0].line) == (112, 1033)
+    assert f.message == "X written in f() is covered (by g():1033)"
+
+
+def test_relocation_refuses_what_it_cannot_move_exactly():
+    assert relocate([_finding("m", line=25)], WHERE) is None        # between functions
+    assert relocate([_finding("by f():33")], WHERE) is None         # names another function
+    long = "x" * 160 + " by g():33"
+    assert relocate([_finding(long)], WHERE) is None     # longer: may need shortening
+    one_more = _map("\n" + OLD_TEXT, {"f": (11, 21), "g": (31, 41)})
+    assert relocate([_finding(long)], one_more)[0].message.endswith("g():34")
+    other = _finding("m").with_(evidence=(Evidence("arch/x86/kvm/vmx/vmx.c", 5, "h", "r"),))
+    assert relocate([other], WHERE)[0].evidence[0].line == 5     # another file
+
+
+# -- counterexamples do not depend on the order of earlier queries ------------------------
+
+@settings(max_examples=60)
+@given(st.permutations(["a", "b", "c", "d", "e"]), st.permutations(["a", "b", "c", "d", "e"]))
+def test_prime_implicant_ignores_declaration_order(first, second):
+    a, b, c, d, e = (Atom(n) for n in "abcde")
+    f = conj(disj(a, b), disj(neg(c), d), disj(e, neg(a)))
+    results = []
+    for order in (first, second):
+        s = Solver([disj(neg(Atom("d")), Atom("b"))])
+        for name in order:          # declare the atoms in this order
+            s.satisfiable(Atom(name))
+        results.append(s.prime_implicant(f, {"a", "b", "c", "d", "e"}, prefer={"c"}))
+    assert results[0] == results[1]
