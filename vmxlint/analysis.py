@@ -122,8 +122,47 @@ def _by_content(tree: Tree, files: Iterable[str], compute):
     return value
 
 
+@dataclass
+class _Prepared:
+    """One image parsed, walked and bounded: what its analyses share whatever ``also``."""
+
+    out: Analysis                 # findings and notes before the checks
+    ctx: object = None            # the checks' Context; None when nothing is to be checked
+    skipped: set[str] = field(default_factory=set)    # fields over a bound (VMX006)
+    digester: object = None       # vmxlint.incremental.Digester of the path's formulas
+    shared: str = ""              # digest of what every field's checks read
+
+
+# The last images prepared in this process, by content: a patch's pre- and post-image are
+# each analysed twice when the post-image writes a new field (``also``), and the next
+# patch of a series starts from this one's post-image.
+_PREPARED: dict[tuple, _Prepared] = {}
+_KEEP = 3
+
+
 def _analyse(tree: Tree, root: str | None, also: list[str],
              base: Neighbour | None = None) -> Analysis:
+    import dataclasses
+
+    from vmxlint.model import load_model
+
+    k = (id(load_model()), root, tree.digest(inputs()))
+    prep = _PREPARED.get(k)
+    if prep is None:
+        prep = _PREPARED[k] = _prepare(tree, root)
+        while len(_PREPARED) > _KEEP:
+            del _PREPARED[next(iter(_PREPARED))]
+    out = dataclasses.replace(prep.out, findings=list(prep.out.findings),
+                              notes=list(prep.out.notes), digests={}, lines={})
+    if prep.ctx is None:
+        return out
+    ctx = prep.ctx.with_also(also)
+    out.findings.extend(_by_field(tree, ctx, out, prep, base))
+    out.findings = number_occurrences(out.findings)
+    return out
+
+
+def _prepare(tree: Tree, root: str | None) -> _Prepared:
     from vmxlint.checks import Context
     from vmxlint.facts import load_facts
     from vmxlint.model import load_model
@@ -137,7 +176,7 @@ def _analyse(tree: Tree, root: str | None, also: list[str],
         want = root or model.entry.roots[0]
         out.findings.append(_vmx004(model, want, 1, f"{NESTED_C} {why}: nothing on the nested "
                                     "entry path was analysed", blind=True))
-        return out
+        return _Prepared(out)
     unit, path = entry_path(tree, root)
     if path is None:
         want = root or model.entry.roots[0]
@@ -146,12 +185,12 @@ def _analyse(tree: Tree, root: str | None, also: list[str],
         out.findings.append(_vmx004(model, want, line, f"{want}() is missing or could not be "
                                     "parsed: nothing on the nested entry path was analysed",
                                     blind=True))
-        return out
+        return _Prepared(out)
     out.notes.extend(path.notes)
     path, over, skipped = _within_budget(path, model)
     out.findings.extend(over)
     if path is None:
-        return out
+        return _Prepared(out)
     # A function the path calls that did not parse hides its writes.
     called = _called_names(text, unit, path.functions)
     fails = [f for f in map(unit.failure, sorted(called)) if f is not None]
@@ -160,48 +199,45 @@ def _analyse(tree: Tree, root: str | None, also: list[str],
             out.findings.append(_vmx004(model, fail.name, fail.line,
                                         f"{fail.name}() could not be parsed ({fail.message}); "
                                         "its writes are unknown"))
+    from vmxlint.incremental import Digester
+    from vmxlint.logic import atoms
     from vmxlint.runtime import absent_caches, cache_helpers, scan
 
     ctx = Context(path, facts, model,
                   runtime=_by_content(tree, model.entry.runtime_files, lambda: scan(tree, model)),
                   cache_helpers=cache_helpers(tree, model, lambda rel, compute: _by_content(
-                      tree, [rel], compute)),
-                  absent_caches=frozenset(absent_caches(tree, model)), also=frozenset(also))
+                      tree, [rel], compute), {NESTED_C: _callees_text(text, unit, path)}),
+                  absent_caches=frozenset(absent_caches(tree, model)))
     out.written = sorted({w.field for w in ctx.writes if w.field})
     out.spans = unit.spans()
-    out.findings.extend(_by_field(tree, ctx, out, skipped, base))
-    out.findings = number_occurrences(out.findings)
-    return out
+    clean = sorted({a for s in path.sites for a in atoms(s.guard)
+                    if a.startswith("evmcs.clean.")})
+    shared = cache.key(cache.code_digest(), _rules_digest(), path.root,
+                       tree.digest([p for p in inputs() if p != NESTED_C]),
+                       repr(sorted(ctx.cache_helpers.items())), repr(sorted(ctx.absent_caches)),
+                       repr(clean))
+    return _Prepared(out, ctx, skipped, Digester(NESTED_C), shared)
 
 
-def _by_field(tree: Tree, ctx, out: Analysis, skipped: set[str],
+def _by_field(tree: Tree, ctx, out: Analysis, prep: _Prepared,
               base: Neighbour | None) -> list[Finding]:
     """The checks' findings, field by field; a field whose slice is the one it had in
     ``base`` but for moved lines takes base's findings, moved (vmxlint.incremental)."""
     from vmxlint.checks import registered, run_checks
-    from vmxlint.incremental import (Digester, LineMap, field_digest, lines, moved, relocate,
-                                     slices)
+    from vmxlint.incremental import LineMap, field_digest, lines, moved, relocate, slices
 
-    digester = Digester(NESTED_C)
-    clean = sorted({a for s in ctx.path.sites for a in digester.formula(s.guard)[1]
-                    if a.startswith("evmcs.clean.")})
-    shared = cache.key(cache.code_digest(), _rules_digest(), ctx.path.root,
-                       tree.digest([p for p in inputs() if p != NESTED_C]),
-                       repr(sorted(ctx.cache_helpers.items())), repr(sorted(ctx.absent_caches)),
-                       repr(clean))
-    ctx.evmcs_clean = clean
     where = LineMap(NESTED_C, base.text, tree.read(NESTED_C) or "", base.analysis.spans,
                     out.spans) if base is not None else None
     codes = set(registered())
     found: list[Finding] = []
     for name, sites in slices(ctx).items():
-        if name in skipped:
+        if name in prep.skipped:
             continue
         sub = ctx.restrict(name, sites)
-        d = out.digests[name] = field_digest(sub, name, shared, digester)
+        d = out.digests[name] = field_digest(sub, name, prep.shared, prep.digester)
         at = out.lines[name] = lines(sub, NESTED_C)
         reused = None
-        if base is not None and where is not None and base.analysis.digests.get(name) == d \
+        if where is not None and base.analysis.digests.get(name) == d \
                 and moved(base.analysis.lines.get(name, []), at, where):
             reused = relocate([f for f in base.analysis.findings
                                if f.field == name and f.code in codes], where)
@@ -319,6 +355,15 @@ def unusable_source(text: str) -> str | None:
 # Comments, string and character literals (skipped), and braces.
 _C_TOKENS = re.compile(r'/\*.*?(?:\*/|\Z)|//[^\n]*|"(?:\\.|[^"\\\n])*"|'
                        r"'(?:\\.|[^'\\\n])*'|[{}]", re.S)
+
+
+def _callees_text(text: str, unit, path) -> str:
+    """The functions of nested.c the path calls, one after another: only a helper the
+    path calls can keep a cache right on it."""
+    lines = text.splitlines(keepends=True)
+    spans = unit.spans()
+    callees = sorted({s.callee for s in path.sites if s.kind == "call" and s.callee in spans})
+    return "".join("".join(lines[spans[n][0] - 1:spans[n][1]]) + "\n" for n in callees)
 
 
 def _called_names(text: str, unit, functions: Iterable[str]) -> set[str]:

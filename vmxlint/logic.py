@@ -154,25 +154,26 @@ def disj(*fs: Formula) -> Formula:
     return _join(fs, Or, FALSE, TRUE)
 
 
-def atoms(f: Formula) -> set[str]:
-    """Names of the atoms of f."""
-    out: set[str] = set()
-    seen: set[int] = set()
-    stack = [f]
-    # Guards share subformulas heavily (one path condition feeds many sites): visit each
-    # object once.
-    while stack:
-        g = stack.pop()
-        if id(g) in seen:
+def atoms(f: Formula) -> frozenset[str]:
+    """Names of the atoms of f (kept on each formula object: guards share subformulas
+    heavily, one path condition feeding many sites, and are asked again and again)."""
+    hit = f.__dict__.get("_a") if not isinstance(f, Const) else frozenset()
+    if hit is not None:
+        return hit
+    stack: list[tuple[Formula, bool]] = [(f, False)]
+    while stack:                    # post-order, iterative: guards may be deep
+        g, done = stack.pop()
+        if "_a" in g.__dict__ or isinstance(g, Const):
             continue
-        seen.add(id(g))
-        if isinstance(g, Atom):
-            out.add(g.name)
-        elif isinstance(g, Not):
-            stack.append(g.arg)
-        elif isinstance(g, (And, Or)):
-            stack.extend(g.args)
-    return out
+        kids = (g.arg,) if isinstance(g, Not) else g.args if isinstance(g, (And, Or)) else ()
+        if not done:
+            stack.append((g, True))
+            stack.extend((k, False) for k in kids)
+            continue
+        names = frozenset((g.name,)) if isinstance(g, Atom) else \
+            frozenset().union(*(atoms(k) for k in kids))
+        object.__setattr__(g, "_a", names)
+    return f.__dict__["_a"]
 
 
 def substitute(f: Formula, env: Mapping[str, Formula],

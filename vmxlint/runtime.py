@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 from vmxlint.sites import WRITE_ACCESSORS
 
 if TYPE_CHECKING:  # pragma: no cover
+    from typing import Mapping
+
     from vmxlint.model import Model
     from vmxlint.tree import Tree
 
@@ -64,15 +66,21 @@ def absent_caches(tree: "Tree", model: "Model") -> set[str]:
 _STORE = re.compile(r"(?<![\w>.\-\[\]])[\w>.\-\[\]]+[&|]?=[^=;][^;]*")
 
 
-def cache_helpers(tree: "Tree", model: "Model", per_file=None) -> dict[str, str]:
+def cache_helpers(tree: "Tree", model: "Model", per_file=None,
+                  within: "Mapping[str, str] | None" = None) -> dict[str, str]:
     """Helpers whose body stores an effect of caches.toml: name -> the cache it keeps
     right (``vmx_segment_cache_clear`` and ``vmx_switch_vmcs`` in 6.x, whatever the name).
-    ``per_file(rel, compute)`` may cache each file's part by its content."""
+    ``per_file(rel, compute)`` may cache each file's part by its content; ``within[rel]``
+    is the part of a file to look at instead of all of it (the functions a path calls)."""
+    within = within or {}
     out: dict[str, str] = {}
     for rel in model.caches.helper_files:
-        text = tree.read_or_none(rel) or ""
-        found = per_file(rel, lambda: helpers_in(text, model)) if per_file is not None \
-            else helpers_in(text, model)
+        if rel in within:
+            found = helpers_in(within[rel], model)
+        else:
+            text = tree.read_or_none(rel) or ""
+            found = per_file(rel, lambda: helpers_in(text, model)) if per_file is not None \
+                else helpers_in(text, model)
         for name, kind in found.items():
             out.setdefault(name, kind)
     return out

@@ -72,8 +72,14 @@ class Context:
     rel_path: str = "arch/x86/kvm/vmx/nested.c"
     _consumed: dict[str, Formula] = field(default_factory=dict)
     _whole: "Context | None" = None     # the context a slice was cut from
-    # The clean-field atoms of the whole path (the solver's axioms), when already known.
-    evmcs_clean: Iterable[str] | None = None
+
+    def with_also(self, also: Iterable[str]) -> "Context":
+        """The same path asked also about these fields; solver and caches shared."""
+        import dataclasses
+
+        whole = self._whole or self
+        return dataclasses.replace(self, also=frozenset(also), _consumed=whole._consumed,
+                                   _whole=whole)
 
     def restrict(self, name: str, sites: Iterable[Site]) -> "Context":
         """The context of one field: some of the path's sites, and ``also`` only if it
@@ -112,10 +118,8 @@ class Context:
             return self._whole.solver
         axioms = [parse_expr(a) for a in self.model.axioms]
         # A clean bit of the enlightened VMCS means something only when one is in use.
-        clean = self.evmcs_clean
-        if clean is None:
-            clean = {a for s in self.path.sites for a in atoms(s.guard)
-                     if a.startswith("evmcs.clean.")}
+        clean = {a for s in self.path.sites for a in atoms(s.guard)
+                 if a.startswith("evmcs.clean.")}
         axioms += [parse_expr(f"not {a} or evmcs.active") for a in sorted(clean)]
         return Solver(axioms)
 
