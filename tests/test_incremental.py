@@ -238,3 +238,74 @@ def test_prime_implicant_ignores_declaration_order(first, second):
             s.satisfiable(Atom(name))
         results.append(s.prime_implicant(f, {"a", "b", "c", "d", "e"}, prefer={"c"}))
     assert results[0] == results[1]
+
+
+# -- whole images: an edit the analysis does not read ------------------------------------
+
+def _unreached(tree: Tree) -> str:
+    """A function of nested.c that the analysis of the tree does not read."""
+    a = analysis._analyse(tree, None, [])
+    return next(n for n in reversed(list(a.spans)) if n not in a.reached)
+
+
+def _edit_body(text: str, name: str, line: str) -> str:
+    m = re.search(r"^[^\n]*\b" + re.escape(name) + r"\([^;{]*\)\n\{\n", text, re.M)
+    assert m, name
+    return text[:m.end()] + line + text[m.end():]
+
+
+@pytest.fixture
+def prepared(monkeypatch) -> list[int]:
+    """How many images were parsed and walked."""
+    calls: list[int] = []
+    real = analysis._prepare
+
+    def counting(*args):
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(analysis, "_prepare", counting)
+    analysis._PREPARED.clear()
+    return calls
+
+
+def _whole_image_reuse(tree: Tree, new_text: str, prepared: list[int]) -> None:
+    base = analysis._analyse(tree, None, [])
+    moved = tree.with_overlay({NESTED_C: new_text})
+    n = len(prepared)
+    fast = analyse(moved, base=Neighbour(base, tree.read(NESTED_C)))
+    assert len(prepared) == n, "the image was walked although the analysis reads no edit"
+    full = analysis._analyse(moved, None, [])
+    assert fast.findings == full.findings and fast.lines == full.lines
+    assert fast.digests == full.digests and fast.spans == full.spans
+
+
+@pytest.mark.parametrize("tree_dir", [FIXTURES / "trees" / "shape-modern",
+                                      FIXTURES / "trees" / "shape-4.20"], ids=lambda p: p.name)
+def test_comment_in_a_walked_function_reuses_the_whole_image(tree_dir: Path, prepared):
+    tree = Tree.open(tree_dir)
+    text = tree.read(NESTED_C)
+    new = _edit_body(text, "prepare_vmcs02", "\t/* why */\n\n")
+    _whole_image_reuse(tree, "/* top */\n" + new, prepared)
+
+
+@pytest.mark.kernel
+def test_edit_of_an_unreached_function_reuses_the_whole_image(kernel_tree: Path, prepared):
+    tree = Tree.open(kernel_tree)
+    name = _unreached(tree)
+    new = _edit_body(tree.read(NESTED_C), name, "\tbarrier();\n")
+    _whole_image_reuse(tree, new, prepared)
+    _both_ways(read_mails(_patch(kernel_tree, lambda t: _edit_body(t, name, "\tbarrier();\n")),
+                          "unreached"), tree)
+
+
+def test_code_edit_in_a_walked_function_is_analysed_again(prepared):
+    tree = Tree.open(FIXTURES / "trees" / "shape-modern")
+    base = analysis._analyse(tree, None, [])
+    new = _edit_body(tree.read(NESTED_C), "prepare_vmcs02",
+                     "\tvmcs_write16(GUEST_CS_SELECTOR, 0);\n")
+    moved = tree.with_overlay({NESTED_C: new})
+    n = len(prepared)
+    fast = analyse(moved, base=Neighbour(base, tree.read(NESTED_C)))
+    assert len(prepared) == n + 1
+    assert fast.findings == analysis._analyse(moved, None, []).findings

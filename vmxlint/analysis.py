@@ -1,6 +1,7 @@
 """The pipeline: tree -> facts and sites -> graph -> checks -> findings, for audit and check."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from dataclasses import dataclass, field
@@ -47,6 +48,12 @@ class Analysis:
     digests: dict[str, str] = field(default_factory=dict)
     lines: dict[str, list[int]] = field(default_factory=dict)
     spans: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # For reuse of the whole analysis (an edit the walk does not read): the functions the
+    # analysis read, the skeleton of nested.c, what else it read, and ``also``.
+    reached: list[str] = field(default_factory=list)
+    skeleton: str = ""
+    context: str = ""
+    also: list[str] = field(default_factory=list)
 
 
 def _rules_digest() -> str:
@@ -104,9 +111,40 @@ def analyse(tree: Tree, root: str | None = None, also: Iterable[str] = (),
     hit = cache.get(k)
     if isinstance(hit, Analysis):
         return hit
-    result = _analyse(tree, root, also, base)
+    result = _unchanged(tree, root, also, base) if base is not None else None
+    if result is None:
+        result = _analyse(tree, root, also, base)
     cache.put(k, result)
     return result
+
+
+def _context(tree: Tree, root: str | None) -> str:
+    """Digest of what an analysis reads besides nested.c."""
+    return cache.key(root or "", tree.digest([p for p in inputs() if p != NESTED_C]))
+
+
+def _unchanged(tree: Tree, root: str | None, also: list[str],
+               base: Neighbour) -> Analysis | None:
+    """The neighbour's analysis, lines moved, when the edit between them changes nothing
+    the analysis reads (a comment, whitespace, a function the walk does not reach)."""
+    from vmxlint.cfront import parse_unit
+    from vmxlint.incremental import LineMap, moved_analysis, skeleton
+
+    old = base.analysis
+    if not old.skeleton or old.context != _context(tree, root) or any(
+            f.code in _UNANALYSED for f in old.findings):
+        return None
+    written = set(old.written)
+    if set(also) - written != set(old.also) - written:
+        return None
+    text = tree.read(NESTED_C) or ""
+    if unusable_source(text):
+        return None
+    spans = parse_unit(text, NESTED_C, lazy=True).spans()
+    if skeleton(text, spans, old.reached) != old.skeleton:
+        return None
+    moved = moved_analysis(old, LineMap(NESTED_C, base.text, text, old.spans, spans), spans)
+    return dataclasses.replace(moved, also=list(also)) if moved is not None else None
 
 
 def _by_content(tree: Tree, files: Iterable[str], compute):
@@ -142,8 +180,6 @@ _KEEP = 3
 
 def _analyse(tree: Tree, root: str | None, also: list[str],
              base: Neighbour | None = None) -> Analysis:
-    import dataclasses
-
     from vmxlint.model import load_model
 
     k = (id(load_model()), root, tree.digest(inputs()))
@@ -153,7 +189,7 @@ def _analyse(tree: Tree, root: str | None, also: list[str],
         while len(_PREPARED) > _KEEP:
             del _PREPARED[next(iter(_PREPARED))]
     out = dataclasses.replace(prep.out, findings=list(prep.out.findings),
-                              notes=list(prep.out.notes), digests={}, lines={})
+                              notes=list(prep.out.notes), digests={}, lines={}, also=list(also))
     if prep.ctx is None:
         return out
     ctx = prep.ctx.with_also(also)
@@ -199,7 +235,7 @@ def _prepare(tree: Tree, root: str | None) -> _Prepared:
             out.findings.append(_vmx004(model, fail.name, fail.line,
                                         f"{fail.name}() could not be parsed ({fail.message}); "
                                         "its writes are unknown"))
-    from vmxlint.incremental import Digester
+    from vmxlint.incremental import Digester, skeleton
     from vmxlint.logic import atoms
     from vmxlint.runtime import absent_caches, cache_helpers, scan
 
@@ -210,6 +246,10 @@ def _prepare(tree: Tree, root: str | None) -> _Prepared:
                   absent_caches=frozenset(absent_caches(tree, model)))
     out.written = sorted({w.field for w in ctx.writes if w.field})
     out.spans = unit.spans()
+    out.reached = sorted(set(path.functions) | called | set(model.entry.roots)
+                         | {h for d in model.entry.deferred for h in d.handlers})
+    out.skeleton = skeleton(text, out.spans, out.reached)
+    out.context = _context(tree, root)
     clean = sorted({a for s in path.sites for a in atoms(s.guard)
                     if a.startswith("evmcs.clean.")})
     shared = cache.key(cache.code_digest(), _rules_digest(), path.root,

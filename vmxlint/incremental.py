@@ -256,3 +256,42 @@ def _move(f: "Finding", where: LineMap) -> "Finding | None":
 
 def _line(path: str, line: int, where: LineMap) -> int | None:
     return where(line) if path == where.path else line   # another file did not change
+
+
+# -- whole images ---------------------------------------------------------------------------
+
+_COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
+
+
+def skeleton(text: str, spans: Spans, reached: Iterable[str]) -> str:
+    """A digest of what an analysis of nested.c reads: the token stream of the file less
+    the bodies of the functions the walk did not reach (their names and any preprocessor
+    lines stay).  Equal skeletons give the same analysis, lines moved."""
+    keep = set(reached)
+    lines = text.split("\n")
+    drop = bytearray(len(lines) + 1)
+    for name, (a, b) in spans.items():
+        if name not in keep:
+            drop[a - 1:b] = b"\1" * (b - a + 1)
+    kept = "\n".join(line for k, line in enumerate(lines)
+                     if not drop[k] or line.lstrip().startswith("#"))
+    tokens = " ".join(_COMMENT.sub(" ", kept).split())
+    return _h(" ".join(spans), tokens)
+
+
+def moved_analysis(old: "Analysis", where: LineMap, spans: Spans) -> "Analysis | None":
+    """The analysis of an image whose skeleton is old's: old's findings and lines moved,
+    or None when a line cannot be moved exactly."""
+    import dataclasses
+
+    findings = relocate(old.findings, where)
+    if findings is None:
+        return None
+    at: dict[str, list[int]] = {}
+    for name, lines in old.lines.items():
+        new = [where(n) for n in lines]
+        if None in new:
+            return None
+        at[name] = new          # type: ignore[assignment]
+    return dataclasses.replace(old, findings=findings, lines=at, spans=dict(spans),
+                               digests=dict(old.digests))
