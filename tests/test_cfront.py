@@ -1,16 +1,20 @@
 """Tests of the C front end: preprocessing, chunking, parsing, positions, robustness."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pycparser import c_ast
 
 from vmxlint.cfront import Failure, Function, Unit, parse_unit
+from vmxlint.cfront import parse as cparse
+from vmxlint.cfront import preprocess as pp
 from vmxlint.cfront.parse import split_chunks
 from vmxlint.cfront.preprocess import eval_condition, preprocess
 
@@ -456,3 +460,74 @@ def test_kernel_vmx_parses(kernel_tree: Path) -> None:
     unit = parse_unit(text, "arch/x86/kvm/vmx/vmx.c")
     assert len(unit.failures) <= 5, unit.failures
     assert "vmx_set_rflags" in unit.functions
+
+
+# --------------------------------------------------------------------------- fast scans
+
+# Reference versions of the scans that were made faster: the plain regexes they replace.
+_REF_COMMENT_OR_LITERAL = re.compile(
+    r'"(?:\\.|[^"\\\n])*"?|\'(?:\\.|[^\'\\\n])*\'?|/\*.*?(?:\*/|\Z)|//[^\n]*', re.S)
+_REF_KERNEL_WORD = re.compile(
+    r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\''
+    r"|\b(?:__\w+|asm\w*|typeof\w*|alignof|_Noreturn|_Generic|noinline|noinstr|asmlinkage"
+    r"|fastcall|notrace|DECLARE_BITMAP)\b")
+_REF_STRING_MACRO = re.compile(
+    r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\''
+    r'|\b[A-Za-z_]\w+(?=\s*")|(?<=")[ \t]*[A-Za-z_]\w*\b')
+
+
+def _ref_strip_comments(text: str) -> str:
+    def repl(m: re.Match[str]) -> str:
+        s = m.group(0)
+        return s if s[0] in "\"'" else re.sub(r"[^\n]", " ", s)
+
+    return _REF_COMMENT_OR_LITERAL.sub(repl, text)
+
+
+def _matches(search: Any, text: str) -> list[Any]:
+    """The matches of a scan from the start, then the first match from every position
+    (`_scan_replace` resumes where a replacement ends)."""
+    out: list[Any] = []
+    pos = 0
+    while (m := search(text, pos)) is not None:
+        out.append((m.start(), m.end(), m.group(0)))
+        pos = max(m.end(), pos + 1)
+    for pos in range(len(text) + 1):
+        m = search(text, pos)
+        out.append(None if m is None else m.span())
+    return out
+
+
+def _check_fast_scans(text: str) -> None:
+    assert pp.strip_comments(text) == _ref_strip_comments(text)
+    assert _matches(pp._KERNEL_WORD.search, text) == _matches(_REF_KERNEL_WORD.search, text)
+    assert _matches(pp._string_macro_search, text) == _matches(_REF_STRING_MACRO.search, text)
+    fast = list(split_chunks(text))
+    body_token = cparse._BODY_TOKEN
+    cparse._BODY_TOKEN = cparse._CHUNK_TOKEN   # every token counted, inside braces too
+    try:
+        assert list(split_chunks(text)) == fast
+    finally:
+        cparse._BODY_TOKEN = body_token
+
+
+_SCAN_ALPHABET = st.sampled_from(list("{}()[];,\"'\\/*\n \t\f\v\xa0\u2028aAx_0é") + [
+    "/*", "*/", "//", "__x", "_Generic", "asm", "typeof", "alignof", "noinline", "DECLARE_BITMAP",
+    "KERN_ERR", "u8", "return", "\"%d\"", "'\"'", "\\\n", "}\n", "\n}", "f(x)\n", "int f(void)",
+])
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_SCAN_ALPHABET, max_size=60).map("".join))
+@example('x = "a\\\n/* b */";')   # a backslash escapes a newline in a literal
+@example('KERN_ERR "a" x\n"b\n"c" d \'"\' "e"f')
+def test_fast_scans_equal_plain_regexes(text: str) -> None:
+    _check_fast_scans(text)
+    _check_fast_scans(preprocess(text))
+
+
+def test_fast_scans_equal_plain_regexes_on_fixtures() -> None:
+    for path in sorted(FIXTURES.rglob("*.[ch]")):
+        text = path.read_text()
+        _check_fast_scans(text)
+        _check_fast_scans(preprocess(text))

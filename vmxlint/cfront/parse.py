@@ -40,6 +40,9 @@ class Chunk:
 
 
 _CHUNK_TOKEN = re.compile(r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|[{}()\[\];]')
+# Inside braces only braces count (the parentheses count is reset when they close), so
+# there the scan skips every other token.  Literals are the same matches in both.
+_BODY_TOKEN = re.compile(r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|[{}]')
 
 
 def split_chunks(text: str) -> Iterator[Chunk]:
@@ -50,7 +53,9 @@ def split_chunks(text: str) -> Iterator[Chunk]:
     line = 1          # line at offset `pos`
     pos = 0
     start_line = 1
-    for m in _CHUNK_TOKEN.finditer(text):
+    scan = 0
+    while (m := (_BODY_TOKEN if braces else _CHUNK_TOKEN).search(text, scan)) is not None:
+        scan = m.end()
         tok = m.group(0)
         if start < 0:
             first = _first_non_space(text, pos, m.start())
@@ -112,10 +117,12 @@ def _ends_bare_macro(text: str, start: int, end: int) -> bool:
     return _NEXT_DEFINITION.match(text, end) is not None
 
 
+_NON_SPACE = re.compile(r"[^ \t\n\f\v]")
+
+
 def _first_non_space(text: str, pos: int, limit: int) -> int:
-    while pos < limit and text[pos] in " \t\n\f\v":
-        pos += 1
-    return pos
+    m = _NON_SPACE.search(text, pos, limit)
+    return m.start() if m is not None else max(pos, limit)
 
 
 def _last_char(text: str, start: int, end: int) -> str:

@@ -55,31 +55,45 @@ def join_continuations(text: str) -> str:
     return "".join(out)
 
 
+# What strip_comments looks for: a literal (skipped; an unterminated one stops at the
+# newline), a block comment's opening (closed by the first "*/" after it, else the end of
+# the text) or a line comment.
 _COMMENT_OR_LITERAL = re.compile(
-    r'"(?:\\.|[^"\\\n])*"?'      # string literal (an unterminated one stops at the newline)
-    r"|'(?:\\.|[^'\\\n])*'?"     # character literal
-    r"|/\*.*?(?:\*/|\Z)"         # block comment, possibly unterminated
-    r"|//[^\n]*",                # line comment
-    re.S,
+    r'"(?:\\.|[^"\\\n])*"?'
+    r"|'(?:\\.|[^'\\\n])*'?"
+    r"|/\*"
+    r"|//[^\n]*",
+    re.S,    # a backslash escapes a newline too
 )
 
 
-_NOT_NEWLINE = re.compile(r"[^\n]")
+def _blank(s: str) -> str:
+    """S with every character but newlines a space, so columns stay put as well as lines."""
+    if "\n" not in s:
+        return " " * len(s)
+    return "\n".join(" " * len(part) for part in s.split("\n"))
 
 
 def strip_comments(text: str) -> str:
     """Blank each comment, keeping the newlines it contained."""
     if "/*" not in text and "//" not in text:
         return text
-
-    def repl(m: re.Match[str]) -> str:
-        s = m.group(0)
-        if s[0] in "\"'":
-            return s
-        # Blank every character but newlines, so columns stay put as well as lines.
-        return _NOT_NEWLINE.sub(" ", s)
-
-    return _COMMENT_OR_LITERAL.sub(repl, text)
+    out: list[str] = []
+    search = _COMMENT_OR_LITERAL.search
+    last = pos = 0
+    while (m := search(text, pos)) is not None:
+        start, end = m.span()
+        if text[start] != "/":
+            pos = end
+            continue
+        if end - start == 2 and text[start + 1] == "*":
+            close = text.find("*/", end)
+            end = len(text) if close < 0 else close + 2
+        out.append(text[last:start])
+        out.append(_blank(text[start:end]))
+        last = pos = end
+    out.append(text[last:])
+    return "".join(out)
 
 
 # --------------------------------------------------------------------------- conditionals
@@ -344,10 +358,17 @@ _TO_ZERO = frozenset((
     "__builtin_shufflevector", "__builtin_convertvector", "_Generic", "__same_type",
 ))
 
+# A literal, or a word that starts with `__`, `asm` or `typeof`, or one of a few more.  Each
+# alternative starts with a literal character, so that the regex engine can skip ahead
+# to the characters that may start a match; `X(?<!\wX)` is `\bX`.
 _KERNEL_WORD = re.compile(
     r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\''
-    r"|\b(?:__\w+|asm\w*|typeof\w*|alignof|_Noreturn|_Generic|noinline|noinstr|asmlinkage"
-    r"|fastcall|notrace|DECLARE_BITMAP)\b"
+    r"|_(?<!\w_)(?:_\w+|Noreturn\b|Generic\b)"
+    r"|a(?<!\wa)(?:sm\w*|lignof\b)"
+    r"|t(?<!\wt)ypeof\w*"
+    r"|n(?<!\wn)o(?:inline|instr|trace)\b"
+    r"|f(?<!\wf)astcall\b"
+    r"|D(?<!\wD)ECLARE_BITMAP\b"
 )
 
 
@@ -392,9 +413,11 @@ def _prev_char(text: str, pos: int) -> str:
     return text[pos] if pos >= 0 else ""
 
 
-def _scan_replace(text: str, pattern: re.Pattern[str],
+def _scan_replace(text: str,
+                  pattern: re.Pattern[str] | Callable[[str, int], re.Match[str] | None],
                   handle: Callable[[str, re.Match[str]], tuple[int, str] | None]) -> str:
-    """Apply HANDLE to each PATTERN match outside string literals.
+    """Apply HANDLE to each PATTERN match outside string literals (PATTERN may also be a
+    function that does what `pattern.search` would).
 
     HANDLE returns (end, replacement) to replace TEXT[match.start():end], or None to keep
     it.  Newlines of the span that the replacement lacks are appended to it, so lines stay
@@ -403,8 +426,9 @@ def _scan_replace(text: str, pattern: re.Pattern[str],
     out: list[str] = []
     last = 0
     pos = 0
+    search = pattern.search if isinstance(pattern, re.Pattern) else pattern
     while True:
-        m = pattern.search(text, pos)
+        m = search(text, pos)
         if m is None:
             break
         if m.group(0)[0] in "\"'":
@@ -479,6 +503,50 @@ _STRING_MACRO = re.compile(
 )
 
 
+# The parts of _STRING_MACRO, for `_string_macro_search`.
+_QUOTE = re.compile(r"[\"']")
+_SM_LITERAL = re.compile(r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'')
+_SM_BEFORE = re.compile(r'\b[A-Za-z_]\w++(?=\s*")')
+_SM_AFTER = re.compile(r'(?<=")[ \t]*+[A-Za-z_]\w*+\b')
+_SPACE_CHAR = re.compile(r"\s")
+_WORD_CHAR = re.compile(r"\w")
+
+
+def _string_macro_search(text: str, pos: int) -> re.Match[str] | None:
+    """`_STRING_MACRO.search(text, pos)`, looking only around quotes.
+
+    Every match of the pattern touches a quote: a literal starts at one, a word before a
+    string ends where only white space separates it from one, a word after a string starts
+    just after one.  So the first match is found at, just before or just after the first
+    quote at or after POS whose neighbourhood matches, and the words in between are never
+    looked at.
+    """
+    if pos > 0 and text[pos - 1] == '"':
+        m = _SM_AFTER.match(text, pos)
+        if m is not None:
+            return m
+    search = _QUOTE.search
+    while (quote := search(text, pos)) is not None:
+        q = quote.start()
+        double = text[q] == '"'
+        if double:
+            # The word (from POS on) that white space alone separates from this quote.
+            j = q - 1
+            while j >= pos and _SPACE_CHAR.match(text, j):
+                j -= 1
+            end = j + 1
+            while j >= pos and _WORD_CHAR.match(text, j):
+                j -= 1
+            if j + 1 < end and (m := _SM_BEFORE.match(text, j + 1)) is not None:
+                return m
+        if (m := _SM_LITERAL.match(text, q)) is not None:
+            return m
+        if double and (m := _SM_AFTER.match(text, q + 1)) is not None:
+            return m
+        pos = q + 1
+    return None
+
+
 _C_STRING_NEIGHBOURS = frozenset(("return", "sizeof", "case", "else", "do", "goto"))
 
 
@@ -493,7 +561,7 @@ def rewrite_kernel_syntax(text: str) -> str:
     """Drop attributes and asm, and rename GNU spellings, keeping lines put."""
     text = _scan_replace(text, _KERNEL_WORD, _kernel_word)
     if '"' in text:
-        text = _scan_replace(text, _STRING_MACRO, _string_macro)
+        text = _scan_replace(text, _string_macro_search, _string_macro)
     return text
 
 
