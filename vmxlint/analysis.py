@@ -1,6 +1,7 @@
 """The pipeline: tree -> facts and sites -> graph -> checks -> findings, for audit and check."""
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import functools
 import re
@@ -175,7 +176,10 @@ class _Prepared:
 # each analysed twice when the post-image writes a new field (``also``), and the next
 # patch of a series starts from this one's post-image.
 _PREPARED: dict[tuple, _Prepared] = {}
-_KEEP = 3
+_KEEP = 2
+# Dropped before the interpreter tears its modules down: a BDD manager freed during
+# teardown makes dd print a traceback.
+atexit.register(_PREPARED.clear)
 
 
 def _analyse(tree: Tree, root: str | None, also: list[str],

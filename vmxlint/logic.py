@@ -330,11 +330,17 @@ def _without_networkx(module: str):
             del sys.modules["networkx"]
 
 
+SMALL_BDD = 64 * 1024 * 1024    # bytes CUDD may plan its tables for
+
+
 class Solver:
     """Implication, satisfiability and counterexamples under background axioms."""
 
     def __init__(self, axioms: Iterable[Formula] = ()) -> None:
-        self._bdd = bdd_class()()
+        cls = bdd_class()
+        # CUDD's default tables take 11 MB a manager; guards have a few hundred atoms.
+        self._bdd = cls(memory_estimate=SMALL_BDD, initial_cache_size=2 ** 12) \
+            if cls.__module__ == "dd.cudd" else cls()
         self._vars: dict[str, str] = {}
         self._names: dict[str, str] = {}
         self._memo: dict[Formula, object] = {}
