@@ -72,12 +72,20 @@ def _digest_of(directory: Path) -> str:
     return cache.key(*parts)
 
 
+@functools.lru_cache(maxsize=2)
+def _unit(text: str):
+    """nested.c split into definitions, parsed as the walk reaches them; shared by the
+    look at an image's skeleton and its walk."""
+    from vmxlint.cfront import parse_unit
+
+    return parse_unit(text, NESTED_C, lazy=True)
+
+
 def entry_path(tree: Tree, root: str | None = None):
     """Parse nested.c of the tree and walk the nested VM-entry path: (unit, path).
 
     The root is the first of the model's entry roots the tree defines, unless given.
     """
-    from vmxlint.cfront import parse_unit
     from vmxlint.facts import controls
     from vmxlint.model import load_model
     from vmxlint.sites import find_root, walk_entry_path
@@ -85,7 +93,7 @@ def entry_path(tree: Tree, root: str | None = None):
     text = tree.read(NESTED_C)
     if text is None:
         raise TreeError(f"{tree.describe()}: no {NESTED_C} in this tree")
-    unit = parse_unit(text, NESTED_C, lazy=True)    # only the functions the walk reaches
+    unit = _unit(text)
     model = load_model()
     root = root or find_root(unit.functions, model)
     if root is None or root not in unit.functions:
@@ -128,7 +136,6 @@ def _unchanged(tree: Tree, root: str | None, also: list[str],
                base: Neighbour) -> Analysis | None:
     """The neighbour's analysis, lines moved, when the edit between them changes nothing
     the analysis reads (a comment, whitespace, a function the walk does not reach)."""
-    from vmxlint.cfront import parse_unit
     from vmxlint.incremental import LineMap, moved_analysis, skeleton
 
     old = base.analysis
@@ -141,7 +148,7 @@ def _unchanged(tree: Tree, root: str | None, also: list[str],
     text = tree.read(NESTED_C) or ""
     if unusable_source(text):
         return None
-    spans = parse_unit(text, NESTED_C, lazy=True).spans()
+    spans = _unit(text).spans()
     if skeleton(text, spans, old.reached) != old.skeleton:
         return None
     moved = moved_analysis(old, LineMap(NESTED_C, base.text, text, old.spans, spans), spans)
