@@ -190,6 +190,7 @@ def test_front_end_error_is_the_eager_one(monkeypatch: pytest.MonkeyPatch) -> No
         raise RuntimeError("preprocessor broke")
 
     monkeypatch.setattr(cparse, "preprocess", boom)
+    astcache.clear()    # no pieces kept from an earlier test
     lazy, eager = parse_unit("int f(void) { return 0; }", "e.c", lazy=True), \
         parse_unit("int f(void) { return 0; }", "e.c")
     assert lazy.failures == eager.failures
@@ -362,6 +363,35 @@ def test_kernel_lazy_and_cached_equal_eager(kernel_tree: Path, cdir: Path) -> No
     assert_same(again, eager)
     same = parse_unit(text, NESTED, lazy=True)
     assert same.functions["prepare_vmcs02"].node is again.functions["prepare_vmcs02"].node
+
+
+@pytest.mark.kernel
+def test_kernel_next_image_through_the_memo_equals_fresh(kernel_tree: Path) -> None:
+    """A series of images in one process (each reusing the pieces and up-front parses
+    of the last) gives what a fresh parse and the eager parse give."""
+    text = (kernel_tree / NESTED).read_text()
+    spans = parse_unit(text, NESTED, lazy=True).spans()
+    first, last = spans["prepare_vmcs02_rare"]
+    lines = text.split("\n")
+    body = lines.index("{", first - 1) + 1
+    images = [
+        text,
+        "\n".join([*lines[:body], "\tint edited = 1;", *lines[body:]]),   # a line more
+        "\n".join([*lines[:body], "\tint edited = 1;" + lines[body], *lines[body + 1:]]),
+        "\n".join([*lines[:first - 1], "typedef int edited_t;", *lines[first - 1:]]),
+        "static int edited;\n" + text,                                # every line moves
+        text,                                                         # back again
+    ]
+    fresh: list[Unit] = []
+    for image in images:
+        lazy = parse_unit(image, NESTED, lazy=True)
+        eager = parse_unit(image, NESTED)
+        assert_same(lazy, eager)
+        if fresh and image is images[1]:
+            # the declarations above the edit are those of the image before, not parsed again
+            assert lazy.declarations[0] is fresh[-1].declarations[0]
+        fresh.append(lazy_fresh(image, NESTED))
+        assert_same(fresh[-1], eager)
 
 
 @pytest.mark.kernel

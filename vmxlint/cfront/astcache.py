@@ -68,11 +68,16 @@ class Uncacheable(Exception):
 
 
 def clear() -> None:
-    """Forget the trees kept in this process (the disk cache stays) and reset `stats`."""
+    """Forget the trees kept in this process (the disk cache stays) and reset `stats`;
+    the pieces and the parses of other pieces kept in process go too."""
+    from vmxlint.cfront import lazy, parse
+
     with _lock:
         _trees.clear()
         _encoded.clear()
         stats.__init__()  # type: ignore[misc]  # in place: callers hold the object
+    parse.clear_memo()
+    lazy.clear_memo()
 
 
 # -- the key ---------------------------------------------------------------------------------

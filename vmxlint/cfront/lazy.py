@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from vmxlint.cfront import Failure, Function, Unit
@@ -79,14 +80,14 @@ class _Lazy:
                 self.named.setdefault(piece.name, []).append(piece.index)
             # Without the word "typedef" a piece can teach no type name, parsed or not (the
             # body rewrite neither makes nor breaks the word, so the raw text can tell).
+            if len(known) != len(parser.kernel_types):   # names are only ever added
+                known = frozenset(parser.kernel_types)
             if piece.is_function and piece.name and "typedef" not in piece.text \
                     and _certain_name(piece):
-                if len(known) != len(parser.kernel_types):   # names are only ever added
-                    known = frozenset(parser.kernel_types)
                 self.waiting[piece.index] = (piece, known)
                 self.candidates.setdefault(piece.name, []).append(piece.index)
                 continue
-            result = run(parser, piece, path)
+            result = _run(parser, piece, path, known)
             self.results[piece.index] = result
             if isinstance(result, Failure):
                 continue
@@ -167,6 +168,65 @@ class _Lazy:
             result = self.result(index)
             if isinstance(result, Failure):
                 return result
+        return None
+
+
+EAGER_MEMO = 4096    # parses of the pieces parsed up front, kept in process
+_eager_lock = threading.Lock()
+# (text fed to pycparser, column, path, type names known before it, scope hook) ->
+#     (its first line, its nodes or Failure, the type names it taught)
+_eager: OrderedDict[tuple[Any, ...], tuple[int, Any, frozenset[str]]] = OrderedDict()
+
+
+def clear_memo() -> None:
+    """Forget the parses of pieces parsed up front kept in process."""
+    with _eager_lock:
+        _eager.clear()
+
+
+def _run(parser: Any, piece: Piece, path: str, known: frozenset[str]) -> Any:
+    """`run(parser, piece, path)` (KNOWN being the parser's type names), or what it gave
+    for the same piece under the same names before: its very nodes on the same line,
+    else copies re-based on this line; a failure only on the same line (its message may
+    name the line)."""
+    key = (piece.src, piece.chunk.column, path, known, bool(parser.uses_scope_hook))
+    line = piece.chunk.line
+    with _eager_lock:
+        hit = _eager.get(key)
+        if hit is not None:
+            _eager.move_to_end(key)
+    if hit is not None:
+        first, result, taught = hit
+        if first != line:
+            result = None if isinstance(result, Failure) else _moved(result, path, first, line)
+        if result is not None:
+            parser.kernel_types.update(taught)
+            if first != line:
+                _remember(key, line, result, taught)
+            return result
+    result = run(parser, piece, path)
+    taught = frozenset(parser.kernel_types - known) \
+        if len(parser.kernel_types) != len(known) else frozenset()
+    _remember(key, line, result, taught)
+    return result
+
+
+def _remember(key: tuple[Any, ...], line: int, result: Any, taught: frozenset[str]) -> None:
+    with _eager_lock:
+        _eager[key] = (line, result, taught)
+        _eager.move_to_end(key)
+        while len(_eager) > EAGER_MEMO:
+            _eager.popitem(last=False)
+
+
+def _moved(nodes: list[Any], path: str, first: int, line: int) -> list[Any] | None:
+    """NODES, parsed at line FIRST, as they would have been at LINE (None if they cannot
+    be copied as data)."""
+    from vmxlint.cfront import astcache
+
+    try:
+        return [astcache.decode(astcache.encode(n, path, first), path, line) for n in nodes]
+    except Exception:   # noqa: BLE001 - Uncacheable, RecursionError: parse instead
         return None
 
 

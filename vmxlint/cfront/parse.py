@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import re
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
@@ -323,11 +324,44 @@ class Piece:
         return self.text[:cut] + _rewrite_function(self.text[cut:])
 
 
+PIECES_MEMO = 8     # texts whose pieces are kept in process (an image and its neighbours)
+_pieces_lock = threading.Lock()
+_pieces_memo: OrderedDict[tuple[str, tuple[tuple[str, bool], ...]], tuple[Piece, ...]] = \
+    OrderedDict()
+
+
 def pieces(text: Any, config: Mapping[str, bool] | None) -> list[Piece]:
-    """Preprocess TEXT and cut it into the pieces a parse would feed to pycparser."""
+    """Preprocess TEXT and cut it into the pieces a parse would feed to pycparser (kept in
+    process for the last few texts: the same text under the same config gives the same
+    pieces)."""
     if isinstance(text, (bytes, bytearray)):
         text = bytes(text).decode("utf-8", "replace")
-    text = preprocess(str(text), config)
+    text = str(text)
+    items = list((config or {}).items())
+    if not all(type(k) is str and type(v) in (bool, int) for k, v in items):
+        return _make_pieces(text, config)    # a config only a look-up can tell apart
+    key = (text, tuple(sorted((k, bool(v)) for k, v in items)))
+    with _pieces_lock:
+        done = _pieces_memo.get(key)
+        if done is not None:
+            _pieces_memo.move_to_end(key)
+            return list(done)
+    out = _make_pieces(text, config)
+    with _pieces_lock:
+        _pieces_memo[key] = tuple(out)
+        while len(_pieces_memo) > PIECES_MEMO:
+            _pieces_memo.popitem(last=False)
+    return out
+
+
+def clear_memo() -> None:
+    """Forget the pieces kept in process."""
+    with _pieces_lock:
+        _pieces_memo.clear()
+
+
+def _make_pieces(text: str, config: Mapping[str, bool] | None) -> list[Piece]:
+    text = preprocess(text, config)
     out: list[Piece] = []
     for chunk in split_chunks(text):
         src = text[chunk.start:chunk.end]
