@@ -383,6 +383,7 @@ def _within_budget(path, model):
     return path, found, set(skipped)
 
 
+@functools.lru_cache(maxsize=4)
 def unusable_source(text: str) -> str | None:
     """Why a C file cannot be analysed at all (a NUL byte, a truncated file), or None."""
     if "\0" in text:
