@@ -309,3 +309,25 @@ def test_code_edit_in_a_walked_function_is_analysed_again(prepared):
     fast = analyse(moved, base=Neighbour(base, tree.read(NESTED_C)))
     assert len(prepared) == n + 1
     assert fast.findings == analysis._analyse(moved, None, []).findings
+
+
+def test_git_range_reuses_the_previous_commit_exactly(tmp_path, monkeypatch):
+    """Each commit of a range starts from the one before; same findings as on its own."""
+    from test_git import add_comment, commit_edit, drop_sysenter_cs, git, scratch_repo
+    from vmxlint.gitrange import check_range
+
+    repo = scratch_repo(FIXTURES / "trees" / "shape-modern", tmp_path)
+    start = git(repo, "rev-parse", "HEAD").strip()
+    commit_edit(repo, add_comment, "comment")
+    commit_edit(repo, drop_sysenter_cs, "drop a write")
+    commit_edit(repo, lambda t: t.replace("/* Builds", "/* Makes"), "reword")
+    fast = check_range(Tree.open(repo), f"{start}..HEAD", include_existing=True)
+    real = analysis.check
+
+    def alone(mails, tree, include_existing=False, incremental=True, jobs=1, base=None):
+        return real(mails, tree, include_existing, incremental=False)
+
+    monkeypatch.setattr(analysis, "check", alone)
+    full = check_range(Tree.open(repo), f"{start}..HEAD", include_existing=True)
+    assert fast.findings == full.findings and len(fast.commits) == 3
+    assert any(f.status == "new" for f in fast.findings)

@@ -448,6 +448,7 @@ class CheckResult:
     mails: dict[PatchRef, str]
     usable: int          # how many patches could be applied
     notes: list[str] = field(default_factory=list)   # fallbacks to embedded tables, once each
+    last: Neighbour | None = None     # the last image analysed, for the next check to reuse
 
 
 def patch_ref(mail) -> PatchRef:
@@ -463,7 +464,8 @@ def _problem_finding(model, problem, ref: PatchRef) -> Finding:
 
 
 def check(mails: list, tree: Tree, include_existing: bool = False,
-          incremental: bool = True, jobs: int = 1) -> CheckResult:
+          incremental: bool = True, jobs: int = 1,
+          base: Neighbour | None = None) -> CheckResult:
     """Apply a series in order, in memory, and compare findings before and after each.
 
     ``incremental``: each image reuses the unchanged fields of the image before it; the
@@ -516,7 +518,8 @@ def check(mails: list, tree: Tree, include_existing: bool = False,
             events.append((len(steps), ref, applied))
             steps.append(Step(current, after))
         current = after
-    pairs = analyse_steps(steps, incremental, jobs)
+    pairs = analyse_steps(steps, incremental, jobs, base)
+    last = Neighbour(pairs[-1][1], steps[-1].after.read(NESTED_C) or "") if pairs else base
     out: list[Finding] = []
     broken: dict[tuple, PatchRef] = {}    # unanalysed parts, by the patch that caused them
     notes: dict[str, None] = {}           # fallbacks and other notes, each once, in order
@@ -533,7 +536,7 @@ def check(mails: list, tree: Tree, include_existing: bool = False,
                 continue
             out.append(f.with_(patch=ref))
         notes.update(dict.fromkeys(before.notes + after_a.notes))
-    return CheckResult(findings=out, mails=raw, usable=usable, notes=list(notes))
+    return CheckResult(findings=out, mails=raw, usable=usable, notes=list(notes), last=last)
 
 
 # Findings that say part of the analysis did not run: never hidden as "existing" when

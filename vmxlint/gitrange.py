@@ -101,6 +101,7 @@ def check_range(tree: Tree, spec: str, include_existing: bool = False) -> RangeR
         raise GitError("--git needs a kernel tree that is a git repository")
     commits = range_commits(tree.root, spec)
     out = RangeResult(findings=[], mails={}, usable=0, commits=commits)
+    last = None     # each commit's pre-image is usually the last one's post-image: reused
     for i, sha in enumerate(commits, 1):
         parent = parent_of(tree.root, sha)
         if parent is None:
@@ -109,7 +110,9 @@ def check_range(tree: Tree, spec: str, include_existing: bool = False) -> RangeR
         mail = commit_mail(tree.root, sha)
         if len(commits) > 1:
             mail = dataclasses.replace(mail, index=f"{i}/{len(commits)}")
-        result = check([mail], Tree(tree.root, parent), include_existing=include_existing)
+        result = check([mail], Tree(tree.root, parent), include_existing=include_existing,
+                       base=last)
+        last = result.last
         out.findings.extend(result.findings)
         out.mails.update(result.mails)
         out.usable += result.usable

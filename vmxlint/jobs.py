@@ -37,16 +37,17 @@ def cpu_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def analyse_steps(steps: list[Step], incremental: bool = True,
-                  jobs: int = 1) -> list[tuple[Analysis, Analysis]]:
-    """(pre-image analysis, post-image analysis) of every step, in order."""
+def analyse_steps(steps: list[Step], incremental: bool = True, jobs: int = 1,
+                  base: Neighbour | None = None) -> list[tuple[Analysis, Analysis]]:
+    """(pre-image analysis, post-image analysis) of every step, in order; ``base`` is an
+    image analysed before the first step (the previous commit of a range)."""
     jobs = max(1, min(jobs, len(steps)))
     if jobs == 1:
-        return _run(steps, incremental)
+        return _run(steps, incremental, base)
     import multiprocessing
 
     if "fork" not in multiprocessing.get_all_start_methods():
-        return _run(steps, incremental)
+        return _run(steps, incremental, base)
     from concurrent.futures import ProcessPoolExecutor
 
     size = -(-len(steps) // jobs)
@@ -69,11 +70,12 @@ def _run_pending(k: int, incremental: bool) -> list[tuple[Analysis, Analysis]]:
     return _run(_PENDING[k], incremental)
 
 
-def _run(steps: list[Step], incremental: bool) -> list[tuple[Analysis, Analysis]]:
+def _run(steps: list[Step], incremental: bool,
+         base: Neighbour | None = None) -> list[tuple[Analysis, Analysis]]:
     from vmxlint.analysis import analyse
 
     out: list[tuple[Analysis, Analysis]] = []
-    previous: Neighbour | None = None      # the last image analysed: its fields are reused
+    previous = base if incremental else None    # the last image analysed: fields reused
     for step in steps:
         pre, post = step.before.read(NESTED_C) or "", step.after.read(NESTED_C) or ""
         before = analyse(step.before, base=previous)
