@@ -176,27 +176,38 @@ def atoms(f: Formula) -> frozenset[str]:
     return f.__dict__["_a"]
 
 
-def substitute(f: Formula, env: Mapping[str, Formula],
-               _memo: dict[int, Formula] | None = None) -> Formula:
-    """Replace atoms named in env by their formulas."""
+def substitute(f: Formula, env: Mapping[str, Formula]) -> Formula:
+    """Replace atoms named in env by their formulas.
+
+    The result is kept on each formula object, by env: the checks substitute the same
+    few envs into guards that share most of their subformulas, over and over."""
     if not env:
         return f
-    memo = {} if _memo is None else _memo
-    hit = memo.get(id(f))
-    if hit is not None:
-        return hit
-    if isinstance(f, Atom):
-        out = env.get(f.name, f)
-    elif isinstance(f, Not):
-        out = neg(substitute(f.arg, env, memo))
-    elif isinstance(f, And):
-        out = conj(*(substitute(a, env, memo) for a in f.args))
-    elif isinstance(f, Or):
-        out = disj(*(substitute(a, env, memo) for a in f.args))
-    else:
-        out = f
-    memo[id(f)] = out
-    return out
+    key = frozenset(env.items())
+    stack: list[tuple[Formula, bool]] = [(f, False)]
+    while stack:                    # post-order, iterative: guards may be deep
+        g, done = stack.pop()
+        if isinstance(g, Const) or key in g.__dict__.setdefault("_s", {}):
+            continue
+        kids = (g.arg,) if isinstance(g, Not) else g.args if isinstance(g, (And, Or)) else ()
+        if not done:
+            stack.append((g, True))
+            stack.extend((k, False) for k in kids)
+            continue
+        if isinstance(g, Atom):
+            out = env.get(g.name, g)
+        elif isinstance(g, Not):
+            out = neg(_substituted(g.arg, key))
+        elif isinstance(g, And):
+            out = conj(*(_substituted(a, key) for a in g.args))
+        else:
+            out = disj(*(_substituted(a, key) for a in g.args))
+        g.__dict__["_s"][key] = out
+    return _substituted(f, key)
+
+
+def _substituted(f: Formula, key: frozenset) -> Formula:
+    return f if isinstance(f, Const) else f.__dict__["_s"][key]
 
 
 def expand(f: Formula, defs: Mapping[str, Formula], rounds: int = 3) -> Formula:
