@@ -247,7 +247,6 @@ def _prepare(tree: Tree, root: str | None) -> _Prepared:
                                         f"{fail.name}() could not be parsed ({fail.message}); "
                                         "its writes are unknown"))
     from vmxlint.incremental import Digester, skeleton
-    from vmxlint.logic import atoms
     from vmxlint.runtime import absent_caches, cache_helpers, scan
 
     ctx = Context(path, facts, model,
@@ -261,12 +260,9 @@ def _prepare(tree: Tree, root: str | None) -> _Prepared:
                          | {h for d in model.entry.deferred for h in d.handlers})
     out.skeleton = skeleton(text, out.spans, out.reached)
     out.context = _context(tree, root)
-    clean = sorted({a for s in path.sites for a in atoms(s.guard)
-                    if a.startswith("evmcs.clean.")})
     shared = cache.key(cache.code_digest(), _rules_digest(), path.root,
                        tree.digest([p for p in inputs() if p != NESTED_C]),
-                       repr(sorted(ctx.cache_helpers.items())), repr(sorted(ctx.absent_caches)),
-                       repr(clean))
+                       repr(sorted(ctx.cache_helpers.items())), repr(sorted(ctx.absent_caches)))
     return _Prepared(out, ctx, skipped, Digester(NESTED_C), shared)
 
 

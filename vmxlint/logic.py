@@ -11,7 +11,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from functools import reduce
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 
 class Formula:
@@ -347,7 +347,10 @@ SMALL_BDD = 64 * 1024 * 1024    # bytes CUDD may plan its tables for
 class Solver:
     """Implication, satisfiability and counterexamples under background axioms."""
 
-    def __init__(self, axioms: Iterable[Formula] = ()) -> None:
+    def __init__(self, axioms: Iterable[Formula] = (),
+                 per_atom: Callable[[str], Iterable[Formula]] | None = None) -> None:
+        """``per_atom(name)``: axioms about an atom, added when a query first mentions it
+        (an axiom about an atom a query does not mention cannot change its answer)."""
         cls = bdd_class()
         # CUDD's default tables take 11 MB a manager; guards have a few hundred atoms.
         self._bdd = cls(memory_estimate=SMALL_BDD, initial_cache_size=2 ** 12) \
@@ -356,8 +359,10 @@ class Solver:
         self._names: dict[str, str] = {}
         self._memo: dict[Formula, object] = {}
         self._axioms = self._bdd.true
+        self._per_atom = per_atom
         for ax in axioms:
-            self._axioms = self._axioms & self._node(ax)
+            n = self._node(ax)
+            self._axioms = self._axioms & n
 
     def _var(self, name: str):
         v = self._vars.get(name)
@@ -366,6 +371,9 @@ class Solver:
             self._vars[name] = v
             self._names[v] = name
             self._bdd.declare(v)
+            for ax in self._per_atom(name) if self._per_atom is not None else ():
+                n = self._node(ax)
+                self._axioms = self._axioms & n
         return self._bdd.var(v)
 
     def _node(self, f: Formula):
@@ -388,11 +396,14 @@ class Solver:
         self._memo[f] = u
         return u
 
+    # Each query builds its nodes before it reads the axioms: building may add some.
     def satisfiable(self, f: Formula) -> bool:
-        return (self._axioms & self._node(f)) != self._bdd.false
+        u = self._node(f)
+        return (self._axioms & u) != self._bdd.false
 
     def implies(self, a: Formula, b: Formula) -> bool:
-        return (self._axioms & self._node(a) & ~self._node(b)) == self._bdd.false
+        u, w = self._node(a), self._node(b)
+        return (self._axioms & u & ~w) == self._bdd.false
 
     def equivalent(self, a: Formula, b: Formula) -> bool:
         return self.implies(a, b) and self.implies(b, a)
@@ -403,7 +414,8 @@ class Solver:
 
     def model(self, f: Formula) -> dict[str, bool] | None:
         """A satisfying assignment of the atoms of f, or None."""
-        u = self._axioms & self._node(f)
+        u = self._node(f)
+        u = self._axioms & u
         if u == self._bdd.false:
             return None
         relevant = [self._vars[n] for n in sorted(atoms(f)) if n in self._vars]
@@ -417,7 +429,8 @@ class Solver:
         some value of every other atom (which is projected out), or None when f is
         unsatisfiable.  Atoms in ``prefer`` are the last ones a literal is dropped for."""
         b = self._bdd
-        u = self._axioms & self._node(f)
+        u = self._node(f)
+        u = self._axioms & u
         if u == b.false:
             return None
         keep = {n for n in keep if n in self._vars}

@@ -12,7 +12,7 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 from vmxlint.facts import Facts
 from vmxlint.findings import Evidence, Finding
-from vmxlint.logic import TRUE, Atom, Formula, Solver, atoms, disj, expand, neg, parse_expr
+from vmxlint.logic import TRUE, Atom, Formula, Solver, disj, expand, neg, parse_expr
 from vmxlint.model import Model
 from vmxlint.runtime import Writer
 from vmxlint.sites import EntryPath, Site
@@ -116,12 +116,7 @@ class Context:
     def solver(self) -> Solver:
         if self._whole is not None:
             return self._whole.solver
-        axioms = [parse_expr(a) for a in self.model.axioms]
-        # A clean bit of the enlightened VMCS means something only when one is in use.
-        clean = {a for s in self.path.sites for a in atoms(s.guard)
-                 if a.startswith("evmcs.clean.")}
-        axioms += [parse_expr(f"not {a} or evmcs.active") for a in sorted(clean)]
-        return Solver(axioms)
+        return Solver([parse_expr(a) for a in self.model.axioms], per_atom=_clean_means_evmcs)
 
     @cached_property
     def writes(self) -> list[Site]:
@@ -172,6 +167,12 @@ class Context:
     def evidence(self, site: Site, role: str) -> Evidence:
         return Evidence(path=site.path, line=site.line,
                         function=site.via or site.function, role=role)
+
+
+def _clean_means_evmcs(atom: str) -> list[Formula]:
+    """A clean bit of the enlightened VMCS means something only when one is in use."""
+    return [disj(neg(Atom(atom)), Atom("evmcs.active"))] if atom.startswith("evmcs.clean.") \
+        else []
 
 
 def registered() -> dict[str, Check]:
