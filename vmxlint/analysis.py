@@ -146,6 +146,8 @@ def _unchanged(tree: Tree, root: str | None, also: list[str],
     if set(also) - written != set(old.also) - written:
         return None
     text = tree.read(NESTED_C) or ""
+    if text == base.text:           # the same image, asked about other fields (``also``)
+        return dataclasses.replace(old, also=list(also))
     if unusable_source(text):
         return None
     spans = _unit(text).spans()

@@ -678,8 +678,8 @@ def _apply_file(fp: _FilePatch, path: str, orig_text: str) -> _FileResult:
     """Apply fp's hunks to orig_text; hunks that find no place are reported."""
     orig = _split_lines(orig_text)
     bare = [ln.rstrip("\n") for ln in orig]
-    norm = [_norm(ln) for ln in bare]
-    bare_index, norm_index = _index(bare), _index(norm)
+    bare_index = _index(bare)
+    lenient: list = []      # normalised lines and their index, made when a hunk needs them
     res = _FileResult([], set(), set(), {}, [], 0, 0, 0, 0, [])
     cursor = offset = 0
     for hunk in fp.hunks:
@@ -688,7 +688,10 @@ def _apply_file(fp: _FilePatch, path: str, orig_text: str) -> _FileResult:
             place = None if hunk.damaged else _find_exact(hunk, bare, bare_index, cursor, want)
             count = 1
             if place is None:
-                place, count = _find_lenient(hunk, norm, norm_index, cursor, want)
+                if not lenient:
+                    norm = [_norm(ln) for ln in bare]
+                    lenient[:] = [norm, _index(norm)]
+                place, count = _find_lenient(hunk, lenient[0], lenient[1], cursor, want)
         except _Refused as why:
             res.problems.append(Problem(NOT_APPLIED, path, hunk.old_start,
                                         f"hunk {hunk.header} {why}"))
