@@ -317,7 +317,7 @@ class Walker(GuardedWalk):
             value = args[1] if len(args) > 1 else None
             origin, member = self.provenance(value, fr)
             self._add(Site(kind="write", field=self._field(args[0]), accessor=name,
-                           value=self.gen.visit(value) if value is not None else None,
+                           value=self.spelling(value) if value is not None else None,
                            origin=origin, member=member, vmcs=self.vmcs, **base))
         elif name in READ_ACCESSORS and args:
             self._add(Site(kind="read", field=self._field(args[0]), accessor=name,
@@ -350,7 +350,7 @@ class Walker(GuardedWalk):
                 else (SUMMARY_ORIGIN[w.origin], None)
             self._add(Site(kind="write", field=w.field, accessor=name, origin=origin,
                            member=member, vmcs=self.vmcs, via=name,
-                           value=self.gen.visit(arg) if arg is not None else None,
+                           value=self.spelling(arg) if arg is not None else None,
                            **{**base, "guard": conj(base["guard"], when),
                               "local": conj(base["local"], when),
                               "shown": conj(base["shown"], when)}))

@@ -61,6 +61,8 @@ class GuardedWalk:
         self.labels: dict[str, str] = {}             # atom name -> C spelling
         self.visited: set[str] = set()
         self._cond_memo: dict[tuple[int, int], Formula] = {}
+        self._spelled: dict[int, str] = {}
+        self._texts: dict[int, str] = {}
 
     # -- hooks ----------------------------------------------------------------------------
     def on_call(self, node, pc: Formula, fr: "Frame") -> None:
@@ -85,8 +87,20 @@ class GuardedWalk:
         """Merge the state after the true branch into the current (false branch) one."""
 
     # -- helpers --------------------------------------------------------------------------
+    def spelling(self, node: "c_ast.Node") -> str:
+        """The C text of a node, rendered once per walk (the walk keeps the nodes alive,
+        so their ids stay theirs)."""
+        hit = self._spelled.get(id(node))
+        if hit is None:
+            hit = self._spelled[id(node)] = self.gen.visit(node)
+        return hit
+
     def text(self, node: "c_ast.Node") -> str:
-        return norm(self.gen.visit(node))
+        """The C text of a node, normalised."""
+        hit = self._texts.get(id(node))
+        if hit is None:
+            hit = self._texts[id(node)] = norm(self.spelling(node))
+        return hit
 
     def enter(self, name: str, entry: Formula, env: dict[str, Formula],
               chain: tuple[str, ...], shown: Formula = TRUE) -> "Frame":
@@ -292,7 +306,7 @@ class GuardedWalk:
                 and node.name.name in TRANSPARENT and node.args and node.args.exprs:
             return self.cond(node.args.exprs[0], fr)
         text = self.text(node)
-        spelled = self.gen.visit(node)
+        spelled = self.spelling(node)
         known = self.recognise(node, text, spelled, fr)
         if known is not None:
             return known
