@@ -122,6 +122,16 @@ def _join(fs: tuple[Formula, ...], kind: type, unit: Const, zero: Const) -> Form
     Linear in the operands: an operand of the same kind is copied as a whole (its set of
     operands is kept on it), so a guard grown one term at a time costs no rescans.
     """
+    if len(fs) == 2:
+        a, g = fs
+        if isinstance(a, kind) and not isinstance(g, (kind, Const)):
+            # A guard grown by one term (the walk's common case): no copy of its operands.
+            m = _members(a)
+            if g in m:
+                return a
+            if neg(g) in m:
+                return zero
+            return kind(a.args + (g,))
     out: dict[Formula, None] = {}
     for f in fs:
         if f == unit:
