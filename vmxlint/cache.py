@@ -350,6 +350,8 @@ def _conforms(x: Any, hint: Any) -> bool:
             return all(_conforms(y, args[0]) for y in x)
         return not args or (len(x) == len(args) and all(map(_conforms, x, args)))
     if origin is list:
+        if args and args[0] in (int, str):      # the common case, without a call per item
+            return isinstance(x, list) and all(type(y) is args[0] for y in x)
         return isinstance(x, list) and all(_conforms(y, args[0]) for y in x) if args \
             else isinstance(x, list)
     if origin is dict:
