@@ -157,13 +157,13 @@ def _unchanged(tree: Tree, root: str | None, also: list[str],
     return dataclasses.replace(moved, also=list(also)) if moved is not None else None
 
 
-def _by_content(tree: Tree, files: Iterable[str], compute):
+def _by_content(tree: Tree, files: Iterable[str], compute, kind: type = dict):
     """compute(), cached by the content of the files it reads (the runtime writers of
-    vmx.c do not change with a patch to nested.c)."""
-    k = cache.key("by-content", __version__, cache.code_digest(), _rules_digest(),
-                  tree.digest(sorted(files)))
+    vmx.c and the facts of the headers do not change with a patch to nested.c)."""
+    k = cache.key("by-content", kind.__name__, __version__, cache.code_digest(),
+                  _rules_digest(), tree.digest(sorted(files)))
     hit = cache.get(k)
-    if isinstance(hit, dict):
+    if isinstance(hit, kind):
         return hit
     value = compute()
     cache.put(k, value)
@@ -213,11 +213,11 @@ def _analyse(tree: Tree, root: str | None, also: list[str],
 
 def _prepare(tree: Tree, root: str | None) -> _Prepared:
     from vmxlint.checks import Context
-    from vmxlint.facts import load_facts
+    from vmxlint.facts import Facts, fact_files, load_facts
     from vmxlint.model import load_model
 
     model = load_model()
-    facts = load_facts(tree)
+    facts = _by_content(tree, fact_files(), lambda: load_facts(tree), Facts)
     out = Analysis(notes=list(facts.fallbacks))
     text = tree.read(NESTED_C) or ""
     why = unusable_source(text)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from vmxlint.tree import Tree
 
-__all__ = ("FieldInfo", "Facts", "load_facts", "accessor_width")
+__all__ = ("FieldInfo", "Facts", "accessor_width", "fact_files", "load_facts")
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,13 @@ class Facts:
             if info.encoding == encoding:
                 return info
         return None
+
+
+def fact_files() -> tuple[str, ...]:
+    """The files of a tree the facts are read from."""
+    from vmxlint.facts import encodings, evmcs, shadow, vmcs12
+
+    return encodings.PATHS + vmcs12.PATHS + shadow.PATHS + evmcs.PATHS + evmcs.BITS_PATHS
 
 
 def load_facts(tree: Tree) -> Facts:
