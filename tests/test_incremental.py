@@ -220,6 +220,7 @@ def test_relocation_refuses_what_it_cannot_move_exactly():
     assert relocate([_finding(long)], WHERE) is None     # longer: may need shortening
     one_more = _map("\n" + OLD_TEXT, {"f": (11, 21), "g": (31, 41)})
     assert relocate([_finding(long)], one_more)[0].message.endswith("g():34")
+    assert relocate([_finding("by g():33 and g():3…")], WHERE) is None   # cut: 3 of 34?
     other = _finding("m").with_(evidence=(Evidence("arch/x86/kvm/vmx/vmx.c", 5, "h", "r"),))
     assert relocate([other], WHERE)[0].evidence[0].line == 5     # another file
 

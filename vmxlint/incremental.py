@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Mapping
 
-from vmxlint.logic import And, Atom, Const, Formula, Not, Or
+from vmxlint.logic import And, Atom, Const, Formula, Not, Or, atoms
 
 if TYPE_CHECKING:  # pragma: no cover
     from vmxlint.analysis import Analysis
@@ -115,29 +115,26 @@ class Digester:
 
     def __init__(self, path: str) -> None:
         self.path = path            # lines of this file are kept apart (``lines``)
-        self._memo: dict[int, tuple[str, frozenset[str], Formula]] = {}
+        self._memo: dict[int, tuple[str, Formula]] = {}
         self._sites: dict[int, tuple[str, frozenset[str], "Site"]] = {}
 
     def formula(self, f: Formula) -> tuple[str, frozenset[str]]:
         """A digest of f's structure and the names of its atoms."""
         hit = self._memo.get(id(f))
         if hit is not None:
-            return hit[0], hit[1]
+            return hit[0], atoms(f)
         if isinstance(f, Const):
-            d, names = str(f), frozenset()
+            d = str(f)
         elif isinstance(f, Atom):
-            d, names = "a:" + f.name, frozenset((f.name,))
+            d = "a:" + f.name
         elif isinstance(f, Not):
-            sub, names = self.formula(f.arg)
-            d = _h("!", sub)
+            d = _h("!", self.formula(f.arg)[0])
         elif isinstance(f, (And, Or)):
-            parts = [self.formula(a) for a in f.args]
-            d = _h("&" if isinstance(f, And) else "|", *(p[0] for p in parts))
-            names = frozenset().union(*(p[1] for p in parts))
+            d = _h("&" if isinstance(f, And) else "|", *(self.formula(a)[0] for a in f.args))
         else:  # pragma: no cover - all formula classes handled above
             raise TypeError(f)
-        self._memo[id(f)] = (d, names, f)     # f kept alive: its id stays its own
-        return d, names
+        self._memo[id(f)] = (d, f)     # f kept alive: its id stays its own
+        return d, atoms(f)
 
     def site(self, s: "Site") -> tuple[str, frozenset[str]]:
         """A digest of the site (but its line in ``path``) and its atoms."""
@@ -248,6 +245,8 @@ def _move(f: "Finding", where: LineMap) -> "Finding | None":
             return m.group(0)
         return f"{m.group(1)}():{n}"
 
+    if f.message.endswith("…") and _PLACE.search(f.message):
+        return None             # cut to one line: the last place may be cut too
     message = _PLACE.sub(place, f.message)
     if failed or (len(message) != len(f.message) and len(f.message) >= _ROOMY):
         return None
