@@ -11,7 +11,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from functools import reduce
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 
 
 class Formula:
@@ -164,24 +164,34 @@ def disj(*fs: Formula) -> Formula:
     return _join(fs, Or, FALSE, TRUE)
 
 
+def _children(g: Formula) -> tuple[Formula, ...]:
+    return (g.arg,) if isinstance(g, Not) else g.args if isinstance(g, (And, Or)) else ()
+
+
+def _post_order(f: Formula, known: Callable[[Formula], bool]) -> Iterator[Formula]:
+    """The subformulas of f whose result is not ``known`` yet, children first, each once
+    (the caller records a result before asking for the next).  Iterative: guards may be
+    deeper than the C stack."""
+    stack: list[tuple[Formula, bool]] = [(f, False)]
+    while stack:
+        g, done = stack.pop()
+        if isinstance(g, Const) or known(g):
+            continue
+        if not done:
+            stack.append((g, True))
+            stack.extend((k, False) for k in _children(g))
+            continue
+        yield g
+
+
 def atoms(f: Formula) -> frozenset[str]:
     """Names of the atoms of f (kept on each formula object: guards share subformulas
     heavily, one path condition feeding many sites, and are asked again and again)."""
-    hit = f.__dict__.get("_a") if not isinstance(f, Const) else frozenset()
-    if hit is not None:
-        return hit
-    stack: list[tuple[Formula, bool]] = [(f, False)]
-    while stack:                    # post-order, iterative: guards may be deep
-        g, done = stack.pop()
-        if "_a" in g.__dict__ or isinstance(g, Const):
-            continue
-        kids = (g.arg,) if isinstance(g, Not) else g.args if isinstance(g, (And, Or)) else ()
-        if not done:
-            stack.append((g, True))
-            stack.extend((k, False) for k in kids)
-            continue
+    if isinstance(f, Const):
+        return frozenset()
+    for g in _post_order(f, lambda g: "_a" in g.__dict__):
         names = frozenset((g.name,)) if isinstance(g, Atom) else \
-            frozenset().union(*(atoms(k) for k in kids))
+            frozenset().union(*(atoms(k) for k in _children(g)))
         object.__setattr__(g, "_a", names)
     return f.__dict__["_a"]
 
@@ -194,16 +204,7 @@ def substitute(f: Formula, env: Mapping[str, Formula]) -> Formula:
     if not env:
         return f
     key = frozenset(env.items())
-    stack: list[tuple[Formula, bool]] = [(f, False)]
-    while stack:                    # post-order, iterative: guards may be deep
-        g, done = stack.pop()
-        if isinstance(g, Const) or key in g.__dict__.setdefault("_s", {}):
-            continue
-        kids = (g.arg,) if isinstance(g, Not) else g.args if isinstance(g, (And, Or)) else ()
-        if not done:
-            stack.append((g, True))
-            stack.extend((k, False) for k in kids)
-            continue
+    for g in _post_order(f, lambda g: key in g.__dict__.setdefault("_s", {})):
         if isinstance(g, Atom):
             out = env.get(g.name, g)
         elif isinstance(g, Not):
