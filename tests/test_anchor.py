@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vmxlint.analysis import check
+from vmxlint.series import check
 from vmxlint.mail import read_mails
 from vmxlint.tree import NESTED_C, Tree
 

@@ -8,9 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vmxlint import analysis, logic, mail
-from vmxlint.analysis import analyse, check
+from vmxlint.analysis import analyse
 from vmxlint.logic import Atom, conj, disj, neg
 from vmxlint.mail import read_mails
+from vmxlint.series import check
 from vmxlint.tree import Tree
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,11 +15,12 @@ from hypothesis import strategies as st
 
 from test_real_trees import LEGITIMATE, PLANTED, _patch
 from vmxlint import analysis
-from vmxlint.analysis import analyse, check
+from vmxlint.analysis import analyse
 from vmxlint.findings import Evidence, Finding
 from vmxlint.incremental import LineMap, Neighbour, relocate
 from vmxlint.logic import Atom, Solver, conj, disj, neg
 from vmxlint.mail import read_mails
+from vmxlint.series import check
 from vmxlint.tree import NESTED_C, Tree
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -315,6 +316,7 @@ def test_code_edit_in_a_walked_function_is_analysed_again(prepared):
 def test_git_range_reuses_the_previous_commit_exactly(tmp_path, monkeypatch):
     """Each commit of a range starts from the one before; same findings as on its own."""
     from test_git import add_comment, commit_edit, drop_sysenter_cs, git, scratch_repo
+    from vmxlint import series
     from vmxlint.gitrange import check_range
 
     repo = scratch_repo(FIXTURES / "trees" / "shape-modern", tmp_path)
@@ -323,12 +325,12 @@ def test_git_range_reuses_the_previous_commit_exactly(tmp_path, monkeypatch):
     commit_edit(repo, drop_sysenter_cs, "drop a write")
     commit_edit(repo, lambda t: t.replace("/* Builds", "/* Makes"), "reword")
     fast = check_range(Tree.open(repo), f"{start}..HEAD", include_existing=True)
-    real = analysis.check
+    real = series.check
 
     def alone(mails, tree, include_existing=False, incremental=True, jobs=1, base=None):
         return real(mails, tree, include_existing, incremental=False)
 
-    monkeypatch.setattr(analysis, "check", alone)
+    monkeypatch.setattr(series, "check", alone)
     full = check_range(Tree.open(repo), f"{start}..HEAD", include_existing=True)
     assert fast.findings == full.findings and len(fast.commits) == 3
     assert any(f.status == "new" for f in fast.findings)

@@ -7,7 +7,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vmxlint.analysis import check
+from vmxlint.series import check
 from vmxlint.mail import read_mails
 from vmxlint.patch import apply_patch
 from vmxlint.tree import Tree

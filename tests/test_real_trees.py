@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from vmxlint.analysis import analyse, check, entry_path
+from vmxlint.analysis import analyse, entry_path
 from vmxlint.dataflow import build_graph, to_json
 from vmxlint.mail import read_mails
+from vmxlint.series import check
 from vmxlint.tree import NESTED_C, Tree
 
 pytestmark = pytest.mark.kernel

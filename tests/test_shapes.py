@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from vmxlint.analysis import analyse, check
+from vmxlint.analysis import analyse
 from vmxlint.mail import read_mails
+from vmxlint.series import check
 from vmxlint.tree import NESTED_C, Tree
 
 TREES = Path(__file__).resolve().parent.parent / "fixtures" / "trees"

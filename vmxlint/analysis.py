@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Iterable
 
 from vmxlint import __version__, cache
-from vmxlint.findings import Finding, PatchRef, compare, number_occurrences
+from vmxlint.findings import Finding, number_occurrences
 from vmxlint.incremental import Neighbour
 from vmxlint.tree import NESTED_C, Tree, TreeError
 
@@ -140,7 +140,7 @@ def _unchanged(tree: Tree, root: str | None, also: list[str],
 
     old = base.analysis
     if not old.skeleton or old.context != _context(tree, root) or any(
-            f.code in _UNANALYSED for f in old.findings):
+            f.code in UNANALYSED for f in old.findings):
         return None
     written = set(old.written)
     if set(also) - written != set(old.also) - written:
@@ -427,6 +427,8 @@ def _called_names(text: str, unit, functions: Iterable[str]) -> set[str]:
 
 
 BLIND = "not_analysed"     # detail of a finding that says a whole analysis did not run
+# Findings that say part of the analysis did not run.
+UNANALYSED = ("VMX004", "VMX006")
 
 
 def _vmx004(model, function: str, line: int, message: str, blind: bool = False) -> Finding:
@@ -436,190 +438,6 @@ def _vmx004(model, function: str, line: int, message: str, blind: bool = False) 
     return Finding(code="VMX004", name=rule.name, severity="error" if blind else rule.severity,
                    message=message, path=NESTED_C, line=line, function=function,
                    details=details)
-
-
-# -- check: patches against a tree --------------------------------------------------------
-
-@dataclass
-class CheckResult:
-    findings: list[Finding]
-    mails: dict[PatchRef, str]
-    usable: int          # how many patches could be applied
-    notes: list[str] = field(default_factory=list)   # fallbacks to embedded tables, once each
-    last: Neighbour | None = None     # the last image analysed, for the next check to reuse
-
-
-def patch_ref(mail) -> PatchRef:
-    return PatchRef(subject=mail.subject, index=mail.index, message_id=mail.message_id,
-                    sender=mail.sender)
-
-
-def _problem_finding(model, problem, ref: PatchRef) -> Finding:
-    rule = model.rules[problem.code]
-    return Finding(code=problem.code, name=rule.name, severity=rule.severity,
-                   message=problem.message, path=problem.path or "-", line=problem.line or 1,
-                   status="new", patch=ref)
-
-
-def check(mails: list, tree: Tree, include_existing: bool = False,
-          incremental: bool = True, jobs: int = 1,
-          base: Neighbour | None = None) -> CheckResult:
-    """Apply a series in order, in memory, and compare findings before and after each.
-
-    ``incremental``: each image reuses the unchanged fields of the image before it; the
-    findings are the same without (the tests compare both ways).  ``jobs``: processes the
-    analyses are spread over (vmxlint.jobs)."""
-    from vmxlint.anchor import on_hunk
-    from vmxlint.jobs import Step, analyse_steps
-    from vmxlint.model import load_model
-    from vmxlint.patch import apply_patch
-
-    model = load_model()
-    # First the patches are applied, in order (cheap); then the images are analysed (the
-    # cost, spread over ``jobs``); then each patch's findings are judged, in order.
-    events: list[Finding | tuple] = []
-    raw: dict[PatchRef, str] = {}
-    usable = 0
-    current = tree
-    stopped: PatchRef | None = None     # the patch at which git am would have stopped
-    patches = 0
-    steps: list[Step] = []
-    for mail in mails:
-        ref = patch_ref(mail)
-        raw[ref] = mail.raw
-        if mail.index and mail.index.startswith("0/") and not mail.diff.strip():
-            continue                # a cover letter carries no diff by design
-        if getattr(mail, "problem", None):
-            events.append(_problem_finding(model, _Budget(mail.problem), ref))
-            continue
-        patches += 1
-        if patches > MAX_PATCHES:
-            rest = sum(1 for m in mails if m.diff.strip()) - MAX_PATCHES
-            events.append(_problem_finding(model, _Budget(
-                f"{rest} patch(es) from this one on not analysed: the series has more than "
-                f"{MAX_PATCHES} patches"), ref))
-            break
-        if stopped is not None:
-            events.append(_problem_finding(model, _NotChecked(stopped), ref))
-            continue
-        if not mail.diff.strip():
-            events.append(_problem_finding(model, _NoDiff(), ref))
-            continue                # a reply in a thread: not a patch git am would take
-        applied = apply_patch(mail.diff, current)
-        events.extend(_problem_finding(model, p, ref) for p in applied.problems)
-        if not applied.usable:
-            stopped = ref
-            continue
-        usable += 1
-        after = current.with_overlay(applied.files)
-        if any(p in inputs() for p in applied.files):
-            events.append((len(steps), ref, applied))
-            steps.append(Step(current, after))
-        current = after
-    pairs = analyse_steps(steps, incremental, jobs, base)
-    last = Neighbour(pairs[-1][1], steps[-1].after.read(NESTED_C) or "") if pairs else base
-    out: list[Finding] = []
-    broken: dict[tuple, PatchRef] = {}    # unanalysed parts, by the patch that caused them
-    notes: dict[str, None] = {}           # fallbacks and other notes, each once, in order
-    for event in events:
-        if isinstance(event, Finding):
-            out.append(event)
-            continue
-        k, ref, applied = event
-        before, after_a = pairs[k]
-        seen = _Blind(before, steps[k].before, steps[k].after, applied, broken, ref)
-        for f in compare(before.findings, after_a.findings):
-            f = on_hunk(seen.judge(f), applied)
-            if f.status == "existing" and not include_existing:
-                continue
-            out.append(f.with_(patch=ref))
-        notes.update(dict.fromkeys(before.notes + after_a.notes))
-    return CheckResult(findings=out, mails=raw, usable=usable, notes=list(notes), last=last)
-
-
-# Findings that say part of the analysis did not run: never hidden as "existing" when
-# the patch changes what they cover, or when an earlier patch of the series caused them.
-_UNANALYSED = ("VMX004", "VMX006")
-
-
-class _Blind:
-    """Decides how a finding about unanalysed code is reported for one patch."""
-
-    def __init__(self, before: Analysis, pre: Tree, post: Tree, applied, broken: dict,
-                 ref: PatchRef) -> None:
-        self.before = {f.key: f for f in before.findings}
-        self.pre = (pre.read(NESTED_C) or "").split("\n")
-        self.post = (post.read(NESTED_C) or "").split("\n")
-        self.added = applied.added_lines.get(NESTED_C, set())
-        self.removed = applied.removed_lines.get(NESTED_C, set())
-        self.broken = broken
-        self.ref = ref
-
-    def judge(self, f: Finding) -> Finding:
-        """The finding as this patch must report it."""
-        if f.code not in _UNANALYSED or f.status == "resolved":
-            return f
-        if f.status == "new":
-            self.broken.setdefault(f.key, self.ref)
-            return f
-        culprit = self.broken.get(f.key)
-        if culprit is not None:
-            since = f"{culprit.index} " if culprit.index else ""
-            return f.with_(status="new", severity="error",
-                           message=f"not analysed since patch {since}({culprit.subject[:60]}) "
-                                   f"broke it: {f.message}")
-        if any(k == BLIND for k, _ in f.details):
-            return f.with_(status="new", severity="error")
-        if self._touched(f):
-            return f.with_(status="new", severity="error",
-                           message=f"this patch changes code that is not analysed: {f.message}")
-        return f
-
-    def _touched(self, f: Finding) -> bool:
-        old = self.before.get(f.key)
-        if self.added & set(_span(self.post, f.line)):
-            return True
-        return old is not None and bool(self.removed & set(_span(self.pre, old.line)))
-
-
-def _span(lines: list[str], start: int) -> range:
-    """Line numbers of the top-level definition starting at start, to its closing '}'."""
-    for k in range(max(start - 1, 0), len(lines)):
-        if lines[k].startswith("}"):
-            return range(start, k + 2)
-    return range(start, len(lines) + 1)
-
-
-@dataclass(frozen=True)
-class _NoDiff:
-    code: str = "VMX001"
-    path: str = ""
-    line: int = 0
-    message: str = "the message has no diff that can be parsed"
-
-
-class _Budget:
-    """An input over a documented bound (VMX006)."""
-
-    code = "VMX006"
-    path = ""
-    line = 0
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-
-
-class _NotChecked:
-    """A later patch of a series whose earlier patch does not apply (git am stops there)."""
-
-    code = "VMX003"
-    path = ""
-    line = 0
-
-    def __init__(self, culprit: PatchRef) -> None:
-        name = f"{culprit.index} " if culprit.index else ""
-        self.message = ("not checked: an earlier patch of the series does not apply "
-                        f"({name}{culprit.subject[:80]})")
 
 
 def kernel_top(path: str | None) -> Tree:

@@ -39,7 +39,7 @@ def open_tree(path: str | None, rev: str | None = None) -> "Tree":
 def check(tree: "Tree", *, span: str | None, staged: bool, patches: list[str],
           include_existing: bool, jobs: int = 1) -> Outcome:
     """Check a git range, the staged changes, or patch files / stdin against the tree."""
-    from vmxlint.analysis import check as check_mails
+    from vmxlint.series import check as check_mails
     from vmxlint.gitrange import base_for, check_range
     from vmxlint.tree import NESTED_C, TreeError
 
@@ -207,7 +207,7 @@ def _series_sources(base, mails) -> "SourceLookup":
 
 
 def _replay(base, mails) -> dict:
-    from vmxlint.analysis import patch_ref
+    from vmxlint.series import patch_ref
     from vmxlint.patch import apply_patch
 
     images: dict = {None: (base, base)}

@@ -85,7 +85,7 @@ def parent_of(root: Path, sha: str) -> str | None:
 
 @dataclass
 class RangeResult:
-    """What ``--git A..B`` found: the shape of ``analysis.CheckResult``, plus the commits."""
+    """What ``--git A..B`` found: the shape of ``series.CheckResult``, plus the commits."""
 
     findings: list
     mails: dict
@@ -95,7 +95,7 @@ class RangeResult:
 
 def check_range(tree: Tree, spec: str, include_existing: bool = False) -> RangeResult:
     """Check each commit of spec against its parent, from git objects."""
-    from vmxlint.analysis import check
+    from vmxlint.series import check
 
     if tree.root is None:
         raise GitError("--git needs a kernel tree that is a git repository")
