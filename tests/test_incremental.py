@@ -334,3 +334,42 @@ def test_git_range_reuses_the_previous_commit_exactly(tmp_path, monkeypatch):
     full = check_range(Tree.open(repo), f"{start}..HEAD", include_existing=True)
     assert fast.findings == full.findings and len(fast.commits) == 3
     assert any(f.status == "new" for f in fast.findings)
+
+
+def _step_series(tree: Tree, n: int) -> bytes:
+    cur = tree.read(NESTED_C)
+    mails = []
+    for k in range(n):
+        new = cur.replace("{\n", "{\n\t/* step %d */\n" % k, 1) if k % 2 else _edit_body(
+            cur, "prepare_vmcs02", f"\tvmcs_write32(GUEST_SYSENTER_CS, {k});\n")
+        mails.append(_mail(cur, new, k))
+        cur = new
+    return "".join(mails).encode()
+
+
+def test_jobs_give_the_same_findings():
+    """-j N spreads a series over processes; the findings are those of one process."""
+    tree = Tree.open(FIXTURES / "trees" / "shape-modern")
+    mails = read_mails(_step_series(tree, 4), "series")
+    one = check(mails, tree, include_existing=True)
+    two = check(mails, tree, include_existing=True, jobs=2)
+    assert one.findings == two.findings and one.usable == two.usable == 4
+    assert any(f.status == "new" for f in one.findings)
+
+
+def test_jobs_option(tmp_path):
+    import subprocess
+    import sys
+
+    patch = tmp_path / "s.mbox"
+    patch.write_bytes(_step_series(Tree.open(FIXTURES / "trees" / "shape-modern"), 2))
+    run = [sys.executable, "-m", "vmxlint", "check", "--tree",
+           str(FIXTURES / "trees" / "shape-modern"), str(patch)]
+    env = {"PYTHONPATH": str(ROOT), "VMXLINT_NO_CACHE": "1", "PATH": "/usr/bin:/bin"}
+    outs = [subprocess.run(run + j, capture_output=True, text=True, env=env, timeout=600)
+            for j in ([], ["-j", "2"], ["-j", "auto"])]
+    assert outs[0].stdout and all(o.stdout == outs[0].stdout for o in outs)
+    assert all(o.returncode == outs[0].returncode for o in outs)
+    bad = subprocess.run(run + ["-j", "0"], capture_output=True, text=True, env=env,
+                         timeout=600)
+    assert bad.returncode == 2 and "positive number or 'auto'" in bad.stderr
