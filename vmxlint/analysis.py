@@ -115,14 +115,15 @@ def analyse(tree: Tree, root: str | None = None, also: Iterable[str] = (),
     same with or without it.
     """
     also = sorted(set(also))
-    k = cache.key(__version__, cache.code_digest(), _rules_digest(), root or "",
-                  tree.digest(inputs()), *also)
+    content = tree.digest(inputs())
+    k = cache.key(__version__, cache.code_digest(), _rules_digest(), root or "", content,
+                  *also)
     hit = cache.get(k)
     if isinstance(hit, Analysis):
         return hit
     result = _unchanged(tree, root, also, base) if base is not None else None
     if result is None:
-        result = _analyse(tree, root, also, base)
+        result = _analyse(tree, root, also, base, content)
     cache.put(k, result)
     return result
 
@@ -192,10 +193,10 @@ atexit.register(_PREPARED.clear)
 
 
 def _analyse(tree: Tree, root: str | None, also: list[str],
-             base: Neighbour | None = None) -> Analysis:
+             base: Neighbour | None = None, content: str | None = None) -> Analysis:
     from vmxlint.model import load_model
 
-    k = (id(load_model()), root, tree.digest(inputs()))
+    k = (id(load_model()), root, content or tree.digest(inputs()))
     prep = _PREPARED.get(k)
     if prep is None:
         prep = _PREPARED[k] = _prepare(tree, root)
@@ -262,8 +263,7 @@ def _prepare(tree: Tree, root: str | None) -> _Prepared:
                          | {h for d in model.entry.deferred for h in d.handlers})
     out.skeleton = skeleton(text, out.spans, out.reached)
     out.context = _context(tree, root)
-    shared = cache.key(cache.code_digest(), _rules_digest(), path.root,
-                       tree.digest([p for p in inputs() if p != NESTED_C]),
+    shared = cache.key(cache.code_digest(), _rules_digest(), path.root, out.context,
                        repr(sorted(ctx.cache_helpers.items())), repr(sorted(ctx.absent_caches)))
     return _Prepared(out, ctx, skipped, Digester(NESTED_C), shared)
 

@@ -6,6 +6,7 @@ how bad it is, the function says when it fires.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Callable, Iterable, Iterator, Mapping
@@ -73,23 +74,20 @@ class Context:
     _consumed: dict[str, Formula] = field(default_factory=dict)
     _whole: "Context | None" = None     # the context a slice was cut from
 
-    def with_also(self, also: Iterable[str]) -> "Context":
-        """The same path asked also about these fields; solver and caches shared."""
-        import dataclasses
-
+    def _share(self, **changes: object) -> "Context":
+        """This context changed, sharing the solver and the consumption conditions."""
         whole = self._whole or self
-        return dataclasses.replace(self, also=frozenset(also), _consumed=whole._consumed,
-                                   _whole=whole)
+        return dataclasses.replace(self, _consumed=whole._consumed, _whole=whole, **changes)
+
+    def with_also(self, also: Iterable[str]) -> "Context":
+        """The same path asked also about these fields."""
+        return self._share(also=frozenset(also))
 
     def restrict(self, name: str, sites: Iterable[Site]) -> "Context":
         """The context of one field: some of the path's sites, and ``also`` only if it
-        names the field; the solver (its axioms) and consumption conditions are shared."""
-        import dataclasses
-
-        whole = self._whole or self
-        path = dataclasses.replace(self.path, sites=list(sites))
-        return dataclasses.replace(self, path=path, also=self.also & {name},
-                                   _consumed=whole._consumed, _whole=whole)
+        names the field."""
+        return self._share(path=dataclasses.replace(self.path, sites=list(sites)),
+                           also=self.also & {name})
 
     def runtime_writers(self, name: str) -> list[Writer]:
         """KVM's writes of the field outside the entry path (vmx.c and friends)."""
