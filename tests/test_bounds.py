@@ -152,7 +152,7 @@ def test_property_terms_count_atom_occurrences(f) -> None:
         if isinstance(g, logic.Not):
             return naive(g.arg)
         return sum(naive(a) for a in getattr(g, "args", ()))
-    assert analysis._terms(f, {}) == naive(f)
+    assert analysis._terms(f) == naive(f)
 
 
 @settings(max_examples=50, deadline=None)

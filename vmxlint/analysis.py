@@ -163,12 +163,21 @@ def _by_content(tree: Tree, files: Iterable[str], compute, kind: type = dict):
     vmx.c and the facts of the headers do not change with a patch to nested.c)."""
     k = cache.key("by-content", kind.__name__, __version__, cache.code_digest(),
                   _rules_digest(), tree.digest(sorted(files)))
-    hit = cache.get(k)
-    if isinstance(hit, kind):
-        return hit
-    value = compute()
-    cache.put(k, value)
-    return value
+    hit = _CONTENT.get(k)
+    if hit is None:
+        hit = cache.get(k)
+        if not isinstance(hit, kind):
+            hit = compute()
+            cache.put(k, hit)
+        _CONTENT[k] = hit
+        while len(_CONTENT) > 16:
+            del _CONTENT[next(iter(_CONTENT))]
+    return hit
+
+
+# What `_by_content` gave, in this process (each image of a series reads the same files);
+# the values are shared, never changed.
+_CONTENT: dict[str, object] = {}
 
 
 @dataclass
@@ -302,33 +311,26 @@ MAX_GUARD_ATOMS = 256
 MAX_PATCHES = 500
 
 
-def _terms(f, memo: dict[int, int]) -> int:
-    """Atom occurrences of f read as a tree (shared subformulas counted each time)."""
-    from vmxlint.logic import And, Atom, Not, Or
+def _terms(f) -> int:
+    """Atom occurrences of f read as a tree (shared subformulas counted each time), kept on
+    each formula object: the guards of an image share subformulas with each other and,
+    through the walk's summaries, with the images before it."""
+    from vmxlint.logic import Atom, Const, post_order
 
-    # Post-order with an explicit stack: a node is summed only after all its children,
-    # even when a child is shared with a node visited earlier.
-    # A node pushed by several parents is expanded once: the copy on top finishes (and is
-    # memoised) before any copy below it is popped.  Pushes are linear in the edges.
-    stack: list[tuple[object, bool]] = [(f, False)]
-    while stack:                    # iterative: a guard may be deeper than the C stack
-        g, children_done = stack.pop()
-        if id(g) in memo:
-            continue
-        kids = (g.arg,) if isinstance(g, Not) else g.args if isinstance(g, (And, Or)) else ()
-        if not children_done:
-            stack.append((g, True))
-            stack.extend((k, False) for k in kids if id(k) not in memo)
-            continue
-        memo[id(g)] = 1 if isinstance(g, Atom) else sum(memo[id(k)] for k in kids)
-    return memo[id(f)]
+    def count(g) -> int:
+        return 0 if isinstance(g, Const) else g.__dict__["_t"]
+
+    for g in post_order(f, lambda g: "_t" in g.__dict__):
+        kids = (g.arg,) if hasattr(g, "arg") else getattr(g, "args", ())
+        object.__setattr__(g, "_t", 1 if isinstance(g, Atom) else sum(map(count, kids)))
+    return count(f)
 
 
-def _too_big(guard, memo: dict[int, int]) -> str | None:
+def _too_big(guard) -> str | None:
     """Why a guard is over a bound, or None."""
     from vmxlint.logic import atoms
 
-    terms = _terms(guard, memo)
+    terms = _terms(guard)
     if terms > MAX_GUARD_TERMS:
         return f"a guard of {terms} terms (bound {MAX_GUARD_TERMS})"
     if terms > MAX_GUARD_ATOMS and len(atoms(guard)) > MAX_GUARD_ATOMS:
@@ -343,11 +345,10 @@ def _within_budget(path, model):
     """
     import dataclasses
 
-    memo: dict[int, int] = {}
     rule = model.rules["VMX006"]
     found: list[Finding] = []
-    entry_why = _too_big(path.success, memo) or next(
-        (w for s in path.sites if s.kind == "entry" for w in [_too_big(s.guard, memo)] if w),
+    entry_why = _too_big(path.success) or next(
+        (w for s in path.sites if s.kind == "entry" for w in [_too_big(s.guard)] if w),
         None)
     if entry_why:
         found.append(Finding(code="VMX006", name=rule.name, severity=rule.severity,
@@ -366,7 +367,7 @@ def _within_budget(path, model):
             skipped[name] = (sites[0], f"{len(sites)} writes (bound {MAX_WRITES_PER_FIELD})")
             continue
         for s in sites:
-            why = _too_big(s.guard, memo)
+            why = _too_big(s.guard)
             if why:
                 skipped[name] = (s, why)
                 break
@@ -418,10 +419,17 @@ def _callees_text(text: str, unit, path) -> str:
 
 def _called_names(text: str, unit, functions: Iterable[str]) -> set[str]:
     lines = text.splitlines()
+    spans = unit.spans()
+    fingerprint = getattr(unit.functions, "fingerprint", None)
     names: set[str] = set()
     for name in functions:
-        fn = unit.functions[name]
-        body = "\n".join(lines[fn.start_line - 1:fn.end_line])
+        span = spans.get(name)
+        mark = fingerprint(name) if fingerprint is not None else None
+        if not (mark and mark[0] and span and span[0] == mark[1]):
+            # Only a parse can say which chunk defines the name.
+            fn = unit.functions[name]
+            span = fn.start_line, fn.end_line
+        body = "\n".join(lines[span[0] - 1:span[1]])
         names.update(re.findall(r"\b([A-Za-z_]\w*)\s*\(", body))
     return names
 

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Mapping
 
-from vmxlint.logic import And, Atom, Const, Formula, Not, Or, atoms
+from vmxlint.logic import And, Atom, Const, Formula, Not, atoms, post_order
 
 if TYPE_CHECKING:  # pragma: no cover
     from vmxlint.analysis import Analysis
@@ -111,30 +111,17 @@ class LineMap:
 
 
 class Digester:
-    """Digests of formulas (memoised: guards share most of their subformulas) and sites."""
+    """Digests of formulas and sites.  A formula's digest is kept on the formula object, as
+    its atoms are (``logic.atoms``): guards share most of their subformulas, within an
+    image and, through the walk's summaries, with the images before it."""
 
     def __init__(self, path: str) -> None:
         self.path = path            # lines of this file are kept apart (``lines``)
-        self._memo: dict[int, tuple[str, Formula]] = {}
         self._sites: dict[int, tuple[str, frozenset[str], "Site"]] = {}
 
     def formula(self, f: Formula) -> tuple[str, frozenset[str]]:
         """A digest of f's structure and the names of its atoms."""
-        hit = self._memo.get(id(f))
-        if hit is not None:
-            return hit[0], atoms(f)
-        if isinstance(f, Const):
-            d = str(f)
-        elif isinstance(f, Atom):
-            d = "a:" + f.name
-        elif isinstance(f, Not):
-            d = _h("!", self.formula(f.arg)[0])
-        elif isinstance(f, (And, Or)):
-            d = _h("&" if isinstance(f, And) else "|", *(self.formula(a)[0] for a in f.args))
-        else:  # pragma: no cover - all formula classes handled above
-            raise TypeError(f)
-        self._memo[id(f)] = (d, f)     # f kept alive: its id stays its own
-        return d, atoms(f)
+        return formula_digest(f), atoms(f)
 
     def site(self, s: "Site") -> tuple[str, frozenset[str]]:
         """A digest of the site (but its line in ``path``) and its atoms."""
@@ -150,6 +137,23 @@ class Digester:
                      s.callee))
         self._sites[id(s)] = (text, a1 | a2 | a3, s)
         return text, a1 | a2 | a3
+
+
+def formula_digest(f: Formula) -> str:
+    """A digest of f's structure (atom names, not their spellings), kept on each formula
+    object; iterative, as guards may be deeper than the C stack."""
+    if isinstance(f, Const):
+        return str(f)
+    for g in post_order(f, lambda g: "_d" in g.__dict__):
+        if isinstance(g, Atom):
+            d = "a:" + g.name
+        elif isinstance(g, Not):
+            d = _h("!", g.arg.__dict__["_d"] if not isinstance(g.arg, Const) else str(g.arg))
+        else:
+            d = _h("&" if isinstance(g, And) else "|",
+                   *(a.__dict__["_d"] if not isinstance(a, Const) else str(a) for a in g.args))
+        object.__setattr__(g, "_d", d)
+    return f.__dict__["_d"]
 
 
 def _h(*parts: str) -> str:

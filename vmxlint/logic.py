@@ -168,7 +168,7 @@ def _children(g: Formula) -> tuple[Formula, ...]:
     return (g.arg,) if isinstance(g, Not) else g.args if isinstance(g, (And, Or)) else ()
 
 
-def _post_order(f: Formula, known: Callable[[Formula], bool]) -> Iterator[Formula]:
+def post_order(f: Formula, known: Callable[[Formula], bool]) -> Iterator[Formula]:
     """The subformulas of f whose result is not ``known`` yet, children first, each once
     (the caller records a result before asking for the next).  Iterative: guards may be
     deeper than the C stack."""
@@ -189,7 +189,7 @@ def atoms(f: Formula) -> frozenset[str]:
     heavily, one path condition feeding many sites, and are asked again and again)."""
     if isinstance(f, Const):
         return frozenset()
-    for g in _post_order(f, lambda g: "_a" in g.__dict__):
+    for g in post_order(f, lambda g: "_a" in g.__dict__):
         names = frozenset((g.name,)) if isinstance(g, Atom) else \
             frozenset().union(*(atoms(k) for k in _children(g)))
         object.__setattr__(g, "_a", names)
@@ -204,7 +204,7 @@ def substitute(f: Formula, env: Mapping[str, Formula]) -> Formula:
     if not env:
         return f
     key = frozenset(env.items())
-    for g in _post_order(f, lambda g: key in g.__dict__.setdefault("_s", {})):
+    for g in post_order(f, lambda g: key in g.__dict__.setdefault("_s", {})):
         if isinstance(g, Atom):
             out = env.get(g.name, g)
         elif isinstance(g, Not):

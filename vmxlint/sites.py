@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Iterable, Mapping
 
-from vmxlint.cfront.walk import Frame, GuardedWalk, norm
+from vmxlint.cfront.walk import Effect, Frame, GuardedWalk, SummaryMemo, Under, norm
 from vmxlint.logic import TRUE, Atom, Formula, Not, conj, disj, expand, neg, parse_expr
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -68,7 +68,7 @@ SUMMARY_ORIGIN = {"vmcs12": Provenance.VMCS12, "constant": Provenance.CONSTANT,
 
 
 @dataclass(frozen=True)
-class Site:
+class Site(Effect):
     """One event on the nested VM-entry path: a write, a read, a call or a VM entry."""
 
     kind: str                 # "write" | "read" | "call" | "store" | "entry"
@@ -92,6 +92,9 @@ class Site:
     @property
     def direct(self) -> bool:
         return self.via is None
+
+    def under(self, entry: Under, shown: Under) -> "Site":
+        return Site(**{**self.__dict__, "guard": entry(self.guard), "shown": shown(self.shown)})
 
     def with_field(self, name: str) -> "Site":
         """This place, speaking of another field (a finding anchored on the consumer)."""
@@ -117,6 +120,40 @@ class EntryPath:
 
     def writes(self, vmcs: str = "vmcs02") -> list[Site]:
         return [s for s in self.sites if s.kind == "write" and s.vmcs == vmcs]
+
+
+@dataclass(frozen=True)
+class _Request(Effect):
+    """A deferred request made on the path (its handler runs before the VM entry)."""
+
+    guard: Formula
+    deferred: object
+
+    def under(self, entry: Under, shown: Under) -> "_Request":
+        return _Request(entry(self.guard), self.deferred)
+
+
+@dataclass(frozen=True)
+class _Spelling(Effect):
+    """A recognised predicate met under its C spelling."""
+
+    known: Formula
+    spelled: str
+
+
+# Summaries of walked calls, kept in process by walk scope (model, control bits, file):
+# the next image of a series walks again only the calls whose functions changed.
+SUMMARIES = 4096
+_summaries: dict[tuple, tuple[object, SummaryMemo]] = {}
+
+
+def _memo(model: "Model", bits: dict, helpers: dict, path: str) -> SummaryMemo:
+    scope = (id(model), frozenset(bits.items()), frozenset(helpers.items()), path)
+    held = _summaries.get(scope)
+    if held is None:
+        _summaries.clear()          # one scope at a time: a new tree forgets the old one
+        held = _summaries[scope] = (model, SummaryMemo(SUMMARIES))   # model kept: id stays
+    return held[1]
 
 
 class _Predicates:
@@ -178,6 +215,8 @@ class Walker(GuardedWalk):
         # loaded on entry, which on the nested entry path is vmcs01.
         if SWITCH_VMCS in self.text(fn.node.body):
             self.vmcs = "vmcs01"
+        if self._fingerprint is not None:
+            self.memo = _memo(self.model, self.bits, self.bit_helpers, fn.path)
         frame = self.enter(root, TRUE, {}, ())
         # The success exit is the return that ends the root's top-level block, after the
         # last setup step (NVMX_VMENTRY_SUCCESS in 6.x, 0 in 4.20-5.x); every other
@@ -208,16 +247,34 @@ class Walker(GuardedWalk):
                            path=self.functions[handler].path,
                            line=self.functions[handler].start_line, guard=when, local=when,
                            shown=made, chain=(root,)))
-            sub = self.enter(handler, when, {}, (root,), made)
-            success = conj(success, disj(neg(made), self.returns_true(sub)))
+            returns = self.walk_function(handler, when, {}, (root,), made)
+            success = conj(success, disj(neg(made), returns))
         self.context = set()
         return success
 
     def _add(self, site: Site) -> None:
-        self.order += 1
-        self.sites.append(Site(**{**site.__dict__, "order": self.order}))
+        # Kept relative to its function's first line until carried out (``apply``).
+        self.emit(Site(**{**site.__dict__, "line": site.line - self.start(site.function)}))
 
     # -- the guarded walk's hooks -----------------------------------------------------------
+    def apply(self, effect: Effect) -> None:
+        if isinstance(effect, Site):
+            self.order += 1
+            self.sites.append(Site(**{**effect.__dict__, "order": self.order,
+                                      "line": effect.line + self.start(effect.function)}))
+        elif isinstance(effect, _Request):
+            self.pending.append((effect.guard, effect.deferred))
+        elif isinstance(effect, _Spelling):
+            self._spelled_as(effect.known, effect.spelled)
+        else:
+            super().apply(effect)
+
+    def walk_state(self) -> object:
+        return self.vmcs, frozenset(self.context)
+
+    def set_walk_state(self, state: object) -> None:
+        self.vmcs = state[0]      # type: ignore[index]
+
     def branch_state(self) -> object:
         return self.vmcs
 
@@ -248,10 +305,10 @@ class Walker(GuardedWalk):
             known = self._control_test(node)
         if known is None:
             return None
-        self._spell(known, spelled)
+        self.emit(_Spelling(known, spelled))
         return _label(known, spelled)
 
-    def _spell(self, known: Formula, spelled: str) -> None:
+    def _spelled_as(self, known: Formula, spelled: str) -> None:
         """Remember the C spelling of a lone predicate, with its polarity; a compound
         meaning (an expanded vmcs02 control) lends its spelling to none of its atoms."""
         if isinstance(known, Atom):
@@ -312,7 +369,7 @@ class Walker(GuardedWalk):
         base = dict(function=fr.name, path=fr.path, line=line, guard=guard, local=pc,
                     shown=shown, chain=fr.chain, order=0)
         if name == MAKE_REQUEST and args and self.text(args[0]) in self.requests:
-            self.pending.append((guard, self.requests[self.text(args[0])]))
+            self.emit(_Request(guard, self.requests[self.text(args[0])]))
         if name in WRITE_ACCESSORS and args:
             value = args[1] if len(args) > 1 else None
             origin, member = self.provenance(value, fr)
@@ -331,7 +388,7 @@ class Walker(GuardedWalk):
             self._add(Site(kind="entry", callee=name, vmcs=self.vmcs, **base))
         elif name in self.model.summaries:
             self._summary(name, args, base, fr)
-        elif name in self.functions and name not in fr.chain and len(fr.chain) < MAX_DEPTH:
+        elif self.defined(name) and name not in fr.chain and len(fr.chain) < MAX_DEPTH:
             self._add(Site(kind="call", callee=name, vmcs=self.vmcs, **base))
             self.walk_call(node, name, args, guard, fr, shown)
         else:

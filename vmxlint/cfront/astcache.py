@@ -95,7 +95,7 @@ def _fixed_part() -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _types_digest(types: frozenset[str]) -> str:
+def types_digest(types: frozenset[str]) -> str:
     # A unit hands the same frozenset to every piece between two typedefs: sort it once.
     return hashlib.sha256("\n".join(sorted(types)).encode()).hexdigest()
 
@@ -104,7 +104,7 @@ def key_of(piece: "Piece", types: frozenset[str], scope_hook: bool) -> str:
     """The cache key of a function piece parsed under TYPES (its line is not in it)."""
     from vmxlint import cache
 
-    return cache.key(_fixed_part(), _types_digest(types), "hook" if scope_hook else "prelude",
+    return cache.key(_fixed_part(), types_digest(types), "hook" if scope_hook else "prelude",
                      str(piece.chunk.column), piece.src)
 
 

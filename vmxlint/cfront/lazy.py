@@ -8,6 +8,7 @@ is parsed (or loaded from the AST cache) on demand with that set.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 from collections import OrderedDict
@@ -67,6 +68,8 @@ class _Lazy:
         self.found: dict[str, Function | None] = {}
         self.complete: dict[str, Function] | None = None
         self.unsure = False      # a lazily parsed piece did not define what its name said
+        self.types_at: dict[int, frozenset[str]] = {}   # piece -> type names known before it
+        self._prints: dict[int, str] = {}
         parser = _parser()
         parser.kernel_types = set(shim_type_names())
         known: frozenset[str] = frozenset(parser.kernel_types)
@@ -82,6 +85,7 @@ class _Lazy:
             # body rewrite neither makes nor breaks the word, so the raw text can tell).
             if len(known) != len(parser.kernel_types):   # names are only ever added
                 known = frozenset(parser.kernel_types)
+            self.types_at[piece.index] = known
             if piece.is_function and piece.name and "typedef" not in piece.text \
                     and _certain_name(piece):
                 self.waiting[piece.index] = (piece, known)
@@ -114,6 +118,8 @@ class _Lazy:
             done = astcache.parse_function(piece, types, self.path, _parse_with)
             if isinstance(done, list) and not _defines(done, piece.name):
                 self.unsure = True
+            elif isinstance(done, list):
+                _parsed_fine(self._digest(index))
             self.results[index] = done
             return done
 
@@ -134,6 +140,45 @@ class _Lazy:
                 return self.everything().get(name)
             self.found[name] = fn
             return fn
+
+    def fingerprint(self, name: str) -> tuple[str, int] | None:
+        """What decides the look-up of NAME, without parsing anything: a digest of the one
+        piece that may define it (its text, column and the type names known before it)
+        with the piece's first line; ``("", 0)`` when no piece may define it; None when
+        only parsing can tell (several pieces may define it, or one defined another name
+        than its text suggested)."""
+        with self.lock:
+            if self.unsure:
+                return None
+            indices = self.candidates.get(name, ())
+            if not indices:
+                return "", 0
+            if len(indices) > 1:
+                return None
+            index = indices[0]
+            return self._digest(index), self.pieces[index].chunk.line
+
+    def _digest(self, index: int) -> str:
+        """What the parse of a piece depends on: its text, column and the type names."""
+        digest = self._prints.get(index)
+        if digest is None:
+            from vmxlint.cfront.astcache import types_digest
+
+            piece = self.pieces[index]
+            digest = self._prints[index] = hashlib.sha256("\0".join((
+                piece.text, str(piece.chunk.column),
+                types_digest(self.types_at[index]))).encode()).hexdigest()
+        return digest
+
+    def defines(self, name: str) -> bool:
+        """Whether a function NAME is defined; without a parse when its one piece parsed
+        to that definition before, in this process."""
+        with self.lock:
+            indices = self.candidates.get(name, ())
+            if not self.unsure and self.complete is None and len(indices) == 1 \
+                    and indices[0] in self.waiting and self._digest(indices[0]) in _PARSED_FINE:
+                return True
+        return self.function(name) is not None
 
     def _defined(self, index: int, name: str) -> Function | None:
         from pycparser import c_ast
@@ -165,10 +210,24 @@ class _Lazy:
 
     def failure(self, name: str) -> Failure | None:
         for index in self.named.get(name, ()):
+            if index in self.waiting and self._digest(index) in _PARSED_FINE:
+                continue        # parsed before, in this process, to one definition
             result = self.result(index)
             if isinstance(result, Failure):
                 return result
         return None
+
+
+# Digests (`_Lazy._digest`) of function pieces that parsed to the one definition their
+# text promised, in this process: asking whether such a piece fails needs no parse.
+_PARSED_FINE: set[str] = set()
+PARSED_FINE_MEMO = 65536
+
+
+def _parsed_fine(digest: str) -> None:
+    if len(_PARSED_FINE) >= PARSED_FINE_MEMO:
+        _PARSED_FINE.clear()
+    _PARSED_FINE.add(digest)
 
 
 EAGER_MEMO = 4096    # parses of the pieces parsed up front, kept in process
@@ -265,11 +324,15 @@ class LazyFunctions(Mapping[str, Function]):
         return fn
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self._state.function(name) is not None
+        return isinstance(name, str) and self._state.defines(name)
 
     def get(self, name: str, default: Any = None) -> Any:
         fn = self._state.function(name) if isinstance(name, str) else None
         return default if fn is None else fn
+
+    def fingerprint(self, name: str) -> tuple[str, int] | None:
+        """See `_Lazy.fingerprint`: equal fingerprints give the same look-up."""
+        return self._state.fingerprint(name)
 
     def __iter__(self) -> Iterator[str]:
         return iter(list(self._state.everything()))

@@ -10,13 +10,24 @@ text; a condition over a local that was assigned again is a new atom (``@x#2``).
 It knows nothing about what the calls mean: subclasses say that through hooks
 (``on_call``, ``on_store``, ``recognise``) and may keep state that branches split and
 join (``branch_state``, ``restore_state``, ``join_state``).
+
+Calls are summarised.  What walking a call does is a list of effects (``emit``) relative
+to the call: its guards start from ``TRUE``.  Given a memo and a unit that can tell, for a
+function name, what decides its look-up without parsing (``fingerprint``), the walk keeps
+each call's effects with the fingerprints of every function looked up under it; the same
+call (function, bound arguments, call chain, walk state) met again with the same
+fingerprints replays them under its new entry condition instead of walking again.  A
+conjunction flattens its operands, so ``entry and (pc and g)`` is the very formula
+``(entry and pc) and g`` the walk builds: a replay gives what the walk would.
 """
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Mapping
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping, MutableMapping
 
-from vmxlint.logic import FALSE, TRUE, Atom, Formula, conj, disj, neg
+from vmxlint.logic import FALSE, TRUE, And, Atom, Formula, Not, Or, conj, disj, neg
 
 if TYPE_CHECKING:  # pragma: no cover
     from pycparser import c_ast
@@ -30,6 +41,76 @@ TRANSPARENT = {"likely", "unlikely", "CC", "WARN_ON", "WARN_ON_ONCE", "unlikely_
 def norm(text: str) -> str:
     """C text with all whitespace removed: the identity of a condition or statement."""
     return re.sub(r"\s+", "", text)
+
+
+Under = Callable[[Formula], Formula]
+# Tracked parameters by function fingerprint, in this process (``_tracked_params``).
+_PARAMS: dict[str, tuple[tuple[int, str], ...]] = {}
+PARAMS_MEMO = 4096
+
+
+class Effect:
+    """Something a walk does besides walking: kept, relative to a call, by its summary."""
+
+    __slots__ = ()
+
+    def under(self, entry: "Under", shown: "Under") -> "Effect":
+        """The effect of the call reached under a condition: ENTRY(g) is g under the call's
+        path condition, SHOWN(g) under its enclosing conditions."""
+        return self
+
+
+@dataclass(frozen=True)
+class Label(Effect):
+    """An opaque condition's atom gets its C spelling (the first spelling stays)."""
+
+    name: str
+    spelled: str
+
+
+@dataclass(frozen=True)
+class Visit(Effect):
+    """A function was walked."""
+
+    name: str
+
+
+@dataclass
+class Summary:
+    """What walking one call did: its effects relative to the call, when it returns true,
+    the walk state it leaves, and the fingerprints of every function looked up under it
+    (a summary holds while they are the same)."""
+
+    deps: dict[str, Any]
+    effects: list[Effect]
+    returns: Formula
+    state: object
+
+
+class SummaryMemo(OrderedDict):
+    """Summaries by call; past SIZE the least recently used is dropped."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        hit = super().get(key, default)
+        if hit is not default:
+            self.move_to_end(key)
+        return hit
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
+@dataclass
+class _Recording:
+    deps: dict[str, Any] = field(default_factory=dict)
+    effects: list[Effect] = field(default_factory=list)
 
 
 class Frame:
@@ -52,10 +133,16 @@ class Frame:
 class GuardedWalk:
     """The walk; subclasses give calls, stores and conditions their meaning."""
 
-    def __init__(self, functions: Mapping[str, "Function"]) -> None:
+    def __init__(self, functions: Mapping[str, "Function"],
+                 memo: MutableMapping[tuple, Summary] | None = None) -> None:
         from pycparser import c_generator
 
         self.functions = functions
+        fingerprint = getattr(functions, "fingerprint", None)
+        self._fingerprint = fingerprint
+        self.memo = memo if fingerprint is not None else None
+        self._recording: list[_Recording] = []
+        self._starts: dict[str, int] = {}
         self.gen = c_generator.CGenerator()
         self.call_values: dict[int, Formula] = {}    # walked call -> its truth value
         self.labels: dict[str, str] = {}             # atom name -> C spelling
@@ -86,6 +173,104 @@ class GuardedWalk:
                    false_leaves: Formula) -> None:
         """Merge the state after the true branch into the current (false branch) one."""
 
+    def walk_state(self) -> object:
+        """State of the subclass a call's walk depends on and may change (hashable)."""
+        return None
+
+    def set_walk_state(self, state: object) -> None:
+        """The state a summarised call leaves behind."""
+
+    def apply(self, effect: Effect) -> None:
+        """Carry out an effect of the walk (subclasses handle their own kinds)."""
+        if isinstance(effect, Label):
+            self.labels.setdefault(effect.name, effect.spelled)
+        elif isinstance(effect, Visit):
+            self.visited.add(effect.name)
+        else:  # pragma: no cover - every kind is handled by the class that emits it
+            raise TypeError(effect)
+
+    # -- effects and summaries --------------------------------------------------------------
+    def emit(self, effect: Effect) -> None:
+        """An effect: carried out now, or kept by the summary of the call being walked."""
+        if self._recording:
+            self._recording[-1].effects.append(effect)
+        else:
+            self.apply(effect)
+
+    def defined(self, name: str) -> bool:
+        """Whether the unit defines function NAME (a summary depends on the answer)."""
+        if self._recording:
+            self._recording[-1].deps[name] = self._mark(name)
+        return name in self.functions
+
+    def _mark(self, name: str) -> str | None:
+        """What decides the look-up of NAME (its line apart), or None when unknown."""
+        mark = self._fingerprint(name)
+        return None if mark is None else mark[0]
+
+    def start(self, name: str) -> int:
+        """The first line of function NAME: effects keep lines relative to it, so that a
+        summary holds when an edit above moves the function."""
+        line = self._starts.get(name)
+        if line is None:
+            mark = self._fingerprint(name) if self._fingerprint is not None else None
+            line = self._starts[name] = mark[1] if mark and mark[0] else \
+                self.functions[name].start_line
+        return line
+
+    def walk_function(self, name: str, entry: Formula, env: dict[str, Formula],
+                      chain: tuple[str, ...], shown: Formula = TRUE) -> Formula:
+        """Walk function NAME reached under ENTRY; when it returns true.  A call met before
+        with the same inputs and fingerprints replays its summary instead."""
+        if self.memo is None:
+            return self.returns_true(self.enter(name, entry, env, chain, shown))
+        key = (name, _keyed(env), chain, self.walk_state())
+        summary = self.memo.get(key)
+        if summary is None or any(self._mark(n) != mark for n, mark in summary.deps.items()):
+            summary = self._summarise(name, env, chain, key)
+        if self._recording:
+            self._recording[-1].deps.update(summary.deps)
+        if entry == TRUE and shown == TRUE:
+            for effect in summary.effects:
+                self.emit(effect)
+        else:
+            # Effects of one block share their guard objects: each is joined once.
+            guards: dict[int, Formula] = {}
+            shows: dict[int, Formula] = {}
+
+            def under_entry(g: Formula) -> Formula:
+                hit = guards.get(id(g))
+                if hit is None:
+                    hit = guards[id(g)] = conj(entry, g)
+                return hit
+
+            def under_shown(g: Formula) -> Formula:
+                hit = shows.get(id(g))
+                if hit is None:
+                    hit = shows[id(g)] = conj(shown, g)
+                return hit
+
+            for effect in summary.effects:
+                self.emit(effect.under(under_entry, under_shown))
+        self.set_walk_state(summary.state)
+        self._cond_memo.clear()
+        return summary.returns
+
+    def _summarise(self, name: str, env: dict[str, Formula], chain: tuple[str, ...],
+                   key: tuple) -> Summary:
+        rec = _Recording()
+        rec.deps[name] = self._mark(name)
+        self._recording.append(rec)
+        try:
+            returns = self.returns_true(self.enter(name, TRUE, env, chain, TRUE))
+        finally:
+            self._recording.pop()
+        summary = Summary(rec.deps, rec.effects, returns, self.walk_state())
+        if None not in rec.deps.values():
+            assert self.memo is not None
+            self.memo[key] = summary
+        return summary
+
     # -- helpers --------------------------------------------------------------------------
     def spelling(self, node: "c_ast.Node") -> str:
         """The C text of a node, rendered once per walk (the walk keeps the nodes alive,
@@ -106,19 +291,17 @@ class GuardedWalk:
               chain: tuple[str, ...], shown: Formula = TRUE) -> "Frame":
         """Walk the body of function ``name`` reached under ``entry``."""
         fn = self.functions[name]
-        self.visited.add(name)
+        self.emit(Visit(name))
         frame = Frame(name, fn.path, entry, chain + (name,), env, shown)
         self._stmt(fn.node.body, TRUE, frame)
         return frame
 
     def walk_call(self, node, name: str, args: list, guard: Formula, fr: "Frame",
-                  shown: Formula) -> "Frame":
+                  shown: Formula) -> None:
         """Walk into a called function; the call's truth value is remembered for
         conditions that test it."""
-        sub = self.enter(name, guard, self._bind(self.functions[name], args, fr), fr.chain,
-                         shown)
-        self.call_values[id(node)] = self.returns_true(sub)
-        return sub
+        env = self._bind(name, args, fr)
+        self.call_values[id(node)] = self.walk_function(name, guard, env, fr.chain, shown)
 
     def returns_true(self, fr: "Frame") -> Formula:
         """When a walked function returns a true value (a void function: always)."""
@@ -313,7 +496,7 @@ class GuardedWalk:
         if kind == "FuncCall" and id(node) in self.call_values:
             return self.call_values[id(node)]
         name = f"c:{text}{self._version(node, fr)}"
-        self.labels.setdefault(name, spelled)
+        self.emit(Label(name, spelled))
         return Atom(name, label=spelled)
 
     def _version(self, node, fr: "Frame") -> str:
@@ -327,16 +510,26 @@ class GuardedWalk:
             stack.extend(c for _, c in n.children())
         return "".join(sorted(set(tags)))
 
-    def _bind(self, callee: "Function", args: list, fr: Frame) -> dict[str, Formula]:
+    def _bind(self, name: str, args: list, fr: Frame) -> dict[str, Formula]:
         """Parameters of the callee that are used as conditions take the caller's args."""
-        env: dict[str, Formula] = {}
-        fdecl = callee.node.decl.type
-        params = fdecl.args.params if fdecl.args is not None else []
-        for p, a in zip(params, args):
-            pname = getattr(p, "name", None)
-            if pname and self._trackable(p.type):
-                env[pname] = self.cond(a, fr)
-        return env
+        return {pname: self.cond(args[k], fr)
+                for k, pname in self._tracked_params(name) if k < len(args)}
+
+    def _tracked_params(self, name: str) -> tuple[tuple[int, str], ...]:
+        """The positions and names of a function's bool and pointer parameters (kept by
+        fingerprint: a summarised call needs no parse of its callee)."""
+        mark = self._mark(name) if self._fingerprint is not None else None
+        hit = _PARAMS.get(mark) if mark else None
+        if hit is None:
+            fdecl = self.functions[name].node.decl.type
+            params = fdecl.args.params if fdecl.args is not None else []
+            hit = tuple((k, p.name) for k, p in enumerate(params)
+                        if getattr(p, "name", None) and self._trackable(p.type))
+            if mark:
+                if len(_PARAMS) >= PARAMS_MEMO:
+                    _PARAMS.clear()
+                _PARAMS[mark] = hit
+        return hit
 
     def _truth(self, expr, fr: Frame) -> Formula:
         if expr is None:
@@ -347,3 +540,27 @@ class GuardedWalk:
         if re.fullmatch(r"-?[1-9]\w*|true|-E[A-Z]+", text):
             return TRUE
         return self.cond(expr, fr)
+
+
+def _keyed(env: Mapping[str, Formula]) -> tuple:
+    """Bound arguments as a memo key: atoms compare by name, so their spellings (which a
+    summary's guards carry for display) are part of the key too."""
+    return tuple((k, v, _spellings(v)) for k, v in env.items())
+
+
+def _spellings(f: Formula) -> tuple:
+    out = []
+    seen: set[int] = set()
+    stack = [f]
+    while stack:
+        g = stack.pop()
+        if id(g) in seen:
+            continue
+        seen.add(id(g))
+        if isinstance(g, Atom):
+            out.append((g.name, g.label))
+        elif isinstance(g, Not):
+            stack.append(g.arg)
+        elif isinstance(g, (And, Or)):
+            stack.extend(reversed(g.args))
+    return tuple(out)

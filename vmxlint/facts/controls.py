@@ -8,6 +8,7 @@ their bodies.  Without those files the embedded tables of bits.toml stand in.
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -96,8 +97,14 @@ def _embedded() -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
 
 def load(tree) -> Controls:
     """The control bits of a tree (the embedded tables when vmx.h or nested.h is missing)."""
-    text, header = tree.read_or_none(VMX_H), tree.read_or_none(NESTED_H)
-    bits = parse(text, tree.read_or_none(FEATURES_H)) if text else {}
+    return _load(tree.read_or_none(VMX_H), tree.read_or_none(FEATURES_H),
+                 tree.read_or_none(NESTED_H))
+
+
+@functools.lru_cache(maxsize=4)
+def _load(text: str | None, features: str | None, header: str | None) -> Controls:
+    # Kept in process by content: each image of a series reads the same headers.
+    bits = parse(text, features) if text else {}
     helpers = parse_helpers(header) if header else {}
     fallbacks = []
     if not bits or not helpers:
