@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from vmxlint import __version__, cache
 from vmxlint.findings import Finding, number_occurrences
@@ -99,7 +100,7 @@ def entry_path(tree: Tree, root: str | None = None):
     if root is None or root not in unit.functions:
         return unit, None
     bits = controls.load(tree)
-    path = walk_entry_path(unit.functions, model, root, bits)
+    path = walk_entry_path(unit.functions, model, root, bits, summaries=not _scratch)
     path.notes.extend(bits.fallbacks)
     return unit, path
 
@@ -158,6 +159,22 @@ def _unchanged(tree: Tree, root: str | None, also: list[str],
     return dataclasses.replace(moved, also=list(also)) if moved is not None else None
 
 
+_scratch = False
+
+
+@contextlib.contextmanager
+def from_scratch() -> Iterator[None]:
+    """Within this, every image is parsed and walked anew: nothing is taken from the
+    images analysed before in the process (the walk's summaries, prepared images).  The
+    reference the incremental path is tested against."""
+    global _scratch
+    before, _scratch = _scratch, True
+    try:
+        yield
+    finally:
+        _scratch = before
+
+
 def _by_content(tree: Tree, files: Iterable[str], compute, kind: type = dict):
     """compute(), cached by the content of the files it reads (the runtime writers of
     vmx.c and the facts of the headers do not change with a patch to nested.c)."""
@@ -206,7 +223,7 @@ def _analyse(tree: Tree, root: str | None, also: list[str],
     from vmxlint.model import load_model
 
     k = (id(load_model()), root, content or tree.digest(inputs()))
-    prep = _PREPARED.get(k)
+    prep = None if _scratch else _PREPARED.get(k)
     if prep is None:
         prep = _PREPARED[k] = _prepare(tree, root)
         while len(_PREPARED) > _KEEP:

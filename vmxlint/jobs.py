@@ -9,6 +9,7 @@ same whichever way they are computed.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -72,6 +73,14 @@ def _run_pending(k: int, incremental: bool) -> list[tuple[Analysis, Analysis]]:
 
 def _run(steps: list[Step], incremental: bool,
          base: Neighbour | None = None) -> list[tuple[Analysis, Analysis]]:
+    from vmxlint.analysis import from_scratch
+
+    with contextlib.nullcontext() if incremental else from_scratch():
+        return _steps(steps, incremental, base)
+
+
+def _steps(steps: list[Step], incremental: bool,
+           base: Neighbour | None) -> list[tuple[Analysis, Analysis]]:
     from vmxlint.analysis import analyse
 
     out: list[tuple[Analysis, Analysis]] = []

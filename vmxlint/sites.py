@@ -194,8 +194,10 @@ class Walker(GuardedWalk):
     """The nested VM-entry path: VMX meaning for the guarded walk's calls and conditions."""
 
     def __init__(self, functions: Mapping[str, "Function"], model: "Model",
-                 extra_sites: Iterable[Site] = (), controls: "Controls | None" = None) -> None:
+                 extra_sites: Iterable[Site] = (), controls: "Controls | None" = None,
+                 summaries: bool = True) -> None:
         super().__init__(functions)
+        self.summaries = summaries
         self.model = model
         self.preds = _Predicates(model)
         self.bits = dict(controls.bits) if controls is not None else {}
@@ -215,7 +217,7 @@ class Walker(GuardedWalk):
         # loaded on entry, which on the nested entry path is vmcs01.
         if SWITCH_VMCS in self.text(fn.node.body):
             self.vmcs = "vmcs01"
-        if self._fingerprint is not None:
+        if self.summaries and self._fingerprint is not None:
             self.memo = _memo(self.model, self.bits, self.bit_helpers, fn.path)
         frame = self.enter(root, TRUE, {}, ())
         # The success exit is the return that ends the root's top-level block, after the
@@ -468,6 +470,8 @@ def find_root(functions: Mapping[str, "Function"], model: "Model") -> str | None
 
 
 def walk_entry_path(functions: Mapping[str, "Function"], model: "Model", root: str,
-                    controls: "Controls | None" = None) -> EntryPath:
-    """Collect the sites of the nested VM-entry path starting at root."""
-    return Walker(functions, model, controls=controls).walk(root)
+                    controls: "Controls | None" = None, summaries: bool = True) -> EntryPath:
+    """Collect the sites of the nested VM-entry path starting at root.  With summaries
+    (and a unit that fingerprints its functions), calls walked for an image before in
+    this process are replayed where their functions did not change."""
+    return Walker(functions, model, controls=controls, summaries=summaries).walk(root)

@@ -1,0 +1,189 @@
+"""The walk's summaries (``vmxlint.cfront.walk``): a call replayed from an earlier image of
+the process gives exactly what walking it again gives."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from test_incremental import _edit_body
+from vmxlint import sites
+from vmxlint.cfront import parse_unit, walk
+from vmxlint.facts import controls
+from vmxlint.logic import render
+from vmxlint.model import load_model
+from vmxlint.sites import find_root, walk_entry_path
+from vmxlint.tree import NESTED_C, Tree
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+SHAPES = [FIXTURES / "trees" / "shape-modern", FIXTURES / "trees" / "shape-4.20"]
+
+# Edits that change what the walk sees: a new write, an early return (every guard after it
+# changes), a condition, and lines above everything (every function moves).
+EDITS = [
+    ("prepare_vmcs02", "\tvmcs_write32(GUEST_SYSENTER_CS, {k});\n"),
+    ("prepare_vmcs02_rare", "\tif (vmx->bench_{k})\n\t\treturn;\n"),
+    ("ROOT", "\tif (vmcs12->bench_{k})\n\t\treturn 1;\n"),
+    ("prepare_vmcs02_early", "\tif (vmx->bench_{k})\n\t\tvmcs_write16(GUEST_CS_SELECTOR, {k});\n"),
+    (None, "/* bench {k}: moves every line */\n"),
+]
+
+
+def _edited(text: str, root: str, edit: int, k: int) -> str:
+    name, line = EDITS[edit]
+    line = line.format(k=k)
+    if name is None:
+        return line + text
+    name = root if name == "ROOT" else name
+    try:
+        return _edit_body(text, name, line)
+    except AssertionError:          # an old shape without this function
+        return f"/* no {name} */\n" + text
+
+
+def _walk(text: str, tree: Tree, summaries: bool):
+    model = load_model()
+    unit = parse_unit(text, NESTED_C, lazy=True)
+    root = find_root(unit.functions, model)
+    return walk_entry_path(unit.functions, model, root, controls.load(tree), summaries)
+
+
+def _dump(path) -> tuple:
+    """Everything a walk gives, atom spellings and formula structure included."""
+    sites_ = [(s.__dict__, render(s.guard), render(s.local), render(s.shown))
+              for s in path.sites]
+    return (sites_, path.success, render(path.success), sorted(path.functions),
+            sorted(path.labels.items()), sorted(path.inverted))
+
+
+@pytest.fixture
+def walked(monkeypatch) -> list[str]:
+    """The calls walked (not replayed), in order; the summaries start empty."""
+    calls: list[str] = []
+    real = walk.GuardedWalk._summarise
+
+    def counting(self, name, *args):
+        calls.append(name)
+        return real(self, name, *args)
+
+    monkeypatch.setattr(walk.GuardedWalk, "_summarise", counting)
+    sites._summaries.clear()
+    yield calls
+    sites._summaries.clear()
+
+
+def _agree(tree: Tree, edits: list[int], walked: list[str]) -> int:
+    """Walk each image of a cumulative series with and without summaries; the same.
+    Returns how many calls the summarised walks of the later images walked."""
+    text = tree.read(NESTED_C)
+    root = find_root(parse_unit(text, NESTED_C, lazy=True).functions, load_model())
+    images = [text]
+    for k, edit in enumerate(edits, 1):
+        images.append(_edited(images[-1], root, edit, k))
+    first = 0
+    for n, image in enumerate(images):
+        fast = _walk(image, tree, True)
+        if n == 0:
+            first = len(walked)
+        assert _dump(fast) == _dump(_walk(image, tree, False)), f"image {n}"
+    return len(walked) - first
+
+
+@pytest.mark.parametrize("tree_dir", SHAPES, ids=lambda p: p.name)
+def test_fixture_series_replays_exactly(tree_dir: Path, walked: list[str]):
+    tree = Tree.open(tree_dir)
+    after_first = _agree(tree, [0, 1, 2, 3, 4, 0, 4, 1], walked)
+    calls = len(walked) - after_first
+    assert calls, "the first image walked no call"
+    assert after_first < 8 * calls, "the later images replayed nothing"
+
+
+@settings(max_examples=25)
+@given(st.lists(st.integers(0, len(EDITS) - 1), min_size=1, max_size=5))
+def test_any_series_of_edits_replays_exactly(edits: list[int]):
+    sites._summaries.clear()
+    _agree(Tree.open(SHAPES[0]), edits, [])
+
+
+@pytest.mark.kernel
+def test_real_tree_series_replays_exactly(kernel_tree: Path, walked: list[str]):
+    tree = Tree.open(kernel_tree)
+    edits = [0, 1, 2, 3, 4, 0]
+    after_first = _agree(tree, edits, walked)
+    first = len(walked) - after_first
+    # Each edit walks again its function and the calls above it, not the whole path.
+    assert after_first < first * len(edits) / 2, (first, after_first)
+
+
+def test_summaries_off_walks_everything(walked: list[str]):
+    tree = Tree.open(SHAPES[0])
+    text = tree.read(NESTED_C)
+    _walk(text, tree, False)
+    assert walked == []
+    _walk(text, tree, True)
+    assert walked
+    n = len(walked)
+    _walk(text, tree, True)         # the same image again: every call replayed
+    assert len(walked) == n
+
+
+# -- fingerprints: what decides a look-up, without parsing --------------------------------
+
+def test_fingerprint_follows_text_not_place():
+    text = (FIXTURES / "trees" / "shape-modern" / NESTED_C).read_text()
+    unit = parse_unit(text, NESTED_C, lazy=True).functions
+    moved = parse_unit("/* x */\n\n" + text, NESTED_C, lazy=True).functions
+    edited = parse_unit(_edit_body(text, "prepare_vmcs02", "\tbarrier();\n"), NESTED_C,
+                        lazy=True).functions
+    digest, line = unit.fingerprint("prepare_vmcs02")
+    assert moved.fingerprint("prepare_vmcs02") == (digest, line + 2)
+    assert edited.fingerprint("prepare_vmcs02")[0] != digest
+    assert edited.fingerprint("prepare_vmcs02_rare") == unit.fingerprint("prepare_vmcs02_rare")
+    assert unit.fingerprint("no_such_function") == ("", 0)
+    assert line == unit["prepare_vmcs02"].start_line
+
+
+def test_a_function_that_parsed_before_is_known_without_a_parse(monkeypatch):
+    from vmxlint.cfront import lazy
+
+    text = (FIXTURES / "trees" / "shape-modern" / NESTED_C).read_text()
+    assert "prepare_vmcs02" in parse_unit(text, NESTED_C, lazy=True).functions
+    again = parse_unit("/* y */\n" + text, NESTED_C, lazy=True).functions
+
+    def no_parse(*args):
+        raise AssertionError("parsed")
+
+    monkeypatch.setattr(lazy._Lazy, "result", no_parse)
+    assert "prepare_vmcs02" in again
+    assert again.fingerprint("prepare_vmcs02")[1] > 1
+
+
+SWITCHING = (
+    "static void load_l2(struct kvm_vcpu *vcpu, struct vcpu_vmx *vmx)\n"
+    "{\n"
+    "\tvmx_switch_vmcs(vcpu, &vmx->nested.vmcs02);\n"
+    "}\n"
+    "\n"
+    "static int nested_vmx_enter_non_root_mode(struct kvm_vcpu *vcpu, bool from_vmentry)\n"
+    "{\n"
+    "\tvmx_switch_vmcs(vcpu, &vmx->vmcs01);\n"
+    "\tvmcs_write32(GUEST_ES_LIMIT, 1);\n"
+    "\tload_l2(vcpu, vmx);\n"
+    "\tvmcs_write32(GUEST_CS_LIMIT, 2);\n"
+    "\treturn 0;\n"
+    "}\n"
+)
+
+
+def test_a_replayed_call_leaves_the_state_it_left(walked: list[str]):
+    """The VMCS a summarised call switches to is current after its replay."""
+    model = load_model()
+    for text in (SWITCHING, "/* moved */\n" + SWITCHING):
+        unit = parse_unit(text, NESTED_C, lazy=True)
+        path = walk_entry_path(unit.functions, model, "nested_vmx_enter_non_root_mode")
+        where = {s.field: (s.vmcs, s.line) for s in path.writes("vmcs01") + path.writes()}
+        top = text.count("\n", 0, text.index("GUEST_ES_LIMIT")) + 1
+        assert where == {"GUEST_ES_LIMIT": ("vmcs01", top), "GUEST_CS_LIMIT": ("vmcs02", top + 2)}
+    assert walked == ["load_l2"]        # walked for the first text, replayed for the second
