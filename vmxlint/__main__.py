@@ -1,4 +1,4 @@
 """Allow ``python -m vmxlint``."""
-from vmxlint.cli import main
+from vmxlint.cli import run
 
-raise SystemExit(main())
+run()

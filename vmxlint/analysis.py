@@ -160,6 +160,21 @@ def _unchanged(tree: Tree, root: str | None, also: list[str],
 
 
 _scratch = False
+# What the checks of every image of the process share, by model: the solver and the
+# consumption conditions of the fields (both depend on the model alone).
+_SHARED: dict[int, tuple[object, dict]] = {}
+atexit.register(_SHARED.clear)
+
+
+def _shared_by_images(model) -> dict:
+    from vmxlint.checks import model_solver
+
+    held = _SHARED.get(id(model))
+    if held is None:
+        _SHARED.clear()
+        held = _SHARED[id(model)] = (model, {"shared_solver": model_solver(model),
+                                             "_consumed": {}})
+    return held[1]
 
 
 @contextlib.contextmanager
@@ -278,7 +293,7 @@ def _prepare(tree: Tree, root: str | None) -> _Prepared:
     from vmxlint.incremental import Digester, skeleton
     from vmxlint.runtime import absent_caches, cache_helpers, scan
 
-    ctx = Context(path, facts, model,
+    ctx = Context(path, facts, model, **({} if _scratch else _shared_by_images(model)),
                   runtime=_by_content(tree, model.entry.runtime_files, lambda: scan(tree, model)),
                   cache_helpers=cache_helpers(tree, model, lambda rel, compute: _by_content(
                       tree, [rel], compute), {NESTED_C: _callees_text(text, unit, path)}),
@@ -425,13 +440,13 @@ _C_TOKENS = re.compile(r'/\*.*?(?:\*/|\Z)|//[^\n]*|"(?:\\.|[^"\\\n])*"|'
                        r"'(?:\\.|[^'\\\n])*'|[{}]", re.S)
 
 
-def _callees_text(text: str, unit, path) -> str:
-    """The functions of nested.c the path calls, one after another: only a helper the
-    path calls can keep a cache right on it."""
+def _callees_text(text: str, unit, path) -> list[str]:
+    """The texts of the functions of nested.c the path calls: only a helper the path
+    calls can keep a cache right on it."""
     lines = text.splitlines(keepends=True)
     spans = unit.spans()
     callees = sorted({s.callee for s in path.sites if s.kind == "call" and s.callee in spans})
-    return "".join("".join(lines[spans[n][0] - 1:spans[n][1]]) + "\n" for n in callees)
+    return ["".join(lines[spans[n][0] - 1:spans[n][1]]) + "\n" for n in callees]
 
 
 def _called_names(text: str, unit, functions: Iterable[str]) -> set[str]:

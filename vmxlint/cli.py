@@ -6,7 +6,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 from vmxlint import __version__
 from vmxlint.errors import VmxlintError
@@ -104,6 +104,26 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--format", choices=("json", "dot"), default="json")
     g.add_argument("--output-file", metavar="FILE")
     return ap
+
+
+def run() -> NoReturn:
+    """The console script: `main`, then out without tearing the interpreter down.
+
+    A check leaves some 10^5 objects (syntax trees, guards, BDD nodes) that teardown would
+    free one by one, 0.15 s of a 0.5 s run; there is nothing left to release.  What must
+    outlive the process is written first: the trees parsed for the disk cache, stdout."""
+    code = main()
+    astcache = sys.modules.get("vmxlint.cfront.astcache")
+    if astcache is not None:
+        astcache.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BrokenPipeError:
+            _stdout_gone()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:

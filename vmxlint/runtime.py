@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from vmxlint.sites import WRITE_ACCESSORS
 
 if TYPE_CHECKING:  # pragma: no cover
-    from typing import Mapping
+    from typing import Mapping, Sequence
 
     from vmxlint.model import Model
     from vmxlint.tree import Tree
@@ -67,16 +67,20 @@ _STORE = re.compile(r"(?<![\w>.\-\[\]])[\w>.\-\[\]]+[&|]?=[^=;][^;]*")
 
 
 def cache_helpers(tree: "Tree", model: "Model", per_file=None,
-                  within: "Mapping[str, str] | None" = None) -> dict[str, str]:
+                  within: "Mapping[str, Sequence[str]] | None" = None) -> dict[str, str]:
     """Helpers whose body stores an effect of caches.toml: name -> the cache it keeps
     right (``vmx_segment_cache_clear`` and ``vmx_switch_vmcs`` in 6.x, whatever the name).
     ``per_file(rel, compute)`` may cache each file's part by its content; ``within[rel]``
-    is the part of a file to look at instead of all of it (the functions a path calls)."""
+    are the parts of a file to look at instead of all of it (the texts of the functions a
+    path calls, each looked at once per process)."""
     within = within or {}
     out: dict[str, str] = {}
     for rel in model.caches.helper_files:
         if rel in within:
-            found = helpers_in(within[rel], model)
+            found = {}
+            for part in within[rel]:
+                for name, kind in _helpers_in_part(part, model).items():
+                    found.setdefault(name, kind)
         else:
             text = tree.read_or_none(rel) or ""
             found = per_file(rel, lambda: helpers_in(text, model)) if per_file is not None \
@@ -84,6 +88,22 @@ def cache_helpers(tree: "Tree", model: "Model", per_file=None,
         for name, kind in found.items():
             out.setdefault(name, kind)
     return out
+
+
+def _helpers_in_part(text: str, model: "Model") -> dict[str, str]:
+    key = (id(model), text)
+    hit = _PARTS.get(key)
+    if hit is None:
+        if len(_PARTS) >= PARTS_MEMO:
+            _PARTS.clear()
+        hit = _PARTS[key] = helpers_in(text, model)
+    return hit
+
+
+# helpers_in of a function's text, by (model, text), in this process: a patch changes one
+# function, and the path calls the same helpers image after image.
+_PARTS: dict[tuple[int, str], dict[str, str]] = {}
+PARTS_MEMO = 4096
 
 
 def helpers_in(text: str, model: "Model") -> dict[str, str]:

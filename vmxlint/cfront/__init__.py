@@ -7,6 +7,7 @@ an unparseable function becomes a `Failure` and costs only itself.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -159,6 +160,12 @@ def function_bodies(text: str) -> dict[str, str]:
 
 def function_spans(text: str) -> dict[str, tuple[int, int]]:
     """Each function of TEXT with its first and last line, found without parsing."""
+    return dict(_function_spans(text))
+
+
+@functools.lru_cache(maxsize=8)
+def _function_spans(text: str) -> dict[str, tuple[int, int]]:
+    # Kept for the last few texts: every finding of a patch asks about the same post-image.
     from vmxlint.cfront.parse import chunk_name, split_chunks
     from vmxlint.cfront.preprocess import strip_comments
 

@@ -73,6 +73,7 @@ class Context:
     rel_path: str = "arch/x86/kvm/vmx/nested.c"
     _consumed: dict[str, Formula] = field(default_factory=dict)
     _whole: "Context | None" = None     # the context a slice was cut from
+    shared_solver: "Solver | None" = None   # one solver for every image of a process
 
     def _share(self, **changes: object) -> "Context":
         """This context changed, sharing the solver and the consumption conditions."""
@@ -114,7 +115,7 @@ class Context:
     def solver(self) -> Solver:
         if self._whole is not None:
             return self._whole.solver
-        return Solver([parse_expr(a) for a in self.model.axioms], per_atom=_clean_means_evmcs)
+        return self.shared_solver or model_solver(self.model)
 
     @cached_property
     def writes(self) -> list[Site]:
@@ -171,6 +172,13 @@ def _clean_means_evmcs(atom: str) -> list[Formula]:
     """A clean bit of the enlightened VMCS means something only when one is in use."""
     return [disj(neg(Atom(atom)), Atom("evmcs.active"))] if atom.startswith("evmcs.clean.") \
         else []
+
+
+def model_solver(model: Model) -> Solver:
+    """A solver under the model's axioms.  Its answers, counterexamples included, do not
+    depend on the queries asked before (``Solver.prime_implicant``), so the images of a
+    process may share one: a guard replayed from an earlier image is known to it."""
+    return Solver([parse_expr(a) for a in model.axioms], per_atom=_clean_means_evmcs)
 
 
 def registered() -> dict[str, Check]:
