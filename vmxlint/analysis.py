@@ -314,17 +314,19 @@ def _by_field(tree: Tree, ctx, out: Analysis, prep: _Prepared,
     """The checks' findings, field by field; a field whose slice is the one it had in
     ``base`` but for moved lines takes base's findings, moved (vmxlint.incremental)."""
     from vmxlint.checks import registered, run_checks
-    from vmxlint.incremental import LineMap, field_digest, lines, moved, relocate, slices
+    from vmxlint.incremental import FieldDigests, LineMap, lines, moved, relocate, slices
 
     where = LineMap(NESTED_C, base.text, tree.read(NESTED_C) or "", base.analysis.spans,
                     out.spans) if base is not None else None
     codes = set(registered())
     found: list[Finding] = []
-    for name, sites in slices(ctx).items():
+    cut = slices(ctx)
+    digests = FieldDigests(ctx, cut, prep.shared, prep.digester)
+    for name in cut.own:
         if name in prep.skipped:
             continue
-        sub = ctx.restrict(name, sites)
-        d = out.digests[name] = field_digest(sub, name, prep.shared, prep.digester)
+        sub = ctx.restrict(name, cut.of(name))
+        d = out.digests[name] = digests.of(sub, name)
         at = out.lines[name] = lines(sub, NESTED_C)
         reused = None
         if where is not None and base.analysis.digests.get(name) == d \

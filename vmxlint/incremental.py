@@ -174,7 +174,20 @@ def cache_effects(ctx: "Context") -> list["Site"]:
     return out
 
 
-def slices(ctx: "Context") -> dict[str, list["Site"]]:
+@dataclass
+class Slices:
+    """The fields' slices of one entry path: the sites every slice holds (the VM entries
+    and the cache effects) and each field's own sites, with their places on the path."""
+
+    common: list[tuple[int, "Site"]]
+    own: dict[str, list[tuple[int, "Site"]]]
+
+    def of(self, name: str) -> list["Site"]:
+        """The slice of one field: its own sites and the common ones, in path order."""
+        return [s for _, s in heapq.merge(self.common, self.own[name], key=lambda p: p[0])]
+
+
+def slices(ctx: "Context") -> Slices:
     """Every field a check may speak of (those with a site on the path, and ``also``),
     with its slice: its own sites, the VM entries and the cache effects, in path order."""
     effects = set(map(id, cache_effects(ctx)))
@@ -185,24 +198,46 @@ def slices(ctx: "Context") -> dict[str, list["Site"]]:
             common.append((k, s))
         elif s.field:
             own.setdefault(s.field, []).append((k, s))
-    return {name: [s for _, s in heapq.merge(common, own[name], key=lambda p: p[0])]
-            for name in sorted(own)}
+    return Slices(common, dict(sorted(own.items())))
 
 
-def field_digest(ctx: "Context", name: str, shared: str, digester: Digester) -> str:
-    """What the checks of one field read, as a digest (ctx is that field's slice)."""
-    parts = [shared, name, repr(name in ctx.consumed_fields())]
-    names: set[str] = set()
-    for s in ctx.path.sites:        # in order: a site's rank in the slice is its place here
-        text, atoms = digester.site(s)
-        parts.append(text)
-        names |= atoms
-    success, atoms = digester.formula(ctx.path.success)
-    names |= atoms
-    parts.append(success)
-    for a in sorted(names):
-        parts.append(f"{a}={ctx.path.labels.get(a)!r}:{a in ctx.path.inverted}")
-    return _h(*parts)
+class FieldDigests:
+    """What the checks of each field read, as a digest: the part every slice shares (its
+    common sites, the success condition, their atoms' spellings) is digested once."""
+
+    def __init__(self, ctx: "Context", cut: Slices, shared: str, digester: Digester) -> None:
+        self.cut = cut
+        self.digester = digester
+        self._at = [k for k, _ in cut.common]
+        names: set[str] = set()
+        parts = [shared]
+        for _, s in cut.common:
+            text, found = digester.site(s)
+            parts.append(text)
+            names |= found
+        success, found = digester.formula(ctx.path.success)
+        parts.append(success)
+        names |= found
+        self._labels = ctx.path.labels
+        self._inverted = ctx.path.inverted
+        self._names = frozenset(names)
+        parts += [self._label(a) for a in sorted(names)]
+        self._common = _h(*parts)
+
+    def _label(self, a: str) -> str:
+        return f"{a}={self._labels.get(a)!r}:{a in self._inverted}"
+
+    def of(self, sub: "Context", name: str) -> str:
+        """The digest of one field (``sub`` is its slice): its own sites with how many
+        common sites precede each, which fixes the slice's order, and their atoms."""
+        parts = [self._common, name, repr(name in sub.consumed_fields())]
+        names: set[str] = set()
+        for k, s in self.cut.own[name]:
+            text, found = self.digester.site(s)
+            parts.append(f"{bisect.bisect_left(self._at, k)}:{text}")
+            names |= found
+        parts += [self._label(a) for a in sorted(names - self._names)]
+        return _h(*parts)
 
 
 def lines(ctx: "Context", path: str) -> list[int]:
