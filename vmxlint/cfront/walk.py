@@ -85,6 +85,7 @@ class Summary:
     effects: list[Effect]
     returns: Formula
     state: object
+    composed: tuple[tuple, list[Effect]] | None = None   # the last replay's effects
 
 
 class SummaryMemo(OrderedDict):
@@ -230,31 +231,39 @@ class GuardedWalk:
             summary = self._summarise(name, env, chain, key)
         if self._recording:
             self._recording[-1].deps.update(summary.deps)
-        if entry == TRUE and shown == TRUE:
-            for effect in summary.effects:
-                self.emit(effect)
-        else:
-            # Effects of one block share their guard objects: each is joined once.
-            guards: dict[int, Formula] = {}
-            shows: dict[int, Formula] = {}
-
-            def under_entry(g: Formula) -> Formula:
-                hit = guards.get(id(g))
-                if hit is None:
-                    hit = guards[id(g)] = conj(entry, g)
-                return hit
-
-            def under_shown(g: Formula) -> Formula:
-                hit = shows.get(id(g))
-                if hit is None:
-                    hit = shows[id(g)] = conj(shown, g)
-                return hit
-
-            for effect in summary.effects:
-                self.emit(effect.under(under_entry, under_shown))
+        for effect in self._composed(summary, entry, shown):
+            self.emit(effect)
         self.set_walk_state(summary.state)
         self._cond_memo.clear()
         return summary.returns
+
+    def _composed(self, summary: Summary, entry: Formula, shown: Formula) -> list[Effect]:
+        """The summary's effects under a call's entry and enclosing conditions; the last
+        composition is kept, as the next image usually reaches the call the same way."""
+        if entry == TRUE and shown == TRUE:
+            return summary.effects
+        way = (entry, shown, _spellings(entry), _spellings(shown))
+        if summary.composed is not None and summary.composed[0] == way:
+            return summary.composed[1]
+        # Effects of one block share their guard objects: each is joined once.
+        guards: dict[int, Formula] = {}
+        shows: dict[int, Formula] = {}
+
+        def under_entry(g: Formula) -> Formula:
+            hit = guards.get(id(g))
+            if hit is None:
+                hit = guards[id(g)] = conj(entry, g)
+            return hit
+
+        def under_shown(g: Formula) -> Formula:
+            hit = shows.get(id(g))
+            if hit is None:
+                hit = shows[id(g)] = conj(shown, g)
+            return hit
+
+        effects = [effect.under(under_entry, under_shown) for effect in summary.effects]
+        summary.composed = (way, effects)
+        return effects
 
     def _summarise(self, name: str, env: dict[str, Formula], chain: tuple[str, ...],
                    key: tuple) -> Summary:
