@@ -373,3 +373,36 @@ def test_jobs_option(tmp_path):
     bad = subprocess.run(run + ["-j", "0"], capture_output=True, text=True, env=env,
                          timeout=600)
     assert bad.returncode == 2 and "positive number or 'auto'" in bad.stderr
+
+
+def _naive_skeleton(text: str, spans, reached) -> str:
+    """The definition: every line but those of unreached functions, whose preprocessor
+    lines stay; comments and whitespace do not count."""
+    from vmxlint.incremental import _COMMENT, _h
+
+    lines = text.split("\n")
+    drop = set()
+    for name, (a, b) in spans.items():
+        if name not in reached:
+            drop.update(range(a - 1, b))
+    kept = "\n".join(line for k, line in enumerate(lines)
+                     if k not in drop or line.lstrip().startswith("#"))
+    return _h(" ".join(spans), " ".join(_COMMENT.sub(" ", kept).split()))
+
+
+_PIECES = st.sampled_from(["a", " ", "\t", "#", "\n", "\x0b", "\x0c", "\r", "\xa0", "\u2028",
+                           "/*", "*/", "//", "x\n", "\x1c", "\x85"])
+
+
+@settings(max_examples=300)
+@given(st.lists(_PIECES, max_size=60), st.lists(st.tuples(st.integers(1, 30),
+                                                          st.integers(0, 5)), max_size=4),
+       st.sets(st.integers(0, 3)))
+def test_skeleton_is_the_line_filter(parts, cuts, reached):
+    from vmxlint.incremental import skeleton
+
+    text = "".join(parts)
+    n = text.count("\n") + 1
+    spans = {f"f{k}": (min(a, n), min(a + w, n)) for k, (a, w) in enumerate(cuts)}
+    names = {f"f{k}" for k in reached}
+    assert skeleton(text, spans, names) == _naive_skeleton(text, spans, names)

@@ -305,15 +305,36 @@ def skeleton(text: str, spans: Spans, reached: Iterable[str]) -> str:
     """A digest of what an analysis of nested.c reads: the token stream of the file less
     the bodies of the functions the walk did not reach (their names and any preprocessor
     lines stay).  Equal skeletons give the same analysis, lines moved."""
-    keep = set(reached)
+    key = (text, tuple(spans.items()), frozenset(reached))
+    hit = _SKELETONS.get(key)
+    if hit is None:
+        if len(_SKELETONS) >= 4:
+            _SKELETONS.clear()
+        hit = _SKELETONS[key] = _skeleton(text, spans, key[2])
+    return hit
+
+
+# The last few skeletons: an image's is asked when it is analysed and when the next image
+# asks whether it may take this one's analysis over.
+_SKELETONS: dict[tuple, str] = {}
+_DIRECTIVE = re.compile(r"^[^\S\n]*#.*$", re.M)
+
+
+def _skeleton(text: str, spans: Spans, keep: frozenset[str]) -> str:
     lines = text.split("\n")
-    drop = bytearray(len(lines) + 1)
-    for name, (a, b) in spans.items():
-        if name not in keep:
-            drop[a - 1:b] = b"\1" * (b - a + 1)
-    kept = "\n".join(line for k, line in enumerate(lines)
-                     if not drop[k] or line.lstrip().startswith("#"))
-    tokens = " ".join(_COMMENT.sub(" ", kept).split())
+    dropped = sorted((a, b) for name, (a, b) in spans.items() if name not in keep)
+    kept: list[str] = []
+    at = 1                          # the first line not yet looked at
+    for a, b in dropped:
+        if b < at:
+            continue
+        a = max(a, at)
+        kept.extend(lines[at - 1:a - 1])
+        # Of a dropped body only its preprocessor lines stay.
+        kept.extend(_DIRECTIVE.findall("\n".join(lines[a - 1:b])))
+        at = b + 1
+    kept.extend(lines[at - 1:])
+    tokens = " ".join(_COMMENT.sub(" ", "\n".join(kept)).split())
     return _h(" ".join(spans), tokens)
 
 

@@ -94,7 +94,15 @@ class Site(Effect):
         return self.via is None
 
     def under(self, entry: Under, shown: Under) -> "Site":
-        return Site(**{**self.__dict__, "guard": entry(self.guard), "shown": shown(self.shown)})
+        return self._but(guard=entry(self.guard), shown=shown(self.shown))
+
+    def _but(self, **changes: object) -> "Site":
+        """This site with some fields changed: a copy of its attributes, not a new
+        construction (the walk makes one per site per image)."""
+        new = object.__new__(Site)
+        new.__dict__.update(self.__dict__)
+        new.__dict__.update(changes)
+        return new
 
     def with_field(self, name: str) -> "Site":
         """This place, speaking of another field (a finding anchored on the consumer)."""
@@ -256,14 +264,14 @@ class Walker(GuardedWalk):
 
     def _add(self, site: Site) -> None:
         # Kept relative to its function's first line until carried out (``apply``).
-        self.emit(Site(**{**site.__dict__, "line": site.line - self.start(site.function)}))
+        self.emit(site._but(line=site.line - self.start(site.function)))
 
     # -- the guarded walk's hooks -----------------------------------------------------------
     def apply(self, effect: Effect) -> None:
         if isinstance(effect, Site):
             self.order += 1
-            self.sites.append(Site(**{**effect.__dict__, "order": self.order,
-                                      "line": effect.line + self.start(effect.function)}))
+            self.sites.append(effect._but(order=self.order,
+                                          line=effect.line + self.start(effect.function)))
         elif isinstance(effect, _Request):
             self.pending.append((effect.guard, effect.deferred))
         elif isinstance(effect, _Spelling):
