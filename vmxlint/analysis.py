@@ -172,8 +172,9 @@ def _shared_by_images(model) -> dict:
     held = _SHARED.get(id(model))
     if held is None:
         _SHARED.clear()
-        held = _SHARED[id(model)] = (model, {"shared_solver": model_solver(model),
-                                             "_consumed": {}})
+        # Made when a check first asks: an image whose fields are all reused needs none.
+        solver = functools.cache(lambda: model_solver(model))
+        held = _SHARED[id(model)] = (model, {"process_solver": solver, "_consumed": {}})
     return held[1]
 
 

@@ -73,7 +73,7 @@ class Context:
     rel_path: str = "arch/x86/kvm/vmx/nested.c"
     _consumed: dict[str, Formula] = field(default_factory=dict)
     _whole: "Context | None" = None     # the context a slice was cut from
-    shared_solver: "Solver | None" = None   # one solver for every image of a process
+    process_solver: "Callable[[], Solver] | None" = None   # one for every image of a process
 
     def _share(self, **changes: object) -> "Context":
         """This context changed, sharing the solver and the consumption conditions."""
@@ -115,7 +115,9 @@ class Context:
     def solver(self) -> Solver:
         if self._whole is not None:
             return self._whole.solver
-        return self.shared_solver or model_solver(self.model)
+        if self.process_solver is not None:
+            return self.process_solver()
+        return model_solver(self.model)
 
     @cached_property
     def writes(self) -> list[Site]:
