@@ -261,10 +261,16 @@ def loads(data: bytes, k: str) -> Any:
     return _decode(json.loads(body))
 
 
+_PLAIN = frozenset((type(None), bool, int, float, str))
+
+
 def _encode(v: Any) -> Any:
     if v is None or isinstance(v, (bool, int, float, str)):
         return v
     if isinstance(v, list):
+        # Most lists hold plain values only (lines, names): JSON takes them as they are.
+        if all(type(x) in _PLAIN for x in v):
+            return v
         return [_encode(x) for x in v]
     if isinstance(v, tuple) and type(v) is tuple:
         return {"tuple": [_encode(x) for x in v]}
@@ -322,8 +328,9 @@ def _dataclass(module: str, qualname: str) -> type | None:
     return None
 
 
-def _fields(cls: type) -> list[dataclasses.Field]:
-    return [f for f in dataclasses.fields(cls) if f.init]
+@functools.lru_cache(maxsize=None)
+def _fields(cls: type) -> tuple[dataclasses.Field, ...]:
+    return tuple(f for f in dataclasses.fields(cls) if f.init)
 
 
 @functools.lru_cache(maxsize=None)
