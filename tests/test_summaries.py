@@ -187,3 +187,25 @@ def test_a_replayed_call_leaves_the_state_it_left(walked: list[str]):
         top = text.count("\n", 0, text.index("GUEST_ES_LIMIT")) + 1
         assert where == {"GUEST_ES_LIMIT": ("vmcs01", top), "GUEST_CS_LIMIT": ("vmcs02", top + 2)}
     assert walked == ["load_l2"]        # walked for the first text, replayed for the second
+
+
+def test_threads_each_get_their_own_answers():
+    """Images analysed in two threads at once give what one thread gives: a thread has
+    its own walk summaries, solver and prepared images."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from test_incremental import _step_series
+    from vmxlint.mail import read_mails
+    from vmxlint.series import check
+
+    trees = [Tree.open(p) for p in SHAPES]
+    mails = [read_mails(_step_series(t, 4), f"series-{k}") for k, t in enumerate(trees)]
+
+    def run(k: int) -> list:
+        return check(mails[k], trees[k], include_existing=True).findings
+
+    alone = [run(0), run(1)]
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(run, [0, 1, 0, 1]))
+    assert together == alone + alone
+    assert alone[0] and alone[1]

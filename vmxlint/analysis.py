@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import functools
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -160,21 +161,24 @@ def _unchanged(tree: Tree, root: str | None, also: list[str],
 
 
 _scratch = False
-# What the checks of every image of the process share, by model: the solver and the
-# consumption conditions of the fields (both depend on the model alone).
-_SHARED: dict[int, tuple[object, dict]] = {}
+# What the checks of every image of the process share, by model and thread (a BDD manager
+# is not for two threads at once): the solver and the consumption conditions of the
+# fields (both depend on the model alone).
+_SHARED: dict[tuple[int, int], tuple[object, dict]] = {}
 atexit.register(_SHARED.clear)
 
 
 def _shared_by_images(model) -> dict:
     from vmxlint.checks import model_solver
 
-    held = _SHARED.get(id(model))
+    key = (id(model), threading.get_ident())
+    held = _SHARED.get(key)
     if held is None:
-        _SHARED.clear()
         # Made when a check first asks: an image whose fields are all reused needs none.
         solver = functools.cache(lambda: model_solver(model))
-        held = _SHARED[id(model)] = (model, {"process_solver": solver, "_consumed": {}})
+        held = _SHARED[key] = (model, {"process_solver": solver, "_consumed": {}})
+        while len(_SHARED) > 8:
+            _SHARED.pop(next(iter(_SHARED)), None)
     return held[1]
 
 
@@ -204,7 +208,7 @@ def _by_content(tree: Tree, files: Iterable[str], compute, kind: type = dict):
             cache.put(k, hit)
         _CONTENT[k] = hit
         while len(_CONTENT) > 16:
-            del _CONTENT[next(iter(_CONTENT))]
+            _CONTENT.pop(next(iter(_CONTENT), ""), None)
     return hit
 
 
@@ -238,12 +242,13 @@ def _analyse(tree: Tree, root: str | None, also: list[str],
              base: Neighbour | None = None, content: str | None = None) -> Analysis:
     from vmxlint.model import load_model
 
-    k = (id(load_model()), root, content or tree.digest(inputs()))
+    # Per thread: a prepared image holds its thread's solver.
+    k = (id(load_model()), root, content or tree.digest(inputs()), threading.get_ident())
     prep = None if _scratch else _PREPARED.get(k)
     if prep is None:
         prep = _PREPARED[k] = _prepare(tree, root)
         while len(_PREPARED) > _KEEP:
-            del _PREPARED[next(iter(_PREPARED))]
+            _PREPARED.pop(next(iter(_PREPARED), None), None)
     out = dataclasses.replace(prep.out, findings=list(prep.out.findings),
                               notes=list(prep.out.notes), digests={}, lines={}, also=list(also))
     if prep.ctx is None:

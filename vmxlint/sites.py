@@ -13,6 +13,8 @@ become write sites of their own; ``vmx_switch_vmcs`` changes the VMCS writes lan
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Iterable, Mapping
@@ -149,18 +151,22 @@ class _Spelling(Effect):
     spelled: str
 
 
-# Summaries of walked calls, kept in process by walk scope (model, control bits, file):
-# the next image of a series walks again only the calls whose functions changed.
+# Summaries of walked calls, kept in process by walk scope (model, control bits, file,
+# thread: a memo is never shared between threads): the next image of a series walks again
+# only the calls whose functions changed.
 SUMMARIES = 4096
-_summaries: dict[tuple, tuple[object, SummaryMemo]] = {}
+SCOPES = 8
+_summaries: "OrderedDict[tuple, tuple[object, SummaryMemo]]" = OrderedDict()
 
 
 def _memo(model: "Model", bits: dict, helpers: dict, path: str) -> SummaryMemo:
-    scope = (id(model), frozenset(bits.items()), frozenset(helpers.items()), path)
+    scope = (id(model), frozenset(bits.items()), frozenset(helpers.items()), path,
+             threading.get_ident())
     held = _summaries.get(scope)
     if held is None:
-        _summaries.clear()          # one scope at a time: a new tree forgets the old one
         held = _summaries[scope] = (model, SummaryMemo(SUMMARIES))   # model kept: id stays
+        while len(_summaries) > SCOPES:
+            _summaries.popitem(last=False)
     return held[1]
 
 
