@@ -209,3 +209,157 @@ def test_threads_each_get_their_own_answers():
         together = list(pool.map(run, [0, 1, 0, 1]))
     assert together == alone + alone
     assert alone[0] and alone[1]
+
+
+# -- summaries on disk (vmxlint.walkstore) ---------------------------------------------------
+
+@pytest.fixture
+def disk(tmp_path, monkeypatch, walked) -> str:
+    """A cache of its own and the key of one walk scope in it."""
+    from vmxlint import cache
+
+    monkeypatch.setenv("VMXLINT_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("VMXLINT_NO_CACHE", raising=False)
+    return cache.key("test walk scope")
+
+
+def _walk_stored(text: str, tree: Tree, store: str | None):
+    model = load_model()
+    unit = parse_unit(text, NESTED_C, lazy=True)
+    return walk_entry_path(unit.functions, model, find_root(unit.functions, model),
+                           controls.load(tree), True, store)
+
+
+def _new_process() -> None:
+    """What a new process has: no summaries in memory."""
+    sites._summaries.clear()
+
+
+@pytest.mark.parametrize("tree_dir", SHAPES, ids=lambda p: p.name)
+def test_summaries_from_disk_replay_exactly(tree_dir: Path, disk: str, walked: list[str]):
+    from vmxlint import cache
+
+    tree = Tree.open(tree_dir)
+    text = tree.read(NESTED_C)
+    _walk_stored(text, tree, disk)
+    first = len(walked)
+    sites.save_summaries()
+    assert isinstance(cache.get(disk), str)
+    _new_process()
+    root = find_root(parse_unit(text, NESTED_C, lazy=True).functions, load_model())
+    images = [text]
+    for k, edit in enumerate([0, 1, 2, 3, 4], 1):
+        images.append(_edited(images[-1], root, edit, k))
+    n = len(walked)
+    assert _dump(_walk_stored(text, tree, disk)) == _dump(_walk(text, tree, False))
+    assert len(walked) == n, "the same image walked a call again"
+    for image in images[1:]:
+        _new_process()                   # each image checked by a process of its own
+        assert _dump(_walk_stored(image, tree, disk)) == _dump(_walk(image, tree, False))
+    assert len(walked) - n < first * (len(images) - 1) / 2
+
+
+def test_a_process_that_rewalks_little_leaves_the_entry(disk: str):
+    from vmxlint import cache
+
+    tree = Tree.open(SHAPES[0])
+    text = tree.read(NESTED_C)
+    _walk_stored(text, tree, disk)
+    sites.save_summaries()
+    written = cache.get(disk)
+    _new_process()
+    root = find_root(parse_unit(text, NESTED_C, lazy=True).functions, load_model())
+    _walk_stored(_edited(text, root, 0, 1), tree, disk)     # prepare_vmcs02 and the root
+    sites.save_summaries()
+    assert cache.get(disk) == written
+    _new_process()
+    _walk_stored(text.replace("vmcs12", "vmcs_twelve"), tree, disk)   # every call
+    sites.save_summaries()
+    assert cache.get(disk) != written
+
+
+def test_a_broken_entry_is_walked_again(disk: str, walked: list[str]):
+    from vmxlint import cache
+
+    tree = Tree.open(SHAPES[0])
+    text = tree.read(NESTED_C)
+    cache.put(disk, '{"format": "vmxlint-walk 1", "formulas": [["a", 3]]}')
+    assert _dump(_walk_stored(text, tree, disk)) == _dump(_walk(text, tree, False))
+    assert walked
+
+
+def _entry() -> str:
+    from vmxlint import walkstore
+    from vmxlint.cfront import lazy
+
+    tree = Tree.open(SHAPES[0])
+    sites._summaries.clear()
+    _walk_stored(tree.read(NESTED_C), tree, None)
+    memo = next(iter(sites._summaries.values()))[1]
+    return walkstore.encode(list(memo.items()), walk._PARAMS, lazy._PARSED_FINE)
+
+
+_ENTRY: list[str] = []
+
+
+@settings(max_examples=200)
+@given(st.integers(0, 10 ** 9), st.sampled_from(['"', "0", "9", "[", "]", ",", "x", "-1", "null",
+                                                 '"s"', '"&"', '"a"']))
+def test_decoding_a_damaged_entry_fails_cleanly(at: int, put: str):
+    from vmxlint import walkstore
+
+    if not _ENTRY:
+        _ENTRY.append(_entry())
+    text = _ENTRY[0]
+    k = at % len(text)
+    damaged = text[:k] + put + text[k + 1:]
+    try:
+        walkstore.decode(damaged, load_model())
+    except ValueError:
+        pass
+
+
+def test_encoding_round_trips():
+    from vmxlint import walkstore
+    from vmxlint.cfront import lazy
+
+    text = _entry()
+    summaries, params, fine = walkstore.decode(text, load_model())
+    again = walkstore.encode(summaries, params, fine)
+    assert again == text
+    assert summaries and params and fine
+    assert set(fine) <= lazy._PARSED_FINE
+
+
+def test_a_new_process_checks_with_the_summaries_an_audit_left(tmp_path):
+    """`vmxlint audit` leaves the summaries; a `vmxlint check` in another process uses
+    them and reports what a check without any cache reports."""
+    import os
+    import subprocess
+    import sys
+
+    from test_incremental import _mail
+
+    tree = SHAPES[0]
+    text = (tree / NESTED_C).read_text()
+    patch = tmp_path / "p.patch"
+    patch.write_text(_mail(text, _edit_body(text, "prepare_vmcs02",
+                                            "\tvmcs_write32(GUEST_SYSENTER_CS, 7);\n"), 1))
+    cached = {**os.environ, "VMXLINT_CACHE_DIR": str(tmp_path / "cache")}
+    cached.pop("VMXLINT_NO_CACHE", None)
+
+    def vmxlint(*args: str, env: dict) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "vmxlint", *args], env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    assert vmxlint("audit", "--tree", str(tree), env=cached).returncode in (0, 1)
+    walks = [p for p in (tmp_path / "cache").iterdir() if b"vmxlint-walk 1" in p.read_bytes()]
+    assert len(walks) == 1, "the audit left no summaries"
+    left = walks[0].read_bytes()
+    got = vmxlint("check", "--format", "json", "--tree", str(tree), str(patch), env=cached)
+    bare = vmxlint("check", "--format", "json", "--tree", str(tree), str(patch),
+                   env={**cached, "VMXLINT_NO_CACHE": "1"})
+    assert got.stdout == bare.stdout and got.returncode == bare.returncode == 1
+    assert '"new"' in got.stdout
+    # The check re-walked two calls of the audit's summaries: it left their entry alone.
+    assert walks[0].read_bytes() == left

@@ -101,9 +101,21 @@ def entry_path(tree: Tree, root: str | None = None):
     if root is None or root not in unit.functions:
         return unit, None
     bits = controls.load(tree)
-    path = walk_entry_path(unit.functions, model, root, bits, summaries=not _scratch)
+    path = walk_entry_path(unit.functions, model, root, bits, summaries=not _scratch,
+                           store=None if _scratch else _store_key(bits))
     path.notes.extend(bits.fallbacks)
     return unit, path
+
+
+def _store_key(bits) -> str:
+    """The cache key of the walk's summaries on disk: what a summary's meaning depends on
+    besides the functions it read (those it checks itself, by fingerprint)."""
+    from vmxlint import walkstore
+    from vmxlint.cfront import astcache
+
+    return cache.key("walk", walkstore.FORMAT, astcache.fixed_part(), _rules_digest(),
+                     repr(sorted(bits.bits.items())), repr(sorted(bits.helpers.items())),
+                     NESTED_C)
 
 
 def analyse(tree: Tree, root: str | None = None, also: Iterable[str] = (),

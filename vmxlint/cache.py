@@ -26,6 +26,7 @@ the patch in the key.
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import functools
 import hashlib
@@ -38,7 +39,7 @@ import time
 import types
 import typing
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 MAX_BYTES = 64 * 1024 * 1024
 MAGIC = b"vmxlint-cache 1"
@@ -125,6 +126,26 @@ def get(k: str) -> Any | None:
         return loads(data, k)
     except Exception:   # noqa: BLE001 - whatever is wrong with an entry, recompute
         return None
+
+
+_AT_EXIT: list[Callable[[], None]] = []
+
+
+def at_exit(fn: Callable[[], None]) -> None:
+    """Write what fn keeps pending when the process ends: at interpreter exit, or before
+    the console script leaves without tearing the interpreter down (`run_exit_hooks`)."""
+    if fn not in _AT_EXIT:
+        _AT_EXIT.append(fn)
+        atexit.register(fn)
+
+
+def run_exit_hooks() -> None:
+    """Run the `at_exit` functions now (each once: they leave nothing pending)."""
+    for fn in list(_AT_EXIT):
+        try:
+            fn()
+        except Exception:   # noqa: BLE001 - a cache write never fails a run
+            pass
 
 
 def put(k: str, value: Any) -> None:

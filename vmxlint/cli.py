@@ -111,11 +111,11 @@ def run() -> NoReturn:
 
     A check leaves some 10^5 objects (syntax trees, guards, BDD nodes) that teardown would
     free one by one, 0.15 s of a 0.5 s run; there is nothing left to release.  What must
-    outlive the process is written first: the trees parsed for the disk cache, stdout."""
+    outlive the process is written first: what the cache keeps pending, the streams."""
     code = main()
-    astcache = sys.modules.get("vmxlint.cfront.astcache")
-    if astcache is not None:
-        astcache.flush()
+    cache = sys.modules.get("vmxlint.cache")
+    if cache is not None:
+        cache.run_exit_hooks()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

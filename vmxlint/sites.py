@@ -153,21 +153,61 @@ class _Spelling(Effect):
 
 # Summaries of walked calls, kept in process by walk scope (model, control bits, file,
 # thread: a memo is never shared between threads): the next image of a series walks again
-# only the calls whose functions changed.
+# only the calls whose functions changed.  With a store key, a scope starts from the
+# summaries on disk and leaves its own there (``vmxlint.walkstore``).
 SUMMARIES = 4096
 SCOPES = 8
-_summaries: "OrderedDict[tuple, tuple[object, SummaryMemo]]" = OrderedDict()
+_summaries: "OrderedDict[tuple, tuple[object, SummaryMemo, str | None]]" = OrderedDict()
 
 
-def _memo(model: "Model", bits: dict, helpers: dict, path: str) -> SummaryMemo:
+def _memo(model: "Model", bits: dict, helpers: dict, path: str,
+          store: str | None) -> SummaryMemo:
     scope = (id(model), frozenset(bits.items()), frozenset(helpers.items()), path,
-             threading.get_ident())
+             threading.get_ident(), store)
     held = _summaries.get(scope)
     if held is None:
-        held = _summaries[scope] = (model, SummaryMemo(SUMMARIES))   # model kept: id stays
+        memo = SummaryMemo(SUMMARIES)
+        if store is not None:
+            _load(memo, model, store)
+        held = _summaries[scope] = (model, memo, store)      # model kept: its id stays
         while len(_summaries) > SCOPES:
             _summaries.popitem(last=False)
     return held[1]
+
+
+def _load(memo: SummaryMemo, model: "Model", store: str) -> None:
+    from vmxlint import cache, walkstore
+    from vmxlint.cfront import lazy, walk
+
+    cache.at_exit(save_summaries)
+    text = cache.get(store)
+    if not isinstance(text, str):
+        return
+    try:
+        summaries, params, fine = walkstore.decode(text, model)
+    except ValueError:
+        return                       # an entry of another shape: walked again, rewritten
+    memo.preload(summaries)
+    walk._PARAMS.update(params)
+    for digest in fine:
+        lazy._parsed_fine(digest)
+
+
+def save_summaries() -> None:
+    """Leave each scope's summaries in the cache when this process walked a good part of
+    them (a check that re-walks three calls of forty leaves the entry it read alone)."""
+    from vmxlint import cache, walkstore
+    from vmxlint.cfront import lazy, walk
+
+    for model, memo, store in list(_summaries.values()):
+        if store is None or not memo.recorded:
+            continue
+        if memo.loaded and 4 * len(memo.recorded) <= len(memo):
+            continue
+        cache.put(store, walkstore.encode(list(memo.items()), walk._PARAMS,
+                                          lazy._PARSED_FINE))
+        memo.recorded.clear()
+        memo.loaded = len(memo)
 
 
 class _Predicates:
@@ -209,9 +249,10 @@ class Walker(GuardedWalk):
 
     def __init__(self, functions: Mapping[str, "Function"], model: "Model",
                  extra_sites: Iterable[Site] = (), controls: "Controls | None" = None,
-                 summaries: bool = True) -> None:
+                 summaries: bool = True, store: str | None = None) -> None:
         super().__init__(functions)
         self.summaries = summaries
+        self.store = store
         self.model = model
         self.preds = _Predicates(model)
         self.bits = dict(controls.bits) if controls is not None else {}
@@ -232,7 +273,7 @@ class Walker(GuardedWalk):
         if SWITCH_VMCS in self.text(fn.node.body):
             self.vmcs = "vmcs01"
         if self.summaries and self._fingerprint is not None:
-            self.memo = _memo(self.model, self.bits, self.bit_helpers, fn.path)
+            self.memo = _memo(self.model, self.bits, self.bit_helpers, fn.path, self.store)
         frame = self.enter(root, TRUE, {}, ())
         # The success exit is the return that ends the root's top-level block, after the
         # last setup step (NVMX_VMENTRY_SUCCESS in 6.x, 0 in 4.20-5.x); every other
@@ -484,8 +525,11 @@ def find_root(functions: Mapping[str, "Function"], model: "Model") -> str | None
 
 
 def walk_entry_path(functions: Mapping[str, "Function"], model: "Model", root: str,
-                    controls: "Controls | None" = None, summaries: bool = True) -> EntryPath:
+                    controls: "Controls | None" = None, summaries: bool = True,
+                    store: str | None = None) -> EntryPath:
     """Collect the sites of the nested VM-entry path starting at root.  With summaries
     (and a unit that fingerprints its functions), calls walked for an image before in
-    this process are replayed where their functions did not change."""
-    return Walker(functions, model, controls=controls, summaries=summaries).walk(root)
+    this process are replayed where their functions did not change; ``store``, the cache
+    key of the scope's summaries on disk, adds those of earlier processes."""
+    return Walker(functions, model, controls=controls, summaries=summaries,
+                  store=store).walk(root)

@@ -15,7 +15,6 @@ shape that is not exactly what `encode` writes is a miss.
 """
 from __future__ import annotations
 
-import atexit
 import functools
 import gc
 import hashlib
@@ -83,7 +82,7 @@ def clear() -> None:
 # -- the key ---------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=1)
-def _fixed_part() -> str:
+def fixed_part() -> str:
     """Digest of what every key shares: format, pycparser, the package's code, the shim."""
     import pycparser
 
@@ -104,7 +103,7 @@ def key_of(piece: "Piece", types: frozenset[str], scope_hook: bool) -> str:
     """The cache key of a function piece parsed under TYPES (its line is not in it)."""
     from vmxlint import cache
 
-    return cache.key(_fixed_part(), types_digest(types), "hook" if scope_hook else "prelude",
+    return cache.key(fixed_part(), types_digest(types), "hook" if scope_hook else "prelude",
                      str(piece.chunk.column), piece.src)
 
 
@@ -171,7 +170,9 @@ def _store(k: str, tree: "c_ast.FuncDef", path: str, line: int) -> None:
     with _lock:
         _pending.append((k, tree, path, line))
         if not _registered:
-            atexit.register(flush)
+            from vmxlint import cache
+
+            cache.at_exit(flush)
             _registered = True
         full = len(_pending) >= FLUSH_AT
     if full:

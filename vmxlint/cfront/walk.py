@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, MutableMapping
 
 from vmxlint.logic import FALSE, TRUE, And, Atom, Formula, Not, Or, conj, disj, neg
 
@@ -89,11 +89,22 @@ class Summary:
 
 
 class SummaryMemo(OrderedDict):
-    """Summaries by call; past SIZE the least recently used is dropped."""
+    """Summaries by call; past SIZE the least recently used is dropped.  ``recorded``:
+    the calls this process walked (the others were loaded, ``preload``)."""
 
     def __init__(self, size: int) -> None:
         super().__init__()
         self.size = size
+        self.recorded: set[tuple] = set()
+        self.loaded = 0
+
+    def preload(self, items: Iterable[tuple[tuple, Summary]]) -> None:
+        """Summaries made by another process (``vmxlint.walkstore``)."""
+        for key, summary in items:
+            OrderedDict.__setitem__(self, key, summary)
+            self.loaded += 1
+        while len(self) > self.size:
+            self.popitem(last=False)
 
     def get(self, key: Any, default: Any = None) -> Any:
         hit = super().get(key, default)
@@ -104,6 +115,7 @@ class SummaryMemo(OrderedDict):
     def __setitem__(self, key: Any, value: Any) -> None:
         super().__setitem__(key, value)
         self.move_to_end(key)
+        self.recorded.add(key)
         while len(self) > self.size:
             self.popitem(last=False)
 
@@ -225,7 +237,7 @@ class GuardedWalk:
         with the same inputs and fingerprints replays its summary instead."""
         if self.memo is None:
             return self.returns_true(self.enter(name, entry, env, chain, shown))
-        key = (name, _keyed(env), chain, self.walk_state())
+        key = summary_key(name, env, chain, self.walk_state())
         summary = self.memo.get(key)
         if summary is None or any(self._mark(n) != mark for n, mark in summary.deps.items()):
             summary = self._summarise(name, env, chain, key)
@@ -551,10 +563,11 @@ class GuardedWalk:
         return self.cond(expr, fr)
 
 
-def _keyed(env: Mapping[str, Formula]) -> tuple:
-    """Bound arguments as a memo key: atoms compare by name, so their spellings (which a
-    summary's guards carry for display) are part of the key too."""
-    return tuple((k, v, _spellings(v)) for k, v in env.items())
+def summary_key(name: str, env: Mapping[str, Formula], chain: tuple[str, ...],
+                state: object) -> tuple:
+    """The memo key of a call.  Atoms compare by name, so the spellings of the bound
+    arguments (which a summary's guards carry for display) are part of it too."""
+    return name, tuple((k, v, _spellings(v)) for k, v in env.items()), chain, state
 
 
 def _spellings(f: Formula) -> tuple:
