@@ -4,16 +4,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import logging
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vmxlint.errors import VmxlintError
 
-LOG = logging.getLogger(__name__)
 
 SEVERITIES = ("error", "warning", "info")
 ORIGINS = ("vmcs12", "l0", "constant", "mixed", "none")
@@ -246,7 +243,7 @@ class _Table:
 def _load_toml(file: Path) -> _Table:
     try:
         return _Table(file, _parsed(file.read_bytes()), "")
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except _Syntax as exc:
         raise ModelError(file, "(syntax)", str(exc)) from None
     except OSError as exc:
         raise ModelError(file, "(file)", exc.strerror or str(exc)) from None
@@ -261,9 +258,18 @@ def _parsed(data: bytes) -> dict[str, Any]:
     hit = cache.get(k)
     if isinstance(hit, dict):
         return hit
-    value = tomllib.loads(data.decode("utf-8"))
+    import tomllib      # only on a miss: importing it costs 6 ms
+
+    try:
+        value = tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise _Syntax(str(exc)) from None
     cache.put(k, value)
     return value
+
+
+class _Syntax(Exception):
+    """A rule file that is not TOML."""
 
 
 def _load_rule(file: Path) -> Rule:
