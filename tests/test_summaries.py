@@ -2,6 +2,7 @@
 the process gives exactly what walking it again gives."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -363,3 +364,13 @@ def test_a_new_process_checks_with_the_summaries_an_audit_left(tmp_path):
     assert '"new"' in got.stdout
     # The check re-walked two calls of the audit's summaries: it left their entry alone.
     assert walks[0].read_bytes() == left
+
+
+def test_an_entry_with_a_formula_too_deep_is_refused():
+    from vmxlint import walkstore
+
+    rows = [["a", "c:x", None]] + [["n", k] for k in range(walkstore.MAX_DEPTH + 5)]
+    doc = json.dumps({"format": walkstore.FORMAT, "formulas": rows, "summaries": [],
+                      "params": {}, "fine": []})
+    with pytest.raises(ValueError, match="depth"):
+        walkstore.decode(doc, load_model())

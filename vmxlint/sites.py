@@ -185,9 +185,11 @@ def _load(memo: SummaryMemo, model: "Model", store: str) -> None:
         return
     try:
         summaries, params, fine = walkstore.decode(text, model)
-    except ValueError:
+        memo.preload(summaries)
+    except (ValueError, RecursionError):
+        memo.clear()
+        memo.loaded = 0
         return                       # an entry of another shape: walked again, rewritten
-    memo.preload(summaries)
     walk._PARAMS.update(params)
     for digest in fine:
         lazy._parsed_fine(digest)

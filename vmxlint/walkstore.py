@@ -29,6 +29,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from vmxlint.model import Model
 
 FORMAT = "vmxlint-walk 1"
+# Formulas nest a few levels (10 in 6.12); a deeper one in an entry is not the walk's and
+# would only exhaust the stack of whatever hashes it.
+MAX_DEPTH = 256
 _SITE_FIELDS = tuple(f.name for f in fields(Site))
 _FORMULAS = ("guard", "local", "shown")
 
@@ -138,26 +141,37 @@ def decode(text: str, model: "Model") -> tuple[list[tuple[tuple, Summary]], dict
 
 def _formulas(rows: list) -> list[Formula]:
     out: list[Formula] = []
+    depth: list[int] = []
 
     def earlier(i: Any) -> Formula:
         if type(i) is not int or not 0 <= i < len(out):
             raise _Bad("formula reference")
         return out[i]
 
+    def deeper(refs: list) -> int:
+        d = 1 + max((depth[i] for i in refs), default=0)
+        if d > MAX_DEPTH:
+            raise _Bad("formula depth")
+        return d
+
     for row in rows:
         kind = row[0]
         if kind == "t" or kind == "f":
             out.append(TRUE if kind == "t" else FALSE)
+            depth.append(1)
         elif kind == "a":
             label = row[2]
             if label is not None:
                 _str(label)
             out.append(Atom(_str(row[1]), label=label))
+            depth.append(1)
         elif kind == "n":
             out.append(Not(earlier(row[1])))
+            depth.append(deeper([row[1]]))
         elif kind in ("&", "|"):
             args = tuple(earlier(i) for i in row[1])
             out.append(And(args) if kind == "&" else Or(args))
+            depth.append(deeper(row[1]))
         else:
             raise _Bad(f"formula kind {kind!r}")
     return out
