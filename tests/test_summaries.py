@@ -1,5 +1,6 @@
 """The walk's summaries (``vmxlint.cfront.walk``): a call replayed from an earlier image of
-the process gives exactly what walking it again gives."""
+the process, or from the summaries an earlier process left on disk (``vmxlint.walkstore``),
+gives exactly what walking it again gives."""
 from __future__ import annotations
 
 import json
