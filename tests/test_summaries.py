@@ -298,7 +298,7 @@ def _entry() -> str:
     sites._summaries.clear()
     _walk_stored(tree.read(NESTED_C), tree, None)
     memo = next(iter(sites._summaries.values()))[1]
-    return walkstore.encode(list(memo.items()), walk._PARAMS, lazy._PARSED_FINE)
+    return walkstore.encode(list(memo.items()), walk.TRACKED_PARAMS, lazy.PARSED_FINE)
 
 
 _ENTRY: list[str] = []
@@ -330,7 +330,7 @@ def test_encoding_round_trips():
     again = walkstore.encode(summaries, params, fine)
     assert again == text
     assert summaries and params and fine
-    assert set(fine) <= lazy._PARSED_FINE
+    assert set(fine) <= lazy.PARSED_FINE
 
 
 def test_a_new_process_checks_with_the_summaries_an_audit_left(tmp_path):

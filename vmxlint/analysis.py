@@ -196,9 +196,10 @@ def _shared_by_images(model) -> dict:
 
 @contextlib.contextmanager
 def from_scratch() -> Iterator[None]:
-    """Within this, every image is parsed and walked anew: nothing is taken from the
-    images analysed before in the process (the walk's summaries, prepared images).  The
-    reference the incremental path is tested against."""
+    """Within this, every image is walked and checked anew: nothing is taken from the
+    images analysed before, in this process or on disk (the walk's summaries, prepared
+    images, the shared solver).  The reference the incremental path is tested against.
+    (Process-wide: another thread meanwhile only does more work than it needs.)"""
     global _scratch
     before, _scratch = _scratch, True
     try:

@@ -133,18 +133,18 @@ class EntryPath:
 
 
 @dataclass(frozen=True)
-class _Request(Effect):
+class Request(Effect):
     """A deferred request made on the path (its handler runs before the VM entry)."""
 
     guard: Formula
     deferred: object
 
-    def under(self, entry: Under, shown: Under) -> "_Request":
-        return _Request(entry(self.guard), self.deferred)
+    def under(self, entry: Under, shown: Under) -> "Request":
+        return Request(entry(self.guard), self.deferred)
 
 
 @dataclass(frozen=True)
-class _Spelling(Effect):
+class Spelling(Effect):
     """A recognised predicate met under its C spelling."""
 
     known: Formula
@@ -190,9 +190,9 @@ def _load(memo: SummaryMemo, model: "Model", store: str) -> None:
         memo.clear()
         memo.loaded = 0
         return                       # an entry of another shape: walked again, rewritten
-    walk._PARAMS.update(params)
+    walk.TRACKED_PARAMS.update(params)
     for digest in fine:
-        lazy._parsed_fine(digest)
+        lazy.note_parsed_fine(digest)
 
 
 def save_summaries() -> None:
@@ -206,8 +206,8 @@ def save_summaries() -> None:
             continue
         if memo.loaded and 4 * len(memo.recorded) <= len(memo):
             continue
-        cache.put(store, walkstore.encode(list(memo.items()), walk._PARAMS,
-                                          lazy._PARSED_FINE))
+        cache.put(store, walkstore.encode(list(memo.items()), walk.TRACKED_PARAMS,
+                                          lazy.PARSED_FINE))
         memo.recorded.clear()
         memo.loaded = len(memo)
 
@@ -321,9 +321,9 @@ class Walker(GuardedWalk):
             self.order += 1
             self.sites.append(effect._but(order=self.order,
                                           line=effect.line + self.start(effect.function)))
-        elif isinstance(effect, _Request):
+        elif isinstance(effect, Request):
             self.pending.append((effect.guard, effect.deferred))
-        elif isinstance(effect, _Spelling):
+        elif isinstance(effect, Spelling):
             self._spelled_as(effect.known, effect.spelled)
         else:
             super().apply(effect)
@@ -364,7 +364,7 @@ class Walker(GuardedWalk):
             known = self._control_test(node)
         if known is None:
             return None
-        self.emit(_Spelling(known, spelled))
+        self.emit(Spelling(known, spelled))
         return _label(known, spelled)
 
     def _spelled_as(self, known: Formula, spelled: str) -> None:
@@ -428,7 +428,7 @@ class Walker(GuardedWalk):
         base = dict(function=fr.name, path=fr.path, line=line, guard=guard, local=pc,
                     shown=shown, chain=fr.chain, order=0)
         if name == MAKE_REQUEST and args and self.text(args[0]) in self.requests:
-            self.emit(_Request(guard, self.requests[self.text(args[0])]))
+            self.emit(Request(guard, self.requests[self.text(args[0])]))
         if name in WRITE_ACCESSORS and args:
             value = args[1] if len(args) > 1 else None
             origin, member = self.provenance(value, fr)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from vmxlint.cfront.walk import Label, Summary, Visit, summary_key
 from vmxlint.logic import FALSE, TRUE, And, Atom, Const, Formula, Not, Or
-from vmxlint.sites import Provenance, Site, _Request, _Spelling
+from vmxlint.sites import Provenance, Site, Request, Spelling
 
 if TYPE_CHECKING:  # pragma: no cover
     from vmxlint.model import Model
@@ -112,9 +112,9 @@ def _effect(e: Any, table: _Table) -> list:
         return ["L", e.name, e.spelled]
     if isinstance(e, Visit):
         return ["V", e.name]
-    if isinstance(e, _Request):
+    if isinstance(e, Request):
         return ["R", table.ref(e.guard), e.deferred.request]
-    if isinstance(e, _Spelling):
+    if isinstance(e, Spelling):
         return ["S", table.ref(e.known), e.spelled]
     raise TypeError(type(e).__name__)
 
@@ -214,9 +214,9 @@ def _read_effect(e: list, formulas: list[Formula], requests: dict) -> Any:
     if kind == "V":
         return Visit(_str(e[1]))
     if kind == "R":
-        return _Request(_at(formulas, e[1]), requests[e[2]])
+        return Request(_at(formulas, e[1]), requests[e[2]])
     if kind == "S":
-        return _Spelling(_at(formulas, e[1]), _str(e[2]))
+        return Spelling(_at(formulas, e[1]), _str(e[2]))
     raise _Bad(f"effect kind {kind!r}")
 
 

@@ -119,7 +119,7 @@ class _Lazy:
             if isinstance(done, list) and not _defines(done, piece.name):
                 self.unsure = True
             elif isinstance(done, list):
-                _parsed_fine(self._digest(index))
+                note_parsed_fine(self._digest(index))
             self.results[index] = done
             return done
 
@@ -176,7 +176,7 @@ class _Lazy:
         with self.lock:
             indices = self.candidates.get(name, ())
             if not self.unsure and self.complete is None and len(indices) == 1 \
-                    and indices[0] in self.waiting and self._digest(indices[0]) in _PARSED_FINE:
+                    and indices[0] in self.waiting and self._digest(indices[0]) in PARSED_FINE:
                 return True
         return self.function(name) is not None
 
@@ -210,7 +210,7 @@ class _Lazy:
 
     def failure(self, name: str) -> Failure | None:
         for index in self.named.get(name, ()):
-            if index in self.waiting and self._digest(index) in _PARSED_FINE:
+            if index in self.waiting and self._digest(index) in PARSED_FINE:
                 continue        # parsed before, in this process, to one definition
             result = self.result(index)
             if isinstance(result, Failure):
@@ -220,14 +220,15 @@ class _Lazy:
 
 # Digests (`_Lazy._digest`) of function pieces that parsed to the one definition their
 # text promised, in this process: asking whether such a piece fails needs no parse.
-_PARSED_FINE: set[str] = set()
+PARSED_FINE: set[str] = set()
 PARSED_FINE_MEMO = 65536
 
 
-def _parsed_fine(digest: str) -> None:
-    if len(_PARSED_FINE) >= PARSED_FINE_MEMO:
-        _PARSED_FINE.clear()
-    _PARSED_FINE.add(digest)
+def note_parsed_fine(digest: str) -> None:
+    """Remember that the piece of this digest parses to its one definition."""
+    if len(PARSED_FINE) >= PARSED_FINE_MEMO:
+        PARSED_FINE.clear()
+    PARSED_FINE.add(digest)
 
 
 EAGER_MEMO = 4096    # parses of the pieces parsed up front, kept in process

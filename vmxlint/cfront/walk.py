@@ -44,8 +44,9 @@ def norm(text: str) -> str:
 
 
 Under = Callable[[Formula], Formula]
-# Tracked parameters by function fingerprint, in this process (``_tracked_params``).
-_PARAMS: dict[str, tuple[tuple[int, str], ...]] = {}
+# Tracked parameters by function fingerprint, in this process (``_tracked_params``; the
+# summaries on disk carry those of the functions they read).
+TRACKED_PARAMS: dict[str, tuple[tuple[int, str], ...]] = {}
 PARAMS_MEMO = 4096
 
 
@@ -540,16 +541,16 @@ class GuardedWalk:
         """The positions and names of a function's bool and pointer parameters (kept by
         fingerprint: a summarised call needs no parse of its callee)."""
         mark = self._mark(name) if self._fingerprint is not None else None
-        hit = _PARAMS.get(mark) if mark else None
+        hit = TRACKED_PARAMS.get(mark) if mark else None
         if hit is None:
             fdecl = self.functions[name].node.decl.type
             params = fdecl.args.params if fdecl.args is not None else []
             hit = tuple((k, p.name) for k, p in enumerate(params)
                         if getattr(p, "name", None) and self._trackable(p.type))
             if mark:
-                if len(_PARAMS) >= PARAMS_MEMO:
-                    _PARAMS.clear()
-                _PARAMS[mark] = hit
+                if len(TRACKED_PARAMS) >= PARAMS_MEMO:
+                    TRACKED_PARAMS.clear()
+                TRACKED_PARAMS[mark] = hit
         return hit
 
     def _truth(self, expr, fr: Frame) -> Formula:
