@@ -310,6 +310,8 @@ def _decode(v: Any) -> Any:
     if v is None or isinstance(v, (bool, int, float, str)):
         return v
     if isinstance(v, list):
+        if all(type(x) in _PLAIN for x in v):
+            return v            # JSON gave plain values: they decode to themselves
         return [_decode(x) for x in v]
     if not isinstance(v, dict):
         raise _Invalid(type(v).__name__)
