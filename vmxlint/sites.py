@@ -312,6 +312,10 @@ class Walker(GuardedWalk):
         return success
 
     def _add(self, site: Site) -> None:
+        if not self._recording:         # carried out now: its line stays as it is
+            self.order += 1
+            self.sites.append(site._but(order=self.order))
+            return
         # Kept relative to its function's first line until carried out (``apply``).
         self.emit(site._but(line=site.line - self.start(site.function)))
 
