@@ -139,12 +139,15 @@ def test_fingerprint_follows_text_not_place():
     moved = parse_unit("/* x */\n\n" + text, NESTED_C, lazy=True).functions
     edited = parse_unit(_edit_body(text, "prepare_vmcs02", "\tbarrier();\n"), NESTED_C,
                         lazy=True).functions
-    digest, line = unit.fingerprint("prepare_vmcs02")
-    assert moved.fingerprint("prepare_vmcs02") == (digest, line + 2)
-    assert edited.fingerprint("prepare_vmcs02")[0] != digest
+    digest, (first, last) = unit.fingerprint("prepare_vmcs02"), unit.span("prepare_vmcs02")
+    assert moved.fingerprint("prepare_vmcs02") == digest
+    assert moved.span("prepare_vmcs02") == (first + 2, last + 2)
+    assert edited.fingerprint("prepare_vmcs02") != digest
     assert edited.fingerprint("prepare_vmcs02_rare") == unit.fingerprint("prepare_vmcs02_rare")
-    assert unit.fingerprint("no_such_function") == ("", 0)
-    assert line == unit["prepare_vmcs02"].start_line
+    assert unit.fingerprint("no_such_function") == ""
+    assert unit.span("no_such_function") is None
+    fn = unit["prepare_vmcs02"]
+    assert (first, last) == (fn.start_line, fn.end_line)
 
 
 def test_a_function_that_parsed_before_is_known_without_a_parse(monkeypatch):
@@ -159,7 +162,7 @@ def test_a_function_that_parsed_before_is_known_without_a_parse(monkeypatch):
 
     monkeypatch.setattr(lazy._Lazy, "result", no_parse)
     assert "prepare_vmcs02" in again
-    assert again.fingerprint("prepare_vmcs02")[1] > 1
+    assert again.span("prepare_vmcs02")[0] > 1
 
 
 SWITCHING = (

@@ -472,17 +472,15 @@ def _callees_text(text: str, unit, path) -> list[str]:
 
 def _called_names(text: str, unit, functions: Iterable[str]) -> set[str]:
     lines = text.splitlines()
-    spans = unit.spans()
-    fingerprint = getattr(unit.functions, "fingerprint", None)
+    span_of = getattr(unit.functions, "span", None)     # a lazy unit: mostly no parse
     names: set[str] = set()
     for name in functions:
-        span = spans.get(name)
-        mark = fingerprint(name) if fingerprint is not None else None
-        if not (mark and mark[0] and span and span[0] == mark[1]):
-            # Only a parse can say which chunk defines the name.
+        if span_of is not None:
+            first, last = span_of(name)
+        else:
             fn = unit.functions[name]
-            span = fn.start_line, fn.end_line
-        body = "\n".join(lines[span[0] - 1:span[1]])
+            first, last = fn.start_line, fn.end_line
+        body = "\n".join(lines[first - 1:last])
         names.update(re.findall(r"\b([A-Za-z_]\w*)\s*\(", body))
     return names
 

@@ -141,22 +141,32 @@ class _Lazy:
             self.found[name] = fn
             return fn
 
-    def fingerprint(self, name: str) -> tuple[str, int] | None:
+    def fingerprint(self, name: str) -> str | None:
         """What decides the look-up of NAME, without parsing anything: a digest of the one
-        piece that may define it (its text, column and the type names known before it)
-        with the piece's first line; ``("", 0)`` when no piece may define it; None when
-        only parsing can tell (several pieces may define it, or one defined another name
-        than its text suggested)."""
+        piece that may define it (its text, column and the type names known before it);
+        ``""`` when no piece may define it; None when only parsing can tell (several
+        pieces may define it, or one defined another name than its text suggested)."""
         with self.lock:
-            if self.unsure:
-                return None
-            indices = self.candidates.get(name, ())
-            if not indices:
-                return "", 0
-            if len(indices) > 1:
-                return None
-            index = indices[0]
-            return self._digest(index), self.pieces[index].chunk.line
+            index = self._only_piece(name)
+            if index is not None:
+                return self._digest(index)
+            return "" if not self.unsure and name not in self.candidates else None
+
+    def span(self, name: str) -> tuple[int, int] | None:
+        """The first and last line of a function the unit defines; from the chunking alone
+        when one piece may define it (None when the unit does not define it)."""
+        with self.lock:
+            index = self._only_piece(name)
+        if index is not None:
+            chunk = self.pieces[index].chunk
+            return chunk.line, chunk.end_line
+        fn = self.function(name)
+        return None if fn is None else (fn.start_line, fn.end_line)
+
+    def _only_piece(self, name: str) -> int | None:
+        """The one piece that may define NAME, when a look-up depends on it alone."""
+        indices = self.candidates.get(name, ())
+        return indices[0] if len(indices) == 1 and not self.unsure else None
 
     def _digest(self, index: int) -> str:
         """What the parse of a piece depends on: its text, column and the type names."""
@@ -174,9 +184,9 @@ class _Lazy:
         """Whether a function NAME is defined; without a parse when its one piece parsed
         to that definition before, in this process."""
         with self.lock:
-            indices = self.candidates.get(name, ())
-            if not self.unsure and self.complete is None and len(indices) == 1 \
-                    and indices[0] in self.waiting and self._digest(indices[0]) in PARSED_FINE:
+            index = self._only_piece(name)
+            if index is not None and self.complete is None and index in self.waiting \
+                    and self._digest(index) in PARSED_FINE:
                 return True
         return self.function(name) is not None
 
@@ -331,9 +341,13 @@ class LazyFunctions(Mapping[str, Function]):
         fn = self._state.function(name) if isinstance(name, str) else None
         return default if fn is None else fn
 
-    def fingerprint(self, name: str) -> tuple[str, int] | None:
+    def fingerprint(self, name: str) -> str | None:
         """See `_Lazy.fingerprint`: equal fingerprints give the same look-up."""
         return self._state.fingerprint(name)
+
+    def span(self, name: str) -> tuple[int, int] | None:
+        """See `_Lazy.span`: a function's lines, without a parse where one piece tells."""
+        return self._state.span(name)
 
     def __iter__(self) -> Iterator[str]:
         return iter(list(self._state.everything()))

@@ -214,21 +214,16 @@ class GuardedWalk:
     def defined(self, name: str) -> bool:
         """Whether the unit defines function NAME (a summary depends on the answer)."""
         if self._recording:
-            self._recording[-1].deps[name] = self._mark(name)
+            self._recording[-1].deps[name] = self._fingerprint(name)
         return name in self.functions
-
-    def _mark(self, name: str) -> str | None:
-        """What decides the look-up of NAME (its line apart), or None when unknown."""
-        mark = self._fingerprint(name)
-        return None if mark is None else mark[0]
 
     def start(self, name: str) -> int:
         """The first line of function NAME: effects keep lines relative to it, so that a
         summary holds when an edit above moves the function."""
         line = self._starts.get(name)
         if line is None:
-            mark = self._fingerprint(name) if self._fingerprint is not None else None
-            line = self._starts[name] = mark[1] if mark and mark[0] else \
+            span = getattr(self.functions, "span", None)
+            line = self._starts[name] = span(name)[0] if span is not None else \
                 self.functions[name].start_line
         return line
 
@@ -240,7 +235,7 @@ class GuardedWalk:
             return self.returns_true(self.enter(name, entry, env, chain, shown))
         key = summary_key(name, env, chain, self.walk_state())
         summary = self.memo.get(key)
-        if summary is None or any(self._mark(n) != mark for n, mark in summary.deps.items()):
+        if summary is None or any(self._fingerprint(n) != mark for n, mark in summary.deps.items()):
             summary = self._summarise(name, env, chain, key)
         if self._recording:
             self._recording[-1].deps.update(summary.deps)
@@ -281,7 +276,7 @@ class GuardedWalk:
     def _summarise(self, name: str, env: dict[str, Formula], chain: tuple[str, ...],
                    key: tuple) -> Summary:
         rec = _Recording()
-        rec.deps[name] = self._mark(name)
+        rec.deps[name] = self._fingerprint(name)
         self._recording.append(rec)
         try:
             returns = self.returns_true(self.enter(name, TRUE, env, chain, TRUE))
@@ -540,7 +535,7 @@ class GuardedWalk:
     def _tracked_params(self, name: str) -> tuple[tuple[int, str], ...]:
         """The positions and names of a function's bool and pointer parameters (kept by
         fingerprint: a summarised call needs no parse of its callee)."""
-        mark = self._mark(name) if self._fingerprint is not None else None
+        mark = self._fingerprint(name) if self._fingerprint is not None else None
         hit = TRACKED_PARAMS.get(mark) if mark else None
         if hit is None:
             fdecl = self.functions[name].node.decl.type
