@@ -368,15 +368,9 @@ def _terms(f) -> int:
     """Atom occurrences of f read as a tree (shared subformulas counted each time), kept on
     each formula object: the guards of an image share subformulas with each other and,
     through the walk's summaries, with the images before it."""
-    from vmxlint.logic import Atom, Const, post_order
+    from vmxlint.logic import Atom, fold
 
-    def count(g) -> int:
-        return 0 if isinstance(g, Const) else g.__dict__["_t"]
-
-    for g in post_order(f, lambda g: "_t" in g.__dict__):
-        kids = (g.arg,) if hasattr(g, "arg") else getattr(g, "args", ())
-        object.__setattr__(g, "_t", 1 if isinstance(g, Atom) else sum(map(count, kids)))
-    return count(f)
+    return fold(f, "_t", lambda g, kids: 1 if isinstance(g, Atom) else sum(kids))
 
 
 def _too_big(guard) -> str | None:

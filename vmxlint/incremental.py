@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Mapping
 
-from vmxlint.logic import And, Atom, Const, Formula, Not, atoms, post_order
+from vmxlint.logic import And, Atom, Const, Formula, Not, atoms, fold
 
 if TYPE_CHECKING:  # pragma: no cover
     from vmxlint.analysis import Analysis
@@ -141,19 +141,18 @@ class Digester:
 
 def formula_digest(f: Formula) -> str:
     """A digest of f's structure (atom names, not their spellings), kept on each formula
-    object; iterative, as guards may be deeper than the C stack."""
-    if isinstance(f, Const):
-        return str(f)
-    for g in post_order(f, lambda g: "_d" in g.__dict__):
-        if isinstance(g, Atom):
-            d = "a:" + g.name
-        elif isinstance(g, Not):
-            d = _h("!", g.arg.__dict__["_d"] if not isinstance(g.arg, Const) else str(g.arg))
-        else:
-            d = _h("&" if isinstance(g, And) else "|",
-                   *(a.__dict__["_d"] if not isinstance(a, Const) else str(a) for a in g.args))
-        object.__setattr__(g, "_d", d)
-    return f.__dict__["_d"]
+    object."""
+    return fold(f, "_d", _digest_step)
+
+
+def _digest_step(g: Formula, kids: list[str]) -> str:
+    if isinstance(g, Const):
+        return str(g)
+    if isinstance(g, Atom):
+        return "a:" + g.name
+    if isinstance(g, Not):
+        return _h("!", *kids)
+    return _h("&" if isinstance(g, And) else "|", *kids)
 
 
 def _h(*parts: str) -> str:

@@ -11,7 +11,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from functools import reduce
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 
 class Formula:
@@ -168,7 +168,7 @@ def _children(g: Formula) -> tuple[Formula, ...]:
     return (g.arg,) if isinstance(g, Not) else g.args if isinstance(g, (And, Or)) else ()
 
 
-def post_order(f: Formula, known: Callable[[Formula], bool]) -> Iterator[Formula]:
+def _post_order(f: Formula, known: Callable[[Formula], bool]) -> Iterator[Formula]:
     """The subformulas of f whose result is not ``known`` yet, children first, each once
     (the caller records a result before asking for the next).  Iterative: guards may be
     deeper than the C stack."""
@@ -184,16 +184,25 @@ def post_order(f: Formula, known: Callable[[Formula], bool]) -> Iterator[Formula
         yield g
 
 
+def fold(f: Formula, attr: str, step: Callable[[Formula, list], object]) -> Any:
+    """step(g, the values of g's children) for f and each subformula, kept on each formula
+    object under ``attr``: guards share subformulas heavily, one path condition feeding
+    many sites, and are asked again and again."""
+    def value(g: Formula) -> Any:
+        return step(g, []) if isinstance(g, Const) else g.__dict__[attr]
+
+    for g in _post_order(f, lambda g: attr in g.__dict__):
+        object.__setattr__(g, attr, step(g, [value(k) for k in _children(g)]))
+    return value(f)
+
+
 def atoms(f: Formula) -> frozenset[str]:
-    """Names of the atoms of f (kept on each formula object: guards share subformulas
-    heavily, one path condition feeding many sites, and are asked again and again)."""
-    if isinstance(f, Const):
-        return frozenset()
-    for g in post_order(f, lambda g: "_a" in g.__dict__):
-        names = frozenset((g.name,)) if isinstance(g, Atom) else \
-            frozenset().union(*(atoms(k) for k in _children(g)))
-        object.__setattr__(g, "_a", names)
-    return f.__dict__["_a"]
+    """Names of the atoms of f."""
+    return fold(f, "_a", _atoms_step)
+
+
+def _atoms_step(g: Formula, kids: list) -> frozenset[str]:
+    return frozenset((g.name,)) if isinstance(g, Atom) else frozenset().union(*kids)
 
 
 def substitute(f: Formula, env: Mapping[str, Formula]) -> Formula:
@@ -204,7 +213,7 @@ def substitute(f: Formula, env: Mapping[str, Formula]) -> Formula:
     if not env:
         return f
     key = frozenset(env.items())
-    for g in post_order(f, lambda g: key in g.__dict__.setdefault("_s", {})):
+    for g in _post_order(f, lambda g: key in g.__dict__.setdefault("_s", {})):
         if isinstance(g, Atom):
             out = env.get(g.name, g)
         elif isinstance(g, Not):
