@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pycparser import c_ast
 
+from test_cfront import mutated
 from vmxlint import cache
 from vmxlint.cfront import Unit, astcache, parse_unit
 
@@ -426,10 +427,7 @@ _EDITS = st.sampled_from(["", "\n", "\n\n\n", "{", "}", "}\n", ";", "(", ")", "t
 @given(st.lists(st.tuples(st.integers(0, len(_BASE)), st.integers(0, 30), _EDITS),
                 min_size=1, max_size=4))
 def test_lazy_equals_eager_after_random_edits(edits: list[tuple[int, int, str]]) -> None:
-    text = _BASE
-    for pos, length, insert in edits:
-        pos = min(pos, len(text))
-        text = text[:pos] + insert + text[pos + length:]
+    text = mutated(_BASE, edits)
     # Through the memo (trees of earlier examples, often moved) and fresh.
     eager = parse_unit(text, NESTED)
     assert_same(parse_unit(text, NESTED, lazy=True), eager)

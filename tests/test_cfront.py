@@ -379,16 +379,21 @@ def test_c_like_text_never_raises(text: str) -> None:
 _FIXTURE_TEXT = (FIXTURES / "kernel_constructs.c").read_text()
 
 
+def mutated(text: str, edits: list[tuple[int, int, str]]) -> str:
+    """TEXT with each (position, length, insertion) replacement made in turn."""
+    for pos, length, insert in edits:
+        pos = min(pos, len(text))
+        text = text[:pos] + insert + text[pos + length:]
+    return text
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, len(_FIXTURE_TEXT)), st.integers(0, 40),
                           st.sampled_from(["", "{", "}", "(", ")", ";", "\"", "'", "/*",
                                            "#if 0\n", "#endif\n", "\\\n", "asm(", "@"])),
                 min_size=1, max_size=5))
 def test_mutated_fixture_never_raises(edits: list[tuple[int, int, str]]) -> None:
-    text = _FIXTURE_TEXT
-    for pos, length, insert in edits:
-        pos = min(pos, len(text))
-        text = text[:pos] + insert + text[pos + length:]
+    text = mutated(_FIXTURE_TEXT, edits)
     unit = parse_unit(text, "mutant.c")
     assert isinstance(unit, Unit)
     last = text.count("\n") + 1
