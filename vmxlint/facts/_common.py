@@ -58,15 +58,14 @@ class Loaded(Generic[T]):
 
 def read_embedded(name: str) -> tuple[dict[str, Any] | None, str | None]:
     """Parse ``rules/model/<name>``; (table, None) or (None, why it is unusable)."""
-    import tomllib
+    from vmxlint.model import toml_data
 
     path = model_dir() / name
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh), None
+        return toml_data(path.read_bytes()), None
     except FileNotFoundError:
         return None, f"{path} is missing"
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:        # ValueError: not TOML, or not UTF-8
         return None, f"{path} is unusable ({exc})"
 
 
