@@ -147,14 +147,14 @@ class Frame:
 class GuardedWalk:
     """The walk; subclasses give calls, stores and conditions their meaning."""
 
-    def __init__(self, functions: Mapping[str, "Function"],
-                 memo: MutableMapping[tuple, Summary] | None = None) -> None:
+    def __init__(self, functions: Mapping[str, "Function"]) -> None:
         from pycparser import c_generator
 
         self.functions = functions
-        fingerprint = getattr(functions, "fingerprint", None)
-        self._fingerprint = fingerprint
-        self.memo = memo if fingerprint is not None else None
+        self._fingerprint = getattr(functions, "fingerprint", None)
+        # Summaries by call: set before a walk, over a unit that fingerprints its
+        # functions, to replay the calls met before.
+        self.memo: MutableMapping[tuple, Summary] | None = None
         self._recording: list[_Recording] = []
         self._starts: dict[str, int] = {}
         self.gen = c_generator.CGenerator()
@@ -231,7 +231,7 @@ class GuardedWalk:
                       chain: tuple[str, ...], shown: Formula = TRUE) -> Formula:
         """Walk function NAME reached under ENTRY; when it returns true.  A call met before
         with the same inputs and fingerprints replays its summary instead."""
-        if self.memo is None:
+        if self.memo is None or self._fingerprint is None:
             return self.returns_true(self.enter(name, entry, env, chain, shown))
         key = summary_key(name, env, chain, self.walk_state())
         summary = self.memo.get(key)
