@@ -312,3 +312,28 @@ def test_embedded_tables_are_fresh(kernel_612: Path) -> None:
                            "--check", "--tree", str(kernel_612)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.kernel
+def test_stale_check_ignores_the_point_release_only(kernel_612: Path, tmp_path: Path) -> None:
+    """A table whose data differ is stale; one whose source label names another point
+    release of the same kernel (Debian updates linux-source-6.12) is not."""
+    import shutil
+
+    def check(out: Path) -> int:
+        return subprocess.run([sys.executable, str(ROOT / "scripts" / "gen-embedded-facts"),
+                               "--check", "--tree", str(kernel_612), "--out", str(out)],
+                              capture_output=True, text=True).returncode
+
+    relabelled, changed = tmp_path / "relabelled", tmp_path / "changed"
+    for out in (relabelled, changed):
+        shutil.copytree(ROOT / "rules" / "model", out)
+    doc = relabelled / encodings.TOML
+    doc.write_text(re.sub(r"\(6\.12\.\d+\)", "(6.12.9999)", doc.read_text()))
+    assert "6.12.9999" in doc.read_text() and check(relabelled) == 0
+    doc = changed / encodings.TOML
+    text = doc.read_text()
+    name = re.search(r"^(GUEST_ES_SELECTOR) = (\S+)$", text, re.M)
+    assert name is not None
+    doc.write_text(text.replace(name.group(0), f"{name.group(1)} = 0x1234"))
+    assert check(changed) == 1
