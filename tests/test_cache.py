@@ -1,7 +1,6 @@
 """The analysis cache holds data, never code: validated, private, bounded (DESIGN §8)."""
 from __future__ import annotations
 
-import dataclasses
 import os
 import pickle
 import shutil
@@ -10,6 +9,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -41,7 +41,7 @@ def sample() -> Analysis:
                  details=(("guard", {"all": ["a", "b"], "n": 2, "x": None, "f": 1.5}),
                           ("counterexample", ["x", ["y", {"z": True}]]),
                           ("text", "tab\there \x1b[31m")))
-    names = {fl.name for fl in dataclasses.fields(Finding)}
+    names = set(Finding.__struct_fields__)
     later = {k: v for k, v in (("statement", "vmcs_write32(GUEST_PDPTR0, x);"),
                                ("occurrence", 2)) if k in names}
     f1 = f1.with_(**later)
@@ -67,16 +67,12 @@ def test_round_trip_is_equal_and_keeps_tuples(cdir):
 
 def test_fields_added_later_round_trip(cdir, monkeypatch):
     """A field the core adds to Finding (statement, occurrence) is carried without a change here."""
-    wider = dataclasses.make_dataclass(
-        "WiderFinding", [("later_text", str, dataclasses.field(default="")),
-                         ("later_count", int, dataclasses.field(default=0)),
-                         ("later_pairs", tuple[tuple[str, int], ...], dataclasses.field(
-                             default=()))],
-        bases=(Finding,), frozen=True)
-    wider.__module__ = "vmxlint.findings"
+    wider = msgspec.defstruct(
+        "WiderFinding", [("later_text", str, ""), ("later_count", int, 0),
+                         ("later_pairs", tuple[tuple[str, int], ...], ())],
+        bases=(Finding,), frozen=True, module="vmxlint.findings")
     monkeypatch.setattr(findings, "WiderFinding", wider, raising=False)
-    f = wider(**{fl.name: getattr(sample().findings[0], fl.name)
-                 for fl in dataclasses.fields(Finding)},
+    f = wider(**msgspec.structs.asdict(sample().findings[0]),
               later_text="x = 1;", later_count=2, later_pairs=(("a", 1),))
     value = Analysis(findings=[f])
     cache.put(K, value)

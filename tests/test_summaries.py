@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -54,7 +55,7 @@ def _walk(text: str, tree: Tree, summaries: bool):
 
 def _dump(path) -> tuple:
     """Everything a walk gives, atom spellings and formula structure included."""
-    sites_ = [(s.__dict__, render(s.guard), render(s.local), render(s.shown))
+    sites_ = [(msgspec.structs.asdict(s), render(s.guard), render(s.local), render(s.shown))
               for s in path.sites]
     return (sites_, path.success, render(path.success), sorted(path.functions),
             sorted(path.labels.items()), sorted(path.inverted))

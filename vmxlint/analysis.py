@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import dataclasses
 import functools
 import re
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
+
+from msgspec import Struct, field, structs
 
 from vmxlint import __version__, cache
 from vmxlint.findings import Finding, number_occurrences
@@ -39,8 +39,7 @@ def inputs() -> list[str]:
     return list(INPUTS) + sorted({p for p in extra if p not in INPUTS})
 
 
-@dataclass
-class Analysis:
+class Analysis(Struct):
     """What one tree image yields."""
 
     findings: list[Finding] = field(default_factory=list)
@@ -162,14 +161,14 @@ def _unchanged(tree: Tree, root: str | None, also: list[str],
         return None
     text = tree.read(NESTED_C) or ""
     if text == base.text:           # the same image, asked about other fields (``also``)
-        return dataclasses.replace(old, also=list(also))
+        return structs.replace(old, also=list(also))
     if unusable_source(text):
         return None
     spans = _unit(text).spans()
     if skeleton(text, spans, old.reached) != old.skeleton:
         return None
     moved = moved_analysis(old, LineMap(NESTED_C, base.text, text, old.spans, spans), spans)
-    return dataclasses.replace(moved, also=list(also)) if moved is not None else None
+    return structs.replace(moved, also=list(also)) if moved is not None else None
 
 
 _scratch = False
@@ -230,8 +229,7 @@ def _by_content(tree: Tree, files: Iterable[str], compute, kind: type = dict):
 _CONTENT: dict[str, object] = {}
 
 
-@dataclass
-class _Prepared:
+class _Prepared(Struct):
     """One image parsed, walked and bounded: what its analyses share whatever ``also``."""
 
     out: Analysis                 # findings and notes before the checks
@@ -262,8 +260,8 @@ def _analyse(tree: Tree, root: str | None, also: list[str],
         prep = _PREPARED[k] = _prepare(tree, root)
         while len(_PREPARED) > _KEEP:
             _PREPARED.pop(next(iter(_PREPARED), None), None)
-    out = dataclasses.replace(prep.out, findings=list(prep.out.findings),
-                              notes=list(prep.out.notes), digests={}, lines={}, also=list(also))
+    out = structs.replace(prep.out, findings=list(prep.out.findings),
+                          notes=list(prep.out.notes), digests={}, lines={}, also=list(also))
     if prep.ctx is None:
         return out
     ctx = prep.ctx.with_also(also)
@@ -390,8 +388,6 @@ def _within_budget(path, model):
 
     The path is None when the entry itself is over a bound: then nothing is analysed.
     """
-    import dataclasses
-
     rule = model.rules["VMX006"]
     found: list[Finding] = []
     entry_why = _too_big(path.success) or next(
@@ -424,8 +420,8 @@ def _within_budget(path, model):
                              line=site.line, function=site.function, field=name,
                              statement=f"budget:{name}", details=((BLIND, name),)))
     if skipped:
-        path = dataclasses.replace(path, sites=[s for s in path.sites
-                                                if s.field not in skipped])
+        path = structs.replace(path, sites=[s for s in path.sites
+                                            if s.field not in skipped])
     return path, found, set(skipped)
 
 

@@ -7,9 +7,10 @@ analysis itself.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from msgspec import Struct, field
 
 from vmxlint.errors import InputError
 
@@ -18,8 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from vmxlint.tree import Tree
 
 
-@dataclass
-class Outcome:
+class Outcome(Struct):
     """What one command produced, before selection and formatting."""
 
     findings: list["Finding"] = field(default_factory=list)

@@ -6,10 +6,10 @@ group/others can write it, one notice goes to stderr and the run goes on uncache
 
 Format: one file ``<key>.json`` per entry, a header line
 ``vmxlint-cache 1 <key> <sha256 of the body>`` then a JSON body.  Values are
-dataclasses of the vmxlint package, lists, tuples, dicts and JSON scalars, tagged
+records (``msgspec.Struct``) of the vmxlint package, lists, tuples, dicts and JSON scalars, tagged
 so that tuples come back as tuples (``{"tuple": [...]}``, ``{"dict": [[k, v], ...]}``,
 ``{"class": "module:Name", "fields": {...}}``).  Nothing in an entry can run code:
-no pickle, classes are looked up only among the dataclasses of vmxlint modules
+no pickle, classes are looked up only among the records of vmxlint modules
 already imported (never imported by name), and their field values are checked
 against the field annotations.  Any failure (short, corrupt, foreign, not a
 regular file, wrong key or checksum, wrong shape) is a miss and the result is
@@ -27,7 +27,6 @@ the patch in the key.
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import functools
 import hashlib
 import os
@@ -40,6 +39,8 @@ import types
 import typing
 from pathlib import Path
 from typing import Any, Callable, Iterable
+
+from msgspec import Struct, structs
 
 MAX_BYTES = 64 * 1024 * 1024
 MAGIC = b"vmxlint-cache 1"
@@ -297,12 +298,13 @@ def _encode(v: Any) -> Any:
         return {"tuple": [_encode(x) for x in v]}
     if isinstance(v, dict) and type(v) is dict:
         return {"dict": [[_encode(a), _encode(b)] for a, b in v.items()]}
-    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+    if isinstance(v, Struct):
         cls = type(v)
-        if _dataclass(cls.__module__, cls.__qualname__) is not cls:
-            raise TypeError(f"{cls.__qualname__} is not a vmxlint dataclass")
+        if _record(cls.__module__, cls.__qualname__) is not cls:
+            raise TypeError(f"{cls.__qualname__} is not a vmxlint record")
         return {"class": f"{cls.__module__}:{cls.__qualname__}",
-                "fields": {f.name: _encode(getattr(v, f.name)) for f in _fields(cls)}}
+                "fields": {n: _encode(x) for n, x in zip(cls.__struct_fields__,
+                                                         structs.astuple(v))}}
     raise TypeError(f"cannot cache a {type(v).__name__}")
 
 
@@ -324,10 +326,10 @@ def _decode(v: Any) -> Any:
         return {a: b for a, b in pairs}
     if v.keys() == {"class", "fields"} and isinstance(v["class"], str) \
             and isinstance(v["fields"], dict):
-        cls = _dataclass(*v["class"].partition(":")[::2])
+        cls = _record(*v["class"].partition(":")[::2])
         if cls is None:
             raise _Invalid(v["class"])
-        names = [f.name for f in _fields(cls)]
+        names = cls.__struct_fields__
         if sorted(v["fields"]) != sorted(names):
             raise _Invalid(f"fields of {v['class']}")
         values = {n: _decode(v["fields"][n]) for n in names}
@@ -339,21 +341,16 @@ def _decode(v: Any) -> Any:
     raise _Invalid("untagged object")
 
 
-def _dataclass(module: str, qualname: str) -> type | None:
-    """A dataclass of an already imported vmxlint module, never importing anything."""
+def _record(module: str, qualname: str) -> type | None:
+    """A record class of an already imported vmxlint module, never importing anything."""
     if module != "vmxlint" and not module.startswith("vmxlint."):
         return None
     obj: Any = sys.modules.get(module)
     for part in qualname.split("."):
         obj = getattr(obj, part, None) if obj is not None else None
-    if isinstance(obj, type) and dataclasses.is_dataclass(obj):
+    if isinstance(obj, type) and issubclass(obj, Struct):
         return obj
     return None
-
-
-@functools.lru_cache(maxsize=None)
-def _fields(cls: type) -> tuple[dataclasses.Field, ...]:
-    return tuple(f for f in dataclasses.fields(cls) if f.init)
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,9 +1,9 @@
 """Findings: what a check reports, and how findings of two images are matched."""
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from typing import Callable, Iterable
+
+from msgspec import Struct, field, structs
 
 SEVERITIES = ("error", "warning", "info")
 STATUSES = ("new", "resolved", "existing")
@@ -12,8 +12,7 @@ STATUSES = ("new", "resolved", "existing")
 SourceLookup = Callable[["PatchRef | None", str, str], "str | None"]
 
 
-@dataclass(frozen=True)
-class Evidence:
+class Evidence(Struct, frozen=True):
     """A place that supports a finding: a covering write, a consumer, a guard."""
 
     path: str
@@ -22,8 +21,7 @@ class Evidence:
     role: str
 
 
-@dataclass(frozen=True)
-class PatchRef:
+class PatchRef(Struct, frozen=True):
     """The patch a finding was reported for."""
 
     subject: str
@@ -32,8 +30,7 @@ class PatchRef:
     sender: str | None = None
 
 
-@dataclass(frozen=True)
-class Finding:
+class Finding(Struct, frozen=True):
     """One reported problem, in the shape of DESIGN.md section 5."""
 
     code: str
@@ -60,7 +57,7 @@ class Finding:
         return (self.code, self.function, self.field, self.statement, self.occurrence)
 
     def with_(self, **changes: object) -> "Finding":
-        return dataclasses.replace(self, **changes)
+        return structs.replace(self, **changes)
 
     def to_dict(self) -> dict[str, object]:
         """Plain data for the json format (DESIGN.md section 5 contract)."""
@@ -75,7 +72,7 @@ class Finding:
             "function": self.function,
             "field": self.field,
             "message": self.message,
-            "evidence": [dataclasses.asdict(e) for e in self.evidence],
+            "evidence": [structs.asdict(e) for e in self.evidence],
         }
         if self.patch is not None:
             out["patch"] = {
@@ -89,8 +86,7 @@ class Finding:
         return out
 
 
-@dataclass(frozen=True)
-class PatchView:
+class PatchView(Struct, frozen=True):
     """A checked patch mail as the formats see it: its headers and its file diffs, read
     once by the input modules, so that no format parses mail or diff text."""
 
@@ -117,8 +113,7 @@ def view_of(raw: str) -> PatchView:
                      mail.references, tuple(file_diffs(mail.diff)))
 
 
-@dataclass
-class Report:
+class Report(Struct):
     """Everything one run produced: findings plus what the formats need to frame them."""
 
     findings: list[Finding] = field(default_factory=list)
@@ -127,7 +122,7 @@ class Report:
     mails: dict[PatchRef, str] = field(default_factory=dict)
     tree: str | None = None
     # Reads the file a finding's line refers to (--show-source); None when not wanted.
-    source: SourceLookup | None = field(default=None, repr=False, compare=False)
+    source: SourceLookup | None = None
     # What the analysis could not take from the tree (embedded tables used), once each.
     notes: list[str] = field(default_factory=list)
     # Each checked mail read once: headers and file diffs for the formats that quote them.

@@ -8,13 +8,13 @@ against the pre-image blobs its ``index <pre>..<post>`` lines name.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import re
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
+
+from msgspec import Struct, structs
 
 from vmxlint.patch import index_lines
 from vmxlint.tree import Tree, TreeError
@@ -83,8 +83,7 @@ def parent_of(root: Path, sha: str) -> str | None:
     return out.decode("ascii") if out else None
 
 
-@dataclass
-class RangeResult:
+class RangeResult(Struct):
     """What ``--git A..B`` found: the shape of ``series.CheckResult``, plus the commits."""
 
     findings: list
@@ -109,7 +108,7 @@ def check_range(tree: Tree, spec: str, include_existing: bool = False) -> RangeR
                            "to check it against")
         mail = commit_mail(tree.root, sha)
         if len(commits) > 1:
-            mail = dataclasses.replace(mail, index=f"{i}/{len(commits)}")
+            mail = structs.replace(mail, index=f"{i}/{len(commits)}")
         result = check([mail], Tree(tree.root, parent), include_existing=include_existing,
                        base=last)
         last = result.last

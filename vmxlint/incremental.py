@@ -18,8 +18,9 @@ import bisect
 import heapq
 import hashlib
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Mapping
+
+from msgspec import Struct, structs
 
 from vmxlint.logic import And, Atom, Const, Formula, Not, atoms, fold
 
@@ -38,8 +39,7 @@ _ROOMY = 150
 Spans = Mapping[str, tuple[int, int]]
 
 
-@dataclass
-class Positions:
+class Positions(Struct, dict=True):
     """Which function of one file holds a line."""
 
     path: str
@@ -58,8 +58,7 @@ class Positions:
         return (name, start, end) if line <= end else None
 
 
-@dataclass
-class Neighbour:
+class Neighbour(Struct):
     """An image analysed before, whose unchanged fields another image may take over."""
 
     analysis: "Analysis"
@@ -173,8 +172,7 @@ def cache_effects(ctx: "Context") -> list["Site"]:
     return out
 
 
-@dataclass
-class Slices:
+class Slices(Struct):
     """The fields' slices of one entry path: the sites every slice holds (the VM entries
     and the cache effects) and each field's own sites, with their places on the path."""
 
@@ -340,8 +338,6 @@ def _skeleton(text: str, spans: Spans, keep: frozenset[str]) -> str:
 def moved_analysis(old: "Analysis", where: LineMap, spans: Spans) -> "Analysis | None":
     """The analysis of an image whose skeleton is old's: old's findings and lines moved,
     or None when a line cannot be moved exactly."""
-    import dataclasses
-
     findings = relocate(old.findings, where)
     if findings is None:
         return None
@@ -351,5 +347,5 @@ def moved_analysis(old: "Analysis", where: LineMap, spans: Spans) -> "Analysis |
         if None in new:
             return None
         at[name] = new          # type: ignore[assignment]
-    return dataclasses.replace(old, findings=findings, lines=at, spans=dict(spans),
-                               digests=dict(old.digests))
+    return structs.replace(old, findings=findings, lines=at, spans=dict(spans),
+                           digests=dict(old.digests))

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from msgspec import Struct
 
 from vmxlint.incremental import Neighbour
 from vmxlint.tree import NESTED_C
@@ -22,8 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from vmxlint.tree import Tree
 
 
-@dataclass
-class Step:
+class Step(Struct):
     """One patch to analyse: the images before and after it."""
 
     before: "Tree"

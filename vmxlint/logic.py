@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from functools import reduce
 from typing import Any, Callable, Iterable, Iterator, Mapping
+
+from msgspec import Struct
 
 
 class Formula:
@@ -22,10 +23,10 @@ class Formula:
     def _cached_hash(self, parts: tuple) -> int:
         # Guards share deep subformulas and are dictionary keys in the solver's memo: a
         # hash recomputed from the whole tree on every lookup dominated the checks' time.
-        h = self.__dict__.get("_h")
+        d = self.__dict__
+        h = d.get("_h")
         if h is None:
-            h = hash((type(self).__name__,) + parts)
-            object.__setattr__(self, "_h", h)
+            h = d["_h"] = hash((type(self).__name__,) + parts)
         return h
 
     def __and__(self, other: "Formula") -> "Formula":
@@ -38,8 +39,7 @@ class Formula:
         return neg(self)
 
 
-@dataclass(frozen=True)
-class Const(Formula):
+class Const(Formula, Struct, frozen=True, dict=True):
     value: bool
 
     def __str__(self) -> str:
@@ -50,10 +50,14 @@ TRUE = Const(True)
 FALSE = Const(False)
 
 
-@dataclass(frozen=True)
-class Atom(Formula):
+class Atom(Formula, Struct, frozen=True, dict=True):
     name: str
-    label: str | None = field(default=None, compare=False, hash=False)
+    label: str | None = None        # only for display: not part of equality or hash
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Atom:
+            return NotImplemented
+        return self.name == other.name
 
     def __hash__(self) -> int:
         return hash(self.name)
@@ -62,8 +66,7 @@ class Atom(Formula):
         return self.name
 
 
-@dataclass(frozen=True)
-class Not(Formula):
+class Not(Formula, Struct, frozen=True, dict=True):
     arg: Formula
 
     def __hash__(self) -> int:
@@ -73,8 +76,7 @@ class Not(Formula):
         return f"not {_wrap(self.arg)}"
 
 
-@dataclass(frozen=True)
-class And(Formula):
+class And(Formula, Struct, frozen=True, dict=True):
     args: tuple[Formula, ...]
 
     def __hash__(self) -> int:
@@ -84,8 +86,7 @@ class And(Formula):
         return " and ".join(_wrap(a) for a in self.args)
 
 
-@dataclass(frozen=True)
-class Or(Formula):
+class Or(Formula, Struct, frozen=True, dict=True):
     args: tuple[Formula, ...]
 
     def __hash__(self) -> int:
@@ -109,10 +110,10 @@ def neg(f: Formula) -> Formula:
 
 def _members(f: "And | Or") -> dict[Formula, None]:
     """The operands of f as an ordered set, computed once per formula object."""
-    m = f.__dict__.get("_m")
+    d = f.__dict__
+    m = d.get("_m")
     if m is None:
-        m = dict.fromkeys(f.args)
-        object.__setattr__(f, "_m", m)
+        m = d["_m"] = dict.fromkeys(f.args)
     return m
 
 
@@ -152,7 +153,7 @@ def _join(fs: tuple[Formula, ...], kind: type, unit: Const, zero: Const) -> Form
     if len(out) == 1:
         return next(iter(out))
     made = kind(tuple(out))
-    object.__setattr__(made, "_m", out)
+    made.__dict__["_m"] = out
     return made
 
 
@@ -192,7 +193,7 @@ def fold(f: Formula, attr: str, step: Callable[[Formula, list], object]) -> Any:
         return step(g, []) if isinstance(g, Const) else g.__dict__[attr]
 
     for g in _post_order(f, lambda g: attr in g.__dict__):
-        object.__setattr__(g, attr, step(g, [value(k) for k in _children(g)]))
+        g.__dict__[attr] = step(g, [value(k) for k in _children(g)])
     return value(f)
 
 

@@ -7,14 +7,14 @@ message, ``git show`` output, a bare diff, and the text of a web-archive page.
 """
 from __future__ import annotations
 
-import dataclasses
 import email
 import email.message
 import email.policy
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
+
+from msgspec import Struct, structs
 
 from vmxlint.errors import VmxlintError
 
@@ -25,8 +25,7 @@ class MailError(VmxlintError):
     """The input is not text at all (binary junk), or cannot be read."""
 
 
-@dataclass(frozen=True)
-class Mail:
+class Mail(Struct, frozen=True):
     """One patch mail (or a cover letter, whose diff is "")."""
 
     subject: str
@@ -201,8 +200,8 @@ def _from_email(data: bytes, name: str) -> Mail:
     raw = f"{head}\n{text}" if head else text
     mail = _make(headers["subject"] or name, msgid, headers["from"], headers["date"],
                  body, diff, raw)
-    return dataclasses.replace(mail, to=headers.get("to"), cc=headers.get("cc"),
-                               references=headers.get("references"))
+    return structs.replace(mail, to=headers.get("to"), cc=headers.get("cc"),
+                           references=headers.get("references"))
 
 
 def _header(msg: email.message.Message, key: str) -> str | None:

@@ -1,13 +1,13 @@
 """Load and validate the rule catalogue (``rules/VMXnnn-*.toml``) and the reference model."""
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct, field
 
 from vmxlint.errors import VmxlintError
 
@@ -36,8 +36,7 @@ class ModelError(VmxlintError):
         super().__init__(f"{self.file}: {self.key}: {self.problem}")
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(Struct, frozen=True):
     code: str
     name: str
     severity: str
@@ -49,8 +48,7 @@ class Rule:
     default: bool
 
 
-@dataclass(frozen=True)
-class FieldModel:
+class FieldModel(Struct, frozen=True):
     name: str
     entry: str
     exit: str
@@ -63,8 +61,7 @@ class FieldModel:
     source: str
 
 
-@dataclass(frozen=True)
-class Predicate:
+class Predicate(Struct, frozen=True):
     spelling: str
     means: str
     functions: tuple[str, ...]
@@ -72,8 +69,7 @@ class Predicate:
     source: str
 
 
-@dataclass(frozen=True)
-class SummaryWrite:
+class SummaryWrite(Struct, frozen=True):
     field: str
     when: str
     origin: str
@@ -81,16 +77,14 @@ class SummaryWrite:
     value: str | None = None     # "$param": the written value is that argument of the call
 
 
-@dataclass(frozen=True)
-class ValuePattern:
+class ValuePattern(Struct, frozen=True):
     """A leaf of a written value (``vcpu->arch.tsc_offset``) and its provenance class."""
 
     pattern: re.Pattern[str]
     provenance: str
 
 
-@dataclass(frozen=True)
-class Summary:
+class Summary(Struct, frozen=True):
     name: str
     params: tuple[str, ...]
     writes: tuple[SummaryWrite, ...]
@@ -98,16 +92,14 @@ class Summary:
     source: str
 
 
-@dataclass(frozen=True)
-class Deferred:
+class Deferred(Struct, frozen=True):
     """A request made on the entry path whose handler runs before the VM entry."""
 
     request: str
     handlers: tuple[str, ...]      # names it has had, the first one the tree defines wins
 
 
-@dataclass(frozen=True)
-class EntryModel:
+class EntryModel(Struct, frozen=True):
     """``entry.toml``: roots, phases and their old names, deferred requests, context axioms."""
 
     roots: tuple[str, ...]
@@ -125,13 +117,12 @@ class EntryModel:
         return next((p for p, names in self.phases.items() if function in names), None)
 
 
-@dataclass(frozen=True)
-class CacheModel:
+class CacheModel(Struct, frozen=True):
     """``caches.toml``: what keeps each software cache consistent."""
 
     effects: dict[str, tuple[re.Pattern[str], ...]]   # cache kind -> store patterns
     helper_files: tuple[str, ...]
-    present: dict[str, re.Pattern[str]] = dataclasses.field(default_factory=dict)
+    present: dict[str, re.Pattern[str]] = field(default_factory=dict)
     marker_files: tuple[str, ...] = ()
 
     def cache_of(self, store: str) -> str | None:
@@ -140,8 +131,7 @@ class CacheModel:
                     None)
 
 
-@dataclass
-class Model:
+class Model(Struct, dict=True):
     rules: dict[str, Rule]
     fields: dict[str, FieldModel]
     controls: dict[str, str]

@@ -11,9 +11,9 @@ formed.  The tree is only read, never written.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 import unidiff
+from msgspec import Struct, field
 
 from vmxlint.tree import Tree
 
@@ -37,8 +37,7 @@ _DIFF_GIT = re.compile(r"^diff --git (\S+) (\S+)\s*$")
 _VERSION = re.compile(r"^\d+(\.\d+)+\S*\s*$")
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(Struct, frozen=True):
     """Something wrong with the patch itself, in the shape of a finding."""
 
     code: str
@@ -47,8 +46,7 @@ class Problem:
     message: str
 
 
-@dataclass
-class Applied:
+class Applied(Struct):
     """The result of applying one patch in memory."""
 
     files: dict[str, str | None] = field(default_factory=dict)
@@ -65,8 +63,7 @@ class Applied:
 
 # -- the diff as data -------------------------------------------------------------
 
-@dataclass
-class _Hunk:
+class _Hunk(Struct):
     old_start: int
     old_len: int
     lines: list[tuple[str, str]]      # (" " | "-" | "+", text without line end)
@@ -78,8 +75,7 @@ class _Hunk:
         return f"@@ -{self.old_start},{self.old_len} @@"
 
 
-@dataclass
-class _FilePatch:
+class _FilePatch(Struct):
     old: str | None                   # None for a new file
     new: str | None                   # None for a deleted file
     hunks: list[_Hunk] = field(default_factory=list)
@@ -118,8 +114,7 @@ _PLUS = re.compile(r"^\+\+\+ (?:b/(\S+)|/dev/null)\s*$")
 _NULL_BLOB = re.compile(r"^0+$")
 
 
-@dataclass(frozen=True)
-class IndexLine:
+class IndexLine(Struct, frozen=True):
     """One file of a git diff: its paths and the blob ids of its ``index`` line."""
 
     old: str | None        # None for a new file
@@ -154,8 +149,7 @@ _DIFF_GIT_ANY = re.compile(r"^diff --git a/(.*) b/(.*)$")
 _HUNK_HEADER = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@(.*)$")
 
 
-@dataclass
-class DiffLine:
+class DiffLine(Struct):
     """A hunk line; ``old``/``new`` are the pre- and post-image line numbers at it."""
 
     text: str
@@ -167,15 +161,13 @@ class DiffLine:
         return self.text[:1] or " "
 
 
-@dataclass
-class DiffHunk:
+class DiffHunk(Struct):
     header: str
     section: str
     lines: list[DiffLine] = field(default_factory=list)
 
 
-@dataclass
-class FileDiff:
+class FileDiff(Struct):
     header: list[str]
     old_path: str | None
     new_path: str | None
@@ -477,8 +469,7 @@ def _take_line(hunk: _Hunk, line: str, pre: int, post: int) -> tuple[int, int]:
 
 # -- locating a hunk in the tree ----------------------------------------------------
 
-@dataclass
-class _Place:
+class _Place(Struct):
     start: int                        # 0-based index of the core's first pre-image line
     core: list[tuple[str, str]]       # the hunk lines that were matched (fuzz trims context)
     exact: bool
@@ -659,8 +650,7 @@ def _join(lines: list[str]) -> str:
     return "".join(fixed)
 
 
-@dataclass
-class _FileResult:
+class _FileResult(Struct):
     post: list[str]
     added: set[int]
     removed: set[int]

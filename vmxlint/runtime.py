@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from msgspec import Struct
 
 from vmxlint.sites import WRITE_ACCESSORS
 
@@ -22,8 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from vmxlint.tree import Tree
 
 
-@dataclass(frozen=True)
-class Writer:
+class Writer(Struct, frozen=True):
     """One write of a field by KVM outside the nested entry path."""
 
     field: str

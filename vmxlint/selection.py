@@ -1,11 +1,10 @@
 """flake8-style code selection: --select/--ignore prefixes, the longest prefix wins."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from msgspec import Struct, field
 
 
-@dataclass
-class Selection:
+class Selection(Struct):
     select: list[str] = field(default_factory=lambda: ["VMX"])
     ignore: list[str] = field(default_factory=list)
     extend_select: list[str] = field(default_factory=list)

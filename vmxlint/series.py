@@ -7,7 +7,7 @@ patch introduces, resolves, or leaves unanalysed.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from msgspec import Struct, field
 
 from vmxlint.analysis import BLIND, MAX_PATCHES, UNANALYSED, Analysis, inputs
 from vmxlint.findings import Finding, PatchRef, compare
@@ -15,8 +15,7 @@ from vmxlint.incremental import Neighbour
 from vmxlint.tree import NESTED_C, Tree
 
 
-@dataclass
-class CheckResult:
+class CheckResult(Struct):
     findings: list[Finding]
     mails: dict[PatchRef, str]
     usable: int          # how many patches could be applied
@@ -165,8 +164,7 @@ def _span(lines: list[str], start: int) -> range:
     return range(start, len(lines) + 1)
 
 
-@dataclass(frozen=True)
-class _NoDiff:
+class _NoDiff(Struct, frozen=True):
     code: str = "VMX001"
     path: str = ""
     line: int = 0

@@ -15,9 +15,10 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Iterable, Mapping
+
+from msgspec import Struct, field, structs
 
 from vmxlint.cfront.walk import Effect, Frame, GuardedWalk, SummaryMemo, Under, norm
 from vmxlint.logic import TRUE, Atom, Formula, Not, conj, disj, expand, neg, parse_expr
@@ -69,8 +70,7 @@ SUMMARY_ORIGIN = {"vmcs12": Provenance.VMCS12, "constant": Provenance.CONSTANT,
                   "l0-config": Provenance.L0_CONFIG}
 
 
-@dataclass(frozen=True)
-class Site(Effect):
+class Site(Effect, Struct, frozen=True):
     """One event on the nested VM-entry path: a write, a read, a call or a VM entry."""
 
     kind: str                 # "write" | "read" | "call" | "store" | "entry"
@@ -99,16 +99,12 @@ class Site(Effect):
         return self._but(guard=entry(self.guard), shown=shown(self.shown))
 
     def _but(self, **changes: object) -> "Site":
-        """This site with some fields changed: a copy of its attributes, not a new
-        construction (the walk makes one per site per image)."""
-        new = object.__new__(Site)
-        new.__dict__.update(self.__dict__)
-        new.__dict__.update(changes)
-        return new
+        """This site with some fields changed."""
+        return structs.replace(self, **changes)
 
     def with_field(self, name: str) -> "Site":
         """This place, speaking of another field (a finding anchored on the consumer)."""
-        return Site(**{**self.__dict__, "field": name})
+        return structs.replace(self, field=name)
 
     @property
     def statement(self) -> str:
@@ -116,8 +112,7 @@ class Site(Effect):
         return norm(f"{self.accessor or self.kind}({self.field},{self.value})")
 
 
-@dataclass
-class EntryPath:
+class EntryPath(Struct):
     """The sites of one walk, in program order, and the condition for reaching VM entry."""
 
     root: str
@@ -132,8 +127,7 @@ class EntryPath:
         return [s for s in self.sites if s.kind == "write" and s.vmcs == vmcs]
 
 
-@dataclass(frozen=True)
-class Request(Effect):
+class Request(Effect, Struct, frozen=True):
     """A deferred request made on the path (its handler runs before the VM entry)."""
 
     guard: Formula
@@ -143,8 +137,7 @@ class Request(Effect):
         return Request(entry(self.guard), self.deferred)
 
 
-@dataclass(frozen=True)
-class Spelling(Effect):
+class Spelling(Effect, Struct, frozen=True):
     """A recognised predicate met under its C spelling."""
 
     known: Formula

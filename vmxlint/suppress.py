@@ -11,9 +11,10 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
+
+from msgspec import Struct
 
 from vmxlint.errors import VmxlintError
 from vmxlint.findings import Finding
@@ -31,8 +32,7 @@ class SuppressError(VmxlintError):
     """A per-function-ignores entry, a baseline file or a config file cannot be used."""
 
 
-@dataclass(frozen=True)
-class Ignore:
+class Ignore(Struct, frozen=True):
     """One per-function-ignores entry."""
 
     code: str                 # a code or prefix: VMX201, VMX2

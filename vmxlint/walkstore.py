@@ -18,8 +18,9 @@ that shape is a miss.
 from __future__ import annotations
 
 import json
-from dataclasses import fields
 from typing import TYPE_CHECKING, Any, Iterable
+
+from msgspec import structs
 
 from vmxlint.cfront.walk import Label, Summary, Visit, summary_key
 from vmxlint.logic import FALSE, TRUE, And, Atom, Const, Formula, Not, Or
@@ -32,7 +33,7 @@ FORMAT = "vmxlint-walk 1"
 # Formulas nest a few levels (10 in 6.12); a deeper one in an entry is not the walk's and
 # would only exhaust the stack of whatever hashes it.
 MAX_DEPTH = 256
-_SITE_FIELDS = tuple(f.name for f in fields(Site))
+_SITE_FIELDS = Site.__struct_fields__
 _FORMULAS = ("guard", "local", "shown")
 
 
@@ -105,7 +106,7 @@ def _state(state: Any) -> list:
 
 def _effect(e: Any, table: _Table) -> list:
     if isinstance(e, Site):
-        d = e.__dict__
+        d = dict(zip(_SITE_FIELDS, structs.astuple(e)))
         return ["s"] + [table.ref(d[n]) if n in _FORMULAS else list(d[n]) if n == "chain"
                         else d[n].value if n == "origin" else d[n] for n in _SITE_FIELDS]
     if isinstance(e, Label):
@@ -206,9 +207,7 @@ def _read_effect(e: list, formulas: list[Formula], requests: dict) -> Any:
         d["origin"] = Provenance(d["origin"])
         _int(d["order"])
         _int(d["line"])
-        site = object.__new__(Site)
-        site.__dict__.update(d)
-        return site
+        return Site(**d)
     if kind == "L":
         return Label(_str(e[1]), _str(e[2]))
     if kind == "V":

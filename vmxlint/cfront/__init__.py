@@ -8,8 +8,9 @@ an unparseable function becomes a `Failure` and costs only itself.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
+
+from msgspec import Struct
 
 if TYPE_CHECKING:
     import pycparser.c_ast
@@ -18,8 +19,7 @@ __all__ = ("Call", "Function", "Failure", "Unit", "function_bodies", "function_s
            "parse_unit", "scan_calls")
 
 
-@dataclass(frozen=True)
-class Function:
+class Function(Struct, frozen=True):
     """A parsed function definition and where it sits in its file."""
 
     name: str
@@ -29,8 +29,7 @@ class Function:
     end_line: int
 
 
-@dataclass(frozen=True)
-class Failure:
+class Failure(Struct, frozen=True):
     """A top-level chunk that could not be parsed."""
 
     name: str | None   # function name when known
@@ -104,8 +103,7 @@ def parse_unit(text: str, path: str, config: Mapping[str, bool] | None = None, *
     return _parse_unit(text, path, config)
 
 
-@dataclass(frozen=True)
-class Call:
+class Call(Struct, frozen=True):
     """A call found by `scan_calls`: who calls what, where, with which first argument."""
 
     function: str      # the enclosing function

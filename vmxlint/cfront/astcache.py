@@ -21,9 +21,10 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Callable
+
+from msgspec import Struct
 
 if TYPE_CHECKING:
     from pycparser import c_ast
@@ -38,8 +39,7 @@ MEMO_SIZE = 1024           # trees (and encoded trees) kept in process, each
 FLUSH_AT = 16              # disk writes are batched: one eviction pass per batch
 
 
-@dataclass
-class Stats:
+class Stats(Struct):
     """How the function trees asked of the cache were found (counters, for tests and
     benchmarks)."""
 
@@ -74,7 +74,8 @@ def clear() -> None:
     with _lock:
         _trees.clear()
         _encoded.clear()
-        stats.__init__()  # type: ignore[misc]  # in place: callers hold the object
+        for name in Stats.__struct_fields__:     # in place: callers hold the object
+            setattr(stats, name, 0)
     parse.clear_memo()
     lazy.clear_memo()
 

@@ -5,9 +5,10 @@ import functools
 import re
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
+
+from msgspec import Struct
 
 from vmxlint.cfront.preprocess import preprocess, rewrite_body, type_argument_pattern
 
@@ -24,8 +25,7 @@ _C_KEYWORDS = frozenset("""
 """.split())
 
 
-@dataclass(frozen=True)
-class Chunk:
+class Chunk(Struct, frozen=True):
     """One top-level definition or declaration of the preprocessed text."""
 
     start: int          # offset of its first character
@@ -301,8 +301,7 @@ def parse_unit(text: str, path: str, config: Mapping[str, bool] | None = None) -
     return unit
 
 
-@dataclass(frozen=True)
-class Piece:
+class Piece(Struct, frozen=True, dict=True):
     """A top-level chunk ready for pycparser."""
 
     index: int          # position among the file's pieces

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, MutableMapping
+
+from msgspec import Struct, field
 
 from vmxlint.logic import FALSE, TRUE, And, Atom, Formula, Not, Or, conj, disj, neg
 
@@ -61,23 +62,20 @@ class Effect:
         return self
 
 
-@dataclass(frozen=True)
-class Label(Effect):
+class Label(Effect, Struct, frozen=True):
     """An opaque condition's atom gets its C spelling (the first spelling stays)."""
 
     name: str
     spelled: str
 
 
-@dataclass(frozen=True)
-class Visit(Effect):
+class Visit(Effect, Struct, frozen=True):
     """A function was walked."""
 
     name: str
 
 
-@dataclass
-class Summary:
+class Summary(Struct):
     """What walking one call did: its effects relative to the call, when it returns true,
     the walk state it leaves, and the fingerprints of every function looked up under it
     (a summary holds while they are the same)."""
@@ -121,8 +119,7 @@ class SummaryMemo(OrderedDict):
             self.popitem(last=False)
 
 
-@dataclass
-class _Recording:
+class _Recording(Struct):
     deps: dict[str, Any] = field(default_factory=dict)
     effects: list[Effect] = field(default_factory=list)
 

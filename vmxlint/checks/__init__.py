@@ -6,10 +6,10 @@ how bad it is, the function says when it fires.
 """
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Callable, Iterable, Iterator, Mapping
+
+from msgspec import Struct, field, structs
 
 from vmxlint.facts import Facts
 from vmxlint.findings import Evidence, Finding
@@ -59,8 +59,7 @@ def check(code: str) -> Callable[[Check], Check]:
     return register
 
 
-@dataclass
-class Context:
+class Context(Struct, dict=True):
     """What the checks see: the entry path, the tree's facts and the reference model."""
 
     path: EntryPath
@@ -78,7 +77,7 @@ class Context:
     def _share(self, **changes: object) -> "Context":
         """This context changed, sharing the solver and the consumption conditions."""
         whole = self._whole or self
-        return dataclasses.replace(self, _consumed=whole._consumed, _whole=whole, **changes)
+        return structs.replace(self, _consumed=whole._consumed, _whole=whole, **changes)
 
     def with_also(self, also: Iterable[str]) -> "Context":
         """The same path asked also about these fields."""
@@ -87,7 +86,7 @@ class Context:
     def restrict(self, name: str, sites: Iterable[Site]) -> "Context":
         """The context of one field: some of the path's sites, and ``also`` only if it
         names the field."""
-        return self._share(path=dataclasses.replace(self.path, sites=list(sites)),
+        return self._share(path=structs.replace(self.path, sites=list(sites)),
                            also=self.also & {name})
 
     def runtime_writers(self, name: str) -> list[Writer]:

@@ -9,8 +9,9 @@ spelling, with the polarity the C code has.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable
+
+from msgspec import Struct
 
 from vmxlint.checks import Shortenable
 from vmxlint.logic import Formula, atoms, conj, neg
@@ -19,8 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from vmxlint.checks import Context
 
 
-@dataclass(frozen=True)
-class Counterexample(Shortenable):
+class Counterexample(Shortenable, Struct, frozen=True):
     assignment: dict[str, bool]     # atom name -> value, for JSON
     text: str                       # "nested_run_pending && !(vmcs12->... & X)"
     conditions: tuple[str, ...]
@@ -41,8 +41,7 @@ class Counterexample(Shortenable):
         return When(self)
 
 
-@dataclass(frozen=True)
-class When(Shortenable):
+class When(Shortenable, Struct, frozen=True):
     cex: Counterexample
 
     @property

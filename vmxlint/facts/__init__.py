@@ -8,8 +8,9 @@ Importing this package is cheap: the parsers load on the first ``load_facts``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from msgspec import Struct, field
 
 if TYPE_CHECKING:
     from vmxlint.tree import Tree
@@ -17,8 +18,7 @@ if TYPE_CHECKING:
 __all__ = ("FieldInfo", "Facts", "accessor_width", "fact_files", "load_facts")
 
 
-@dataclass(frozen=True)
-class FieldInfo:
+class FieldInfo(Struct, frozen=True):
     """One ``enum vmcs_field`` enumerator and what the tree says about it."""
 
     name: str                  # "GUEST_PDPTR0"
@@ -36,8 +36,7 @@ class FieldInfo:
         return self.type == "exit-info"
 
 
-@dataclass
-class Facts:
+class Facts(Struct, dict=True):
     """The field table of one tree, and how it was obtained."""
 
     fields: dict[str, FieldInfo]

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Sequence, TypeVar
+
+from msgspec import Struct, field
 
 from vmxlint.model_paths import model_dir
 
@@ -46,8 +47,7 @@ def braced_body(text: str, opener: str) -> str | None:
     return text[start + 1:]     # unterminated: use what there is
 
 
-@dataclass
-class Loaded(Generic[T]):
+class Loaded(Generic[T], Struct):
     """One fact source's data and where it came from."""
 
     data: T

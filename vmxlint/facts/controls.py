@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, field
+
+from msgspec import Struct, field
 
 from vmxlint.facts._common import read_embedded, strip_comments
 
@@ -64,8 +65,7 @@ NESTED_H = "arch/x86/kvm/vmx/nested.h"
 _HELPER_BODY = re.compile(r"\{return(?:nested_cpu_has[23]?\(vmcs12,(\w+)\)|vmcs12->\w+&(\w+));\}")
 
 
-@dataclass(frozen=True)
-class Controls:
+class Controls(Struct, frozen=True):
     """The control bits of a tree and the helpers that test one of them."""
 
     bits: dict[str, tuple[str, str]] = field(default_factory=dict)   # macro -> (group, name)

@@ -7,9 +7,10 @@ object is indented by 2. Text is kept as found; JSON escapes control characters.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import TextIO
+
+from msgspec import Struct, structs
 
 from vmxlint.findings import Finding, Report
 
@@ -41,6 +42,6 @@ def _plain(obj: object) -> object:
     """Turn the odd value a check put in ``details`` into plain JSON data."""
     if isinstance(obj, (set, frozenset)):
         return sorted(obj, key=str)
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
+    if isinstance(obj, Struct):
+        return structs.asdict(obj)
     return str(obj)
