@@ -313,7 +313,7 @@ def test_put_many_evicts_once(cdir: Path, monkeypatch: pytest.MonkeyPatch) -> No
     keys = [cache.key("put_many", str(i)) for i in range(5)]
     cache.put_many([(k, [i, "x"]) for i, k in enumerate(keys)] + [("not a key", 1)])
     assert len(calls) == 1
-    assert [cache.get(k) for k in keys] == [[i, "x"] for i in range(5)]
+    assert [cache.get(k, list) for k in keys] == [[i, "x"] for i in range(5)]
     cache.put_many([])
     assert len(calls) == 1
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vmxlint import cache, findings
+from vmxlint import cache
 from vmxlint.analysis import Analysis
 from vmxlint.findings import Evidence, Finding, PatchRef
 
@@ -58,25 +58,26 @@ def entry_files(d: Path) -> list[Path]:
 def test_round_trip_is_equal_and_keeps_tuples(cdir):
     value = sample()
     cache.put(K, value)
-    hit = cache.get(K)
+    hit = cache.get(K, Analysis)
     assert hit == value and isinstance(hit, Analysis)
     f = hit.findings[0]
     assert type(f.details) is tuple and all(type(p) is tuple for p in f.details)
     assert type(f.evidence) is tuple and f.evidence[1].function is None
 
 
-def test_fields_added_later_round_trip(cdir, monkeypatch):
-    """A field the core adds to Finding (statement, occurrence) is carried without a change here."""
+def test_fields_added_later_round_trip(cdir):
+    """A field the core adds to a record (statement, occurrence) is carried without a
+    change here: the reader's type says what an entry holds."""
     wider = msgspec.defstruct(
         "WiderFinding", [("later_text", str, ""), ("later_count", int, 0),
                          ("later_pairs", tuple[tuple[str, int], ...], ())],
         bases=(Finding,), frozen=True, module="vmxlint.findings")
-    monkeypatch.setattr(findings, "WiderFinding", wider, raising=False)
     f = wider(**msgspec.structs.asdict(sample().findings[0]),
               later_text="x = 1;", later_count=2, later_pairs=(("a", 1),))
-    value = Analysis(findings=[f])
-    cache.put(K, value)
-    assert cache.get(K) == value
+    cache.put(K, [f])
+    assert cache.get(K, list[wider]) == [f]
+    # Read as the narrower record, the entry is a miss, never misread.
+    assert cache.get(K, list[Finding]) is None
 
 
 def test_entry_is_data_not_pickle(cdir):
@@ -111,7 +112,7 @@ def test_planted_pickle_runs_no_code(cdir, where):
     targets = entry_files(cdir) if where == "every-file" else [cache.entry_path(cdir, K)]
     for p in targets:
         p.write_bytes(payload)
-    assert cache.get(K) is None
+    assert cache.get(K, Analysis) is None
     assert not ran_code()
 
 
@@ -122,32 +123,32 @@ def test_one_byte_corruption_is_a_miss(cdir):
     data = entry.read_bytes()
     assert b'"error"' in data
     entry.write_bytes(data.replace(b'"error"', b'"erroR"', 1))
-    assert cache.get(K) is None
+    assert cache.get(K, Analysis) is None
 
 
 @pytest.mark.parametrize("body", [
     b'{"class":"os:system","fields":{}}',
     b'{"class":"vmxlint.tree:Tree","fields":{"root":"/"}}',
-    b'{"class":"vmxlint.findings:Evidence","fields":{"path":1,"line":"x",'
-    b'"function":null,"role":"r"}}',
-    b'{"tuple":1}', b'{"dict":[[1]]}', b'{"dict":[[[1],2]]}', b'[' * 100000, b'{"x":1}',
-], ids=["os.system", "not-a-dataclass", "wrong-types", "tuple", "dict", "unhashable",
-        "deep", "untagged"])
+    b'{"findings":[{"path":1,"line":"x","function":null,"role":"r"}]}',
+    b'{"findings":[' + b'[' * 100000 + b']}', b'{"notes":[1]}', b'[]', b'{"x":1',
+    b'{"findings":[{"code":"VMX101"}]}',
+], ids=["os.system", "not-a-record", "wrong-types", "deep", "wrong-item", "array",
+        "truncated", "missing-fields"])
 def test_well_checksummed_but_wrong_shape_is_a_miss(cdir, body):
-    """Even an entry with a valid header is checked against the dataclass fields."""
+    """Even an entry with a valid header is checked against the record's fields."""
     cache.put(K, sample())
     entry = cache.entry_path(cdir, K)
     import hashlib
     entry.write_bytes(cache.MAGIC + f" {K} {hashlib.sha256(body).hexdigest()}\n".encode()
                       + body)
-    assert cache.get(K) is None
+    assert cache.get(K, Analysis) is None
 
 
 def test_entry_under_another_key_is_a_miss(cdir):
     cache.put(K, sample())
     other = cache.key("another")
     shutil.copy(cache.entry_path(cdir, K), cache.entry_path(cdir, other))
-    assert cache.get(other) is None
+    assert cache.get(other, Analysis) is None
 
 
 def test_symlinked_entry_is_not_followed(cdir, tmp_path):
@@ -155,7 +156,7 @@ def test_symlinked_entry_is_not_followed(cdir, tmp_path):
     real = tmp_path / "real.json"
     shutil.move(cache.entry_path(cdir, K), real)
     cache.entry_path(cdir, K).symlink_to(real)
-    assert cache.get(K) is None
+    assert cache.get(K, Analysis) is None
 
 
 def test_fifo_at_an_entry_does_not_block(cdir):
@@ -164,7 +165,7 @@ def test_fifo_at_an_entry_does_not_block(cdir):
         p.unlink()
         os.mkfifo(p)
     result: list[object] = []
-    t = threading.Thread(target=lambda: result.append(cache.get(K)), daemon=True)
+    t = threading.Thread(target=lambda: result.append(cache.get(K, Analysis)), daemon=True)
     t.start()
     t.join(120)   # a guard against a hang, not a measure of speed
     if t.is_alive():   # release the blocked reader before failing
@@ -196,7 +197,7 @@ def test_group_writable_directory_is_refused_with_one_notice(cdir, capsys, monke
     cdir.mkdir()
     cdir.chmod(0o770)
     cache.put(K, sample())
-    assert cache.get(K) is None
+    assert cache.get(K, Analysis) is None
     cache.put(K, sample())
     assert list(cdir.iterdir()) == []
     err = capsys.readouterr().err
@@ -211,7 +212,7 @@ def test_directory_of_another_user_is_refused(cdir, capsys, monkeypatch):
     uid = os.getuid()
     monkeypatch.setattr(os, "getuid", lambda: uid + 1)
     cache.put(K, sample())
-    assert cache.get(K) is None
+    assert cache.get(K, Analysis) is None
     monkeypatch.undo()
     assert list(cdir.iterdir()) == []
     assert "not private (owned by uid" in capsys.readouterr().err
@@ -230,10 +231,17 @@ def test_failed_write_leaves_nothing(cdir, monkeypatch):
 
 
 def test_value_that_is_not_data_is_not_cached(cdir):
-    cache.put(K, Analysis(notes=[{1, 2}]))   # a set: no data-only encoding
-    cache.put(K, Analysis(notes=[float("nan")]))
-    assert cache.get(K) is None
+    cache.put(K, Analysis(notes=[object()]))    # no data-only encoding
+    cache.put(K, Analysis(notes=[lambda: 1]))
+    assert cache.get(K, Analysis) is None
     assert entry_files(cdir) == []
+
+
+def test_value_of_another_shape_is_a_miss(cdir):
+    cache.put(K, Analysis(notes=[{1, 2}]))      # written as data, but not a list of str
+    assert cache.get(K, Analysis) is None
+    cache.put(K, Analysis(notes=["a"]))
+    assert cache.get(K, Finding) is None and cache.get(K, Analysis) == Analysis(notes=["a"])
 
 
 def test_size_cap_evicts_oldest_first(cdir, monkeypatch):
@@ -247,8 +255,8 @@ def test_size_cap_evicts_oldest_first(cdir, monkeypatch):
     cache.put(K, sample())   # the newest write
     total = sum(p.stat().st_size for p in entry_files(cdir))
     assert total <= cache.MAX_BYTES
-    assert cache.get(K) is not None and cache.get(keys[-1]) is not None
-    assert cache.get(keys[0]) is None
+    assert cache.get(K, Analysis) is not None and cache.get(keys[-1], Analysis) is not None
+    assert cache.get(keys[0], Analysis) is None
 
 
 def test_stale_temp_files_are_swept(cdir):
@@ -266,7 +274,7 @@ def test_old_pickle_entries_are_swept(cdir):
     (legacy / K).write_bytes(pickle.dumps(_Payload()))
     cache.put(K, sample())
     assert not legacy.exists() and not ran_code()
-    assert cache.get(K) == sample()
+    assert cache.get(K, Analysis) == sample()
 
 
 def test_code_digest_covers_the_package(tmp_path):
@@ -289,7 +297,7 @@ def test_any_bytes_in_an_entry_are_a_miss(cdir, junk, keep_header):
     entry = cache.entry_path(cdir, K)
     head = entry.read_bytes().partition(b"\n")[0] + b"\n" if keep_header else b""
     entry.write_bytes(head + junk)
-    assert cache.get(K) is None
+    assert cache.get(K, Analysis) is None
 
 
 # -- the analysis pipeline through a hostile cache ----------------------------------------
@@ -311,7 +319,7 @@ def uncached() -> Analysis:
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(junk=st.one_of(st.binary(max_size=4096),
                       st.just(pickle.dumps(_Payload())),
-                      st.sampled_from([b"", b"\x00" * 64, b"vmxlint-cache 1\n{}"])))
+                      st.sampled_from([b"", b"\x00" * 64, b"vmxlint-cache 2\n{}"])))
 def test_analysis_through_any_corrupt_entry_equals_uncached(cdir, uncached, junk):
     from vmxlint.analysis import analyse
     from vmxlint.tree import Tree

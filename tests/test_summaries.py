@@ -250,7 +250,7 @@ def test_summaries_from_disk_replay_exactly(tree_dir: Path, disk: str, walked: l
     _walk_stored(text, tree, disk)
     first = len(walked)
     sites.save_summaries()
-    assert isinstance(cache.get(disk), str)
+    assert isinstance(cache.get(disk, str), str)
     _new_process()
     root = find_root(parse_unit(text, NESTED_C, lazy=True).functions, load_model())
     images = [text]
@@ -272,16 +272,16 @@ def test_a_process_that_rewalks_little_leaves_the_entry(disk: str):
     text = tree.read(NESTED_C)
     _walk_stored(text, tree, disk)
     sites.save_summaries()
-    written = cache.get(disk)
+    written = cache.get(disk, str)
     _new_process()
     root = find_root(parse_unit(text, NESTED_C, lazy=True).functions, load_model())
     _walk_stored(_edited(text, root, 0, 1), tree, disk)     # prepare_vmcs02 and the root
     sites.save_summaries()
-    assert cache.get(disk) == written
+    assert cache.get(disk, str) == written
     _new_process()
     _walk_stored(text.replace("vmcs12", "vmcs_twelve"), tree, disk)   # every call
     sites.save_summaries()
-    assert cache.get(disk) != written
+    assert cache.get(disk, str) != written
 
 
 def test_a_broken_entry_is_walked_again(disk: str, walked: list[str]):

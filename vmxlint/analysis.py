@@ -39,7 +39,7 @@ def inputs() -> list[str]:
     return list(INPUTS) + sorted({p for p in extra if p not in INPUTS})
 
 
-class Analysis(Struct):
+class Analysis(Struct, forbid_unknown_fields=True):
     """What one tree image yields."""
 
     findings: list[Finding] = field(default_factory=list)
@@ -131,8 +131,8 @@ def analyse(tree: Tree, root: str | None = None, also: Iterable[str] = (),
     content = tree.digest(inputs())
     k = cache.key(__version__, cache.code_digest(), _rules_digest(), root or "", content,
                   *also)
-    hit = cache.get(k)
-    if isinstance(hit, Analysis):
+    hit = cache.get(k, Analysis)
+    if hit is not None:
         return hit
     result = _unchanged(tree, root, also, base) if base is not None else None
     if result is None:
@@ -207,15 +207,16 @@ def from_scratch() -> Iterator[None]:
         _scratch = before
 
 
-def _by_content(tree: Tree, files: Iterable[str], compute, kind: type = dict):
-    """compute(), cached by the content of the files it reads (the runtime writers of
-    vmx.c and the facts of the headers do not change with a patch to nested.c)."""
+def _by_content(tree: Tree, files: Iterable[str], compute, kind):
+    """compute(), a value of type ``kind``, cached by the content of the files it reads
+    (the runtime writers of vmx.c and the facts of the headers do not change with a
+    patch to nested.c)."""
     k = cache.key("by-content", kind.__name__, __version__, cache.code_digest(),
                   _rules_digest(), tree.digest(sorted(files)))
     hit = _CONTENT.get(k)
     if hit is None:
-        hit = cache.get(k)
-        if not isinstance(hit, kind):
+        hit = cache.get(k, kind)
+        if hit is None:
             hit = compute()
             cache.put(k, hit)
         _CONTENT[k] = hit
@@ -308,12 +309,14 @@ def _prepare(tree: Tree, root: str | None) -> _Prepared:
                                         f"{fail.name}() could not be parsed ({fail.message}); "
                                         "its writes are unknown"))
     from vmxlint.incremental import Digester, skeleton
-    from vmxlint.runtime import absent_caches, cache_helpers, scan
+    from vmxlint.runtime import Writer, absent_caches, cache_helpers, scan
 
+    runtime = _by_content(tree, model.entry.runtime_files, lambda: scan(tree, model),
+                          dict[str, list[Writer]])
+    helpers = cache_helpers(tree, model, lambda rel, compute: _by_content(
+        tree, [rel], compute, dict[str, str]), {NESTED_C: _callees_text(text, unit, path)})
     ctx = Context(path, facts, model, **({} if _scratch else _shared_by_images(model)),
-                  runtime=_by_content(tree, model.entry.runtime_files, lambda: scan(tree, model)),
-                  cache_helpers=cache_helpers(tree, model, lambda rel, compute: _by_content(
-                      tree, [rel], compute), {NESTED_C: _callees_text(text, unit, path)}),
+                  runtime=runtime, cache_helpers=helpers,
                   absent_caches=frozenset(absent_caches(tree, model)))
     out.written = sorted({w.field for w in ctx.writes if w.field})
     out.spans = unit.spans()

@@ -5,16 +5,13 @@ turns it off.  The directory is created 0700; when it is owned by another user o
 group/others can write it, one notice goes to stderr and the run goes on uncached.
 
 Format: one file ``<key>.json`` per entry, a header line
-``vmxlint-cache 1 <key> <sha256 of the body>`` then a JSON body.  Values are
-records (``msgspec.Struct``) of the vmxlint package, lists, tuples, dicts and JSON scalars, tagged
-so that tuples come back as tuples (``{"tuple": [...]}``, ``{"dict": [[k, v], ...]}``,
-``{"class": "module:Name", "fields": {...}}``).  Nothing in an entry can run code:
-no pickle, classes are looked up only among the records of vmxlint modules
-already imported (never imported by name), and their field values are checked
-against the field annotations.  Any failure (short, corrupt, foreign, not a
-regular file, wrong key or checksum, wrong shape) is a miss and the result is
-recomputed.  Special files are never opened blockingly (lstat, then
-``O_NONBLOCK | O_NOFOLLOW``).
+``vmxlint-cache 2 <key> <sha256 of the body>`` then a JSON body: the value as msgspec
+writes it.  The reader names the type it expects (``get(k, Analysis)``) and msgspec
+decodes the body into that type only, checking every value against the annotations on
+the way.  Nothing in an entry can run code or name a class: no pickle, no type tags.
+Any failure (short, corrupt, foreign, not a regular file, wrong key or checksum, wrong
+shape) is a miss and the result is recomputed.  Special files are never opened
+blockingly (lstat, then ``O_NONBLOCK | O_NOFOLLOW``).
 
 Writes go to a ``.tmp-*`` file in the directory, renamed into place, removed on
 failure (and swept after an hour if a killed process left one; so are the pickle
@@ -35,15 +32,15 @@ import stat
 import sys
 import tempfile
 import time
-import types
-import typing
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
-from msgspec import Struct, structs
+import msgspec
+
+T = TypeVar("T")
 
 MAX_BYTES = 64 * 1024 * 1024
-MAGIC = b"vmxlint-cache 1"
+MAGIC = b"vmxlint-cache 2"
 _KEY = re.compile(r"[0-9a-f]{64}")
 _noticed: set[str] = set()
 
@@ -115,8 +112,9 @@ def entry_path(d: Path, k: str) -> Path:
     return d / f"{k}.json"
 
 
-def get(k: str) -> Any | None:
-    """The value stored under `k`, or None on a miss or any invalid entry."""
+def get(k: str, kind: type[T]) -> T | None:
+    """The value of type ``kind`` stored under `k`, or None on a miss or any invalid
+    entry (``kind`` may be a generic alias such as ``dict[str, list[Writer]]``)."""
     d = cache_dir()
     if d is None or not _KEY.fullmatch(k):
         return None
@@ -124,7 +122,7 @@ def get(k: str) -> Any | None:
     if data is None:
         return None
     try:
-        return loads(data, k)
+        return loads(data, k, kind)
     except Exception:   # noqa: BLE001 - whatever is wrong with an entry, recompute
         return None
 
@@ -175,7 +173,7 @@ def _write(d: Path, k: str, value: Any) -> bool:
         return False
     try:
         data = dumps(value, k)
-    except (TypeError, ValueError, RecursionError):
+    except (TypeError, ValueError, RecursionError, msgspec.EncodeError):
         return False
     if len(data) > MAX_BYTES:
         return False
@@ -264,130 +262,25 @@ def _unlink(path: str | Path) -> bool:
 
 # -- data-only encoding -----------------------------------------------------------------
 
+_ENCODER = msgspec.json.Encoder()
+
+
 def dumps(value: Any, k: str) -> bytes:
     """The bytes of an entry: header line with key and body checksum, then JSON."""
-    import json
-
-    body = json.dumps(_encode(value), separators=(",", ":"), allow_nan=False).encode()
+    body = _ENCODER.encode(value)
     digest = hashlib.sha256(body).hexdigest()
     return MAGIC + f" {k} {digest}\n".encode() + body
 
 
-def loads(data: bytes, k: str) -> Any:
-    """The value of an entry written by dumps() under `k`; raises on anything else."""
-    import json
-
+def loads(data: bytes, k: str, kind: Any) -> Any:
+    """The value of type ``kind`` of an entry written by dumps() under `k`; raises on
+    anything else (another key, a bad checksum, JSON that is not a ``kind``)."""
     head, sep, body = data.partition(b"\n")
     if not sep or head != MAGIC + f" {k} {hashlib.sha256(body).hexdigest()}".encode():
         raise _Invalid("header, key or checksum")
-    return _decode(json.loads(body))
-
-
-_PLAIN = frozenset((type(None), bool, int, float, str))
-
-
-def _encode(v: Any) -> Any:
-    if v is None or isinstance(v, (bool, int, float, str)):
-        return v
-    if isinstance(v, list):
-        # Most lists hold plain values only (lines, names): JSON takes them as they are.
-        if all(type(x) in _PLAIN for x in v):
-            return v
-        return [_encode(x) for x in v]
-    if isinstance(v, tuple) and type(v) is tuple:
-        return {"tuple": [_encode(x) for x in v]}
-    if isinstance(v, dict) and type(v) is dict:
-        return {"dict": [[_encode(a), _encode(b)] for a, b in v.items()]}
-    if isinstance(v, Struct):
-        cls = type(v)
-        if _record(cls.__module__, cls.__qualname__) is not cls:
-            raise TypeError(f"{cls.__qualname__} is not a vmxlint record")
-        return {"class": f"{cls.__module__}:{cls.__qualname__}",
-                "fields": {n: _encode(x) for n, x in zip(cls.__struct_fields__,
-                                                         structs.astuple(v))}}
-    raise TypeError(f"cannot cache a {type(v).__name__}")
-
-
-def _decode(v: Any) -> Any:
-    if v is None or isinstance(v, (bool, int, float, str)):
-        return v
-    if isinstance(v, list):
-        if all(type(x) in _PLAIN for x in v):
-            return v            # JSON gave plain values: they decode to themselves
-        return [_decode(x) for x in v]
-    if not isinstance(v, dict):
-        raise _Invalid(type(v).__name__)
-    if v.keys() == {"tuple"} and isinstance(v["tuple"], list):
-        return tuple(_decode(x) for x in v["tuple"])
-    if v.keys() == {"dict"} and isinstance(v["dict"], list):
-        pairs = [_decode(p) for p in v["dict"]]
-        if not all(isinstance(p, list) and len(p) == 2 for p in pairs):
-            raise _Invalid("dict pairs")
-        return {a: b for a, b in pairs}
-    if v.keys() == {"class", "fields"} and isinstance(v["class"], str) \
-            and isinstance(v["fields"], dict):
-        cls = _record(*v["class"].partition(":")[::2])
-        if cls is None:
-            raise _Invalid(v["class"])
-        names = cls.__struct_fields__
-        if sorted(v["fields"]) != sorted(names):
-            raise _Invalid(f"fields of {v['class']}")
-        values = {n: _decode(v["fields"][n]) for n in names}
-        hints = _hints(cls)
-        for n, x in values.items():
-            if not _conforms(x, hints.get(n, Any)):
-                raise _Invalid(f"{v['class']}.{n}")
-        return cls(**values)
-    raise _Invalid("untagged object")
-
-
-def _record(module: str, qualname: str) -> type | None:
-    """A record class of an already imported vmxlint module, never importing anything."""
-    if module != "vmxlint" and not module.startswith("vmxlint."):
-        return None
-    obj: Any = sys.modules.get(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part, None) if obj is not None else None
-    if isinstance(obj, type) and issubclass(obj, Struct):
-        return obj
-    return None
+    return _decoder(kind).decode(body)
 
 
 @functools.lru_cache(maxsize=None)
-def _hints(cls: type) -> dict[str, Any]:
-    try:
-        return typing.get_type_hints(cls)
-    except Exception:   # noqa: BLE001 - an annotation we cannot resolve checks nothing
-        return {}
-
-
-def _conforms(x: Any, hint: Any) -> bool:
-    """Whether `x` fits the annotation `hint` (unknown annotations accept anything)."""
-    if hint is Any or hint is object:
-        return True
-    if hint is None or hint is type(None):
-        return x is None
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_conforms(x, a) for a in args)
-    if origin is tuple:
-        if not isinstance(x, tuple):
-            return False
-        if len(args) == 2 and args[1] is Ellipsis:
-            return all(_conforms(y, args[0]) for y in x)
-        return not args or (len(x) == len(args) and all(map(_conforms, x, args)))
-    if origin is list:
-        if args and args[0] in (int, str):      # the common case, without a call per item
-            return isinstance(x, list) and all(type(y) is args[0] for y in x)
-        return isinstance(x, list) and all(_conforms(y, args[0]) for y in x) if args \
-            else isinstance(x, list)
-    if origin is dict:
-        return isinstance(x, dict) and (not args or all(
-            _conforms(a, args[0]) and _conforms(b, args[1]) for a, b in x.items()))
-    if hint is float:
-        return isinstance(x, (int, float)) and not isinstance(x, bool)
-    if hint is int:
-        return isinstance(x, int) and not isinstance(x, bool)
-    if isinstance(hint, type):
-        return isinstance(x, hint)
-    return True
+def _decoder(kind: Any) -> msgspec.json.Decoder:
+    return msgspec.json.Decoder(kind)

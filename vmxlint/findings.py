@@ -12,7 +12,7 @@ STATUSES = ("new", "resolved", "existing")
 SourceLookup = Callable[["PatchRef | None", str, str], "str | None"]
 
 
-class Evidence(Struct, frozen=True):
+class Evidence(Struct, frozen=True, forbid_unknown_fields=True):
     """A place that supports a finding: a covering write, a consumer, a guard."""
 
     path: str
@@ -21,7 +21,7 @@ class Evidence(Struct, frozen=True):
     role: str
 
 
-class PatchRef(Struct, frozen=True):
+class PatchRef(Struct, frozen=True, forbid_unknown_fields=True):
     """The patch a finding was reported for."""
 
     subject: str
@@ -30,7 +30,7 @@ class PatchRef(Struct, frozen=True):
     sender: str | None = None
 
 
-class Finding(Struct, frozen=True):
+class Finding(Struct, frozen=True, forbid_unknown_fields=True):
     """One reported problem, in the shape of DESIGN.md section 5."""
 
     code: str

@@ -248,8 +248,8 @@ def toml_data(data: bytes) -> dict[str, Any]:
     from vmxlint import cache
 
     k = cache.key("toml", hashlib.sha256(data).hexdigest())
-    hit = cache.get(k)
-    if isinstance(hit, str):
+    hit = cache.get(k, str)
+    if hit is not None:
         try:
             value = json.loads(hit)
         except ValueError:

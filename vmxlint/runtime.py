@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from vmxlint.tree import Tree
 
 
-class Writer(Struct, frozen=True):
+class Writer(Struct, frozen=True, forbid_unknown_fields=True):
     """One write of a field by KVM outside the nested entry path."""
 
     field: str

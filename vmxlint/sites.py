@@ -173,8 +173,8 @@ def _load(memo: SummaryMemo, model: "Model", store: str) -> None:
     from vmxlint.cfront import lazy, walk
 
     cache.at_exit(save_summaries)
-    text = cache.get(store)
-    if not isinstance(text, str):
+    text = cache.get(store, str)
+    if text is None:
         return
     try:
         summaries, params, fine = walkstore.decode(text, model)

@@ -151,7 +151,7 @@ def _load(k: str, path: str, line: int) -> "c_ast.FuncDef | None":
             _encoded.move_to_end(k)
     level = "memo"
     if data is None:
-        data, level = _from_entry(cache.get(k)), "disk"
+        data, level = _from_entry(cache.get(k, list)), "disk"
     elif type(data) is tuple:
         # Kept as the tree it was parsed as: encoded only now that another line wants it.
         data = _encode_or_none(*data)

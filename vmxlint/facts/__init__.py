@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 __all__ = ("FieldInfo", "Facts", "accessor_width", "fact_files", "load_facts")
 
 
-class FieldInfo(Struct, frozen=True):
+class FieldInfo(Struct, frozen=True, forbid_unknown_fields=True):
     """One ``enum vmcs_field`` enumerator and what the tree says about it."""
 
     name: str                  # "GUEST_PDPTR0"
@@ -36,7 +36,7 @@ class FieldInfo(Struct, frozen=True):
         return self.type == "exit-info"
 
 
-class Facts(Struct, dict=True):
+class Facts(Struct, dict=True, forbid_unknown_fields=True):
     """The field table of one tree, and how it was obtained."""
 
     fields: dict[str, FieldInfo]
