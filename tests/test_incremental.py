@@ -357,6 +357,24 @@ def test_jobs_give_the_same_findings():
     assert any(f.status == "new" for f in one.findings)
 
 
+def test_every_job_starts_from_a_neighbour(monkeypatch):
+    """With -j, a run after the first starts from the image before the series, analysed
+    once before the processes start, not from a full analysis of its first image."""
+    from vmxlint import jobs
+
+    tree = Tree.open(FIXTURES / "trees" / "shape-modern")
+
+    def spy(steps, incremental, base=None):
+        # Runs in the worker: what it was given goes back to the parent as its result.
+        return [(base.text if base is not None else None, len(steps))]
+
+    monkeypatch.setattr(jobs, "_run", spy)
+    steps = [jobs.Step(tree, tree)] * 4
+    seen = jobs.analyse_steps(steps, True, jobs=2)
+    assert seen == [(None, 2), (tree.read(NESTED_C), 2)]
+    assert jobs.analyse_steps(steps, False, jobs=2) == [(None, 2), (None, 2)]
+
+
 def test_jobs_option(tmp_path):
     import subprocess
     import sys

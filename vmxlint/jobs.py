@@ -3,9 +3,9 @@
 Each patch that touches the analysed files needs its pre- and post-image analysed.  An
 image takes over the unchanged fields of the image analysed just before it
 (``vmxlint.incremental``), so a series costs what its changed functions cost.  With
-``jobs`` > 1 the patches are cut into contiguous runs, one per process: each run pays
-one full analysis for its first image, then goes on incrementally.  The findings are the
-same whichever way they are computed.
+``jobs`` > 1 the patches are cut into contiguous runs, one per process: each run starts
+from the image before the series (analysed once, before the processes start), then goes
+on incrementally.  The findings are the same whichever way they are computed.
 """
 from __future__ import annotations
 
@@ -53,8 +53,12 @@ def analyse_steps(steps: list[Step], incremental: bool = True, jobs: int = 1,
 
     size = -(-len(steps) // jobs)
     runs = [steps[k:k + size] for k in range(0, len(steps), size)]
+    # Every run starts from a neighbour: the first from ``base``, the others from the
+    # image before the series (analysed once here, usually read from the cache), so that
+    # none pays a full analysis of its first image.  Any neighbour gives the same result.
+    starts = [base] + [_first(steps[0], base) if incremental else None] * (len(runs) - 1)
     global _PENDING
-    _PENDING = runs     # inherited by the forked workers: the trees are not pickled
+    _PENDING = list(zip(runs, starts))  # inherited by the forked workers, not pickled
     try:
         with ProcessPoolExecutor(max_workers=len(runs),
                                  mp_context=multiprocessing.get_context("fork")) as pool:
@@ -64,11 +68,19 @@ def analyse_steps(steps: list[Step], incremental: bool = True, jobs: int = 1,
     return [pair for run in done for pair in run]
 
 
-_PENDING: list[list[Step]] = []
+def _first(step: Step, base: Neighbour | None) -> Neighbour:
+    """The image before a series, analysed, as the neighbour of a run of its patches."""
+    from vmxlint.analysis import analyse
+
+    return Neighbour(analyse(step.before, base=base), step.before.read(NESTED_C) or "")
+
+
+_PENDING: list[tuple[list[Step], Neighbour | None]] = []
 
 
 def _run_pending(k: int, incremental: bool) -> list[tuple[Analysis, Analysis]]:
-    return _run(_PENDING[k], incremental)
+    run, start = _PENDING[k]
+    return _run(run, incremental, start)
 
 
 def _run(steps: list[Step], incremental: bool,
