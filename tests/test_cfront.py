@@ -536,3 +536,59 @@ def test_fast_scans_equal_plain_regexes_on_fixtures() -> None:
         text = path.read_text()
         _check_fast_scans(text)
         _check_fast_scans(preprocess(text))
+
+
+# -- chunks taken over from the last text split -------------------------------------------
+
+def _split_after(old: str, new: str) -> list:
+    """``cparse.chunks(new)`` right after a split of OLD, and the plain split of NEW."""
+    cparse.chunks(old)
+    return [cparse.chunks(new), list(split_chunks(new))]
+
+
+_EDIT = st.tuples(st.integers(0, 10 ** 6), st.integers(0, 60),
+                  st.lists(_SCAN_ALPHABET, max_size=8).map("".join))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_EDIT, min_size=1, max_size=4), st.booleans())
+def test_chunks_taken_over_equal_a_plain_split(edits, done) -> None:
+    """Whatever the edit, the chunks reused from the text before it are the plain split's,
+    on the kernel-shaped fixture as it is and preprocessed."""
+    base = preprocess(_FIXTURE_TEXT) if done else _FIXTURE_TEXT
+    edits = [(pos % (len(base) + 1), n, ins) for pos, n, ins in edits]
+    reused, plain = _split_after(base, mutated(base, edits))
+    assert reused == plain
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_SCAN_ALPHABET, max_size=60).map("".join),
+       st.lists(_SCAN_ALPHABET, max_size=60).map("".join))
+def test_chunks_taken_over_between_any_texts(a: str, b: str) -> None:
+    for old, new in ((a, b), (a + b, b + a), (a + "\n}\n" + b, a + "\n}\n;" + b)):
+        reused, plain = _split_after(old, new)
+        assert reused == plain
+
+
+def test_chunks_taken_over_on_a_series_of_the_fixture() -> None:
+    """Each edit of a series reuses the chunks around it: the result is the plain split
+    and the scan covers little more than the edited function."""
+    text = preprocess(_FIXTURE_TEXT)
+    cparse.chunks(text)
+    for k, at in enumerate(range(200, len(text), len(text) // 7)):
+        text = text[:at] + f"\nint added_{k};\n" + text[at:]
+        scanned = []
+        real = cparse.split_chunks
+
+        def counting(t, pos=0, line=1):
+            for c in real(t, pos, line):
+                scanned.append(c)
+                yield c
+
+        cparse.split_chunks = counting
+        try:
+            got = cparse.chunks(text)
+        finally:
+            cparse.split_chunks = real
+        assert got == list(split_chunks(text))
+        assert 0 < len(scanned) < len(got) // 2

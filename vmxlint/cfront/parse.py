@@ -46,15 +46,14 @@ _CHUNK_TOKEN = re.compile(r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|[{}()\[\]
 _BODY_TOKEN = re.compile(r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|[{}]')
 
 
-def split_chunks(text: str) -> Iterator[Chunk]:
-    """Yield the top-level chunks of TEXT (a `;`-terminated declaration or a function)."""
+def split_chunks(text: str, pos: int = 0, line: int = 1) -> Iterator[Chunk]:
+    """Yield the top-level chunks of TEXT (a `;`-terminated declaration or a function),
+    from offset POS on line LINE: the end of a chunk, where the scan holds no state."""
     braces = parens = 0   # counted apart, so a stray ']' cannot end a function early
     start = -1
     body = -1
-    line = 1          # line at offset `pos`
-    pos = 0
-    start_line = 1
-    scan = 0
+    start_line = line
+    scan = pos
     while (m := (_BODY_TOKEN if braces else _CHUNK_TOKEN).search(text, scan)) is not None:
         scan = m.end()
         tok = m.group(0)
@@ -99,6 +98,84 @@ def split_chunks(text: str) -> Iterator[Chunk]:
             line += text.count("\n", pos, first)
             start, start_line, body = first, line, -1
         yield _make_chunk(text, start, len(text.rstrip()), start_line, body)
+
+
+# The chunks of the last text split (a series splits one image after another, each a
+# small edit of the one before): its chunks before and after the edit are taken over.
+_split_lock = threading.Lock()
+_last_split: tuple[str, tuple[Chunk, ...]] = ("", ())
+
+
+def chunks(text: str) -> list[Chunk]:
+    """The chunks of TEXT, exactly ``list(split_chunks(text))``, taking over those of the
+    last text split where the two texts agree.
+
+    The scan holds no state at a chunk's end.  A chunk of the old text before the first
+    difference is the same in the new one when the chunk after it ends before the
+    difference too (deciding where a chunk ends looks ahead at most to the end of the
+    next one).  After the difference, once the new scan ends a chunk where the old one
+    did and both texts are the same from the start of that line on, every later chunk is
+    the old one, moved."""
+    with _split_lock:
+        old, done = _last_split
+    out = _reusing(text, old, done) if done else list(split_chunks(text))
+    _remember_split(text, out)
+    return out
+
+
+def _remember_split(text: str, out: list[Chunk]) -> None:
+    global _last_split
+    with _split_lock:
+        _last_split = (text, tuple(out))
+
+
+def _reusing(text: str, old: str, done: tuple[Chunk, ...]) -> list[Chunk]:
+    if text == old:
+        return list(done)
+    same = _common_prefix(text, old)
+    keep = 0        # chunks taken over from the front
+    while keep + 1 < len(done) and done[keep + 1].end <= same:
+        keep += 1
+    out = list(done[:keep])
+    pos, line = (out[-1].end, out[-1].end_line) if out else (0, 1)
+    shift = len(text) - len(old)
+    ends = {c.end: k for k, c in enumerate(done) if c.end + shift > same}
+    for c in split_chunks(text, pos, line):
+        out.append(c)
+        k = ends.get(c.end - shift)
+        if k is None or k + 1 >= len(done):
+            continue
+        # The texts must agree from the newline before the chunk's last line on: the
+        # scan looks back no further (a chunk's column, a '}' at the start of a line).
+        frm = max(text.rfind("\n", 0, c.end), 0)
+        if frm - shift >= 0 and (frm > 0 or shift == 0) \
+                and old[frm - shift:frm - shift + 1] == text[frm:frm + 1] \
+                and text.endswith(old[frm - shift:]):
+            lines = c.end_line - done[k].end_line
+            out.extend(_moved(d, shift, lines) for d in done[k + 1:])
+            break
+    return out
+
+
+def _moved(c: Chunk, shift: int, lines: int) -> Chunk:
+    return Chunk(c.start + shift, c.end + shift, c.line + lines, c.end_line + lines,
+                 c.column, c.body + shift if c.body >= 0 else -1)
+
+
+def _common_prefix(a: str, b: str) -> int:
+    """The length of the longest common prefix of a and b."""
+    n = min(len(a), len(b))
+    lo, step = 0, 4096
+    while lo < n and a.startswith(b[lo:lo + step], lo) and lo + step <= n:
+        lo += step
+    hi = min(lo + step, n)
+    while lo < hi:          # a[:lo] == b[:lo]; the first difference is before hi
+        mid = (lo + hi + 1) // 2
+        if a.startswith(b[lo:mid], lo):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 _BARE_CALL = re.compile(r"[A-Za-z_]\w*[ \t]*\(")
@@ -362,7 +439,7 @@ def clear_memo() -> None:
 def _make_pieces(text: str, config: Mapping[str, bool] | None) -> list[Piece]:
     text = preprocess(text, config)
     out: list[Piece] = []
-    for chunk in split_chunks(text):
+    for chunk in chunks(text):
         src = text[chunk.start:chunk.end]
         if not src.strip() or src.strip() == ";":
             continue
