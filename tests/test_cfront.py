@@ -592,3 +592,44 @@ def test_chunks_taken_over_on_a_series_of_the_fixture() -> None:
             cparse.split_chunks = real
         assert got == list(split_chunks(text))
         assert 0 < len(scanned) < len(got) // 2
+
+
+# -- the preprocessor's passes that copy what they need not look at ------------------------
+
+def _ref_apply_conditionals(text: str, config=None) -> str:
+    """Line by line: every line looked at, as the pass was first written."""
+    if "#" not in text:
+        return text
+    branches = pp.Branches(pp._merged_config(config))
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith("#"):
+            lines[i] = ""
+            branches.directive(line)
+        elif not branches.active:
+            lines[i] = ""
+    return "\n".join(lines)
+
+
+_PP_ALPHABET = st.sampled_from([
+    "\n", " ", "\t", "\f", "\xa0", "\u2028", "\\", "\\\n", "#", "# ", "#if 0", "#if 1",
+    "#ifdef CONFIG_X86_64", "#ifndef CONFIG_X86_64", "#else", "#elif 1", "#elif 0",
+    "#elifdef CONFIG_KVM_HYPERV", "#endif", "#define X(a) a \\", "#include <x.h>", "x",
+    "int f(void)", "{", "}", ";", "/*", "*/", "\"#\"", "a # b", "##"])
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_PP_ALPHABET, max_size=40).map("".join), st.booleans())
+@example("a\\\nb\\", False)             # a continuation the text ends in
+@example("#if 0\nx\n#else\ny\n#endif", True)
+def test_passes_that_skip_equal_line_by_line(text: str, x86_64: bool) -> None:
+    assert pp.join_continuations(text) == (pp._join_lines(text) if "\\\n" in text
+                                           else text)
+    config = {"CONFIG_X86_64": x86_64}
+    assert pp.apply_conditionals(text, config) == _ref_apply_conditionals(text, config)
+
+
+def test_passes_that_skip_equal_line_by_line_on_fixtures() -> None:
+    for path in sorted(FIXTURES.rglob("*.[ch]")):
+        text = pp.strip_comments(pp._join_lines(path.read_text()))
+        assert pp.apply_conditionals(text) == _ref_apply_conditionals(text), path

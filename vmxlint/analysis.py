@@ -4,6 +4,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import itertools
 import re
 import threading
 from pathlib import Path
@@ -435,18 +436,18 @@ def unusable_source(text: str) -> str | None:
         return "holds a NUL byte"
     if text and not text.endswith("\n"):
         return "is truncated (no newline at its end)"
-    depth = 0
-    for m in _C_TOKENS.finditer(text):
-        tok = m.group(0)
-        if tok == "{":
-            depth += 1
-        elif tok == "}":
-            depth -= 1
-            if depth < 0:
-                return "has an unbalanced '}'"
-    if depth > 0:
+    # The braces outside comments and literals, as +1 and -1: the regex finds them in C,
+    # Python only adds them up.
+    depth = list(itertools.accumulate(
+        1 if tok == "{" else -1 for tok in _C_TOKENS.findall(text) if tok in _BRACES))
+    if depth and min(depth) < 0:
+        return "has an unbalanced '}'"
+    if depth and depth[-1] > 0:
         return "is truncated (a '{' is never closed)"
     return None
+
+
+_BRACES = frozenset("{}")
 
 
 # Comments, string and character literals (skipped), and braces.

@@ -234,6 +234,7 @@ _TYPEDEF_NAME = re.compile(r"\(\s*\*\s*([A-Za-z_]\w*)\s*\)\s*\("
                            r"|([A-Za-z_]\w*)\s*(?:\[[^\]]*\]\s*)*;\s*\Z")
 
 
+@functools.lru_cache(maxsize=2048)     # the chunks of one image are mostly those of the last
 def chunk_name(chunk_text: str) -> str | None:
     """Guess the name a chunk defines: the function's, or else the declared object's."""
     head = chunk_text.split("{", 1)[0] if "(" in chunk_text.split("{", 1)[0] else chunk_text

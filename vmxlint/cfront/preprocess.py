@@ -7,7 +7,7 @@ not expanded: a macro call stays a call, which is what the later stages want to 
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 
 DEFAULT_CONFIG: dict[str, bool] = {
     "CONFIG_X86_64": True,
@@ -34,6 +34,30 @@ def join_continuations(text: str) -> str:
     """Join backslash-continued lines, padding with empty lines after the joined one."""
     if "\\\n" not in text:
         return text
+    if text.endswith("\\"):
+        return _join_lines(text)        # a continuation the file ends in: line by line
+    # Only the logical lines that continue are rewritten: the rest of the file is copied.
+    out: list[str] = []
+    pos = 0
+    cut = text.find("\\\n")
+    while cut >= 0:
+        out.append(text[pos:cut])
+        cuts, at = 1, cut + 2           # continuations so far; where the next line starts
+        end = text.find("\n", at)
+        while end > at and text[end - 1] == "\\":
+            out.append(text[at:end - 1])
+            cuts, at = cuts + 1, end + 1
+            end = text.find("\n", at)
+        end = len(text) if end < 0 else end
+        out.append(text[at:end])
+        out.append("\n" * cuts)        # after the joined line: the next keep their numbers
+        pos = end
+        cut = text.find("\\\n", pos)
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _join_lines(text: str) -> str:
     out: list[str] = []
     pending = 0
     for line in text.split("\n"):
@@ -253,18 +277,33 @@ def apply_conditionals(text: str, config: Mapping[str, bool] | None = None) -> s
     """Blank every directive line and every line in an inactive #if branch."""
     if "#" not in text:
         return text
-    cfg = _merged_config(config)
-    lines = text.split("\n")
-    # Each frame: [enclosing branch active, this branch active, some branch already taken].
-    stack: list[list[bool]] = []
-    active = True
-    for i, line in enumerate(lines):
-        stripped = line.lstrip()
-        if not stripped.startswith("#"):
-            if not active:
-                lines[i] = ""
-            continue
-        lines[i] = ""
+    branches = Branches(_merged_config(config))
+    # Only directive lines are looked at; the lines between them are copied, or blanked
+    # (their newlines kept) in an inactive branch.
+    out: list[str] = []
+    pos = 0
+    for start, end in _directive_lines(text):
+        between = text[pos:start]
+        out.append(between if branches.active else "\n" * between.count("\n"))
+        branches.directive(text[start:end])
+        pos = end                   # the directive line itself is blanked
+    rest = text[pos:]
+    out.append(rest if branches.active else "\n" * rest.count("\n"))
+    return "".join(out)
+
+
+class Branches:
+    """Which #if branch the lines read so far are in."""
+
+    def __init__(self, cfg: Mapping[str, bool]) -> None:
+        self.cfg = cfg
+        self.active = True
+        # Each frame: [enclosing branch active, this branch active, a branch already taken].
+        self.stack: list[list[bool]] = []
+
+    def directive(self, line: str) -> None:
+        """Take one directive line into account."""
+        cfg, stack = self.cfg, self.stack
         m = _DIRECTIVE.match(line)
         name = (m.group(1) or "") if m else ""
         rest = m.group(2).strip() if m else ""
@@ -278,11 +317,11 @@ def apply_conditionals(text: str, config: Mapping[str, bool] | None = None) -> s
                     value = not value
             # An undecidable condition keeps the first branch, as the design asks.
             taken = value is not False
-            stack.append([active, taken, taken])
-            active = active and taken
+            stack.append([self.active, taken, taken])
+            self.active = self.active and taken
         elif name == "elif" or name.startswith("elif"):
             if not stack:
-                continue
+                return
             frame = stack[-1]
             if frame[2]:
                 frame[1] = False
@@ -295,18 +334,30 @@ def apply_conditionals(text: str, config: Mapping[str, bool] | None = None) -> s
                         value = not value
                 frame[1] = value is not False
                 frame[2] = frame[1]
-            active = frame[0] and frame[1]
+            self.active = frame[0] and frame[1]
         elif name == "else":
             if not stack:
-                continue
+                return
             frame = stack[-1]
             frame[1] = not frame[2]
             frame[2] = True
-            active = frame[0] and frame[1]
+            self.active = frame[0] and frame[1]
         elif name == "endif":
             if stack:
-                active = stack.pop()[0]
-    return "\n".join(lines)
+                self.active = stack.pop()[0]
+
+
+def _directive_lines(text: str) -> Iterator[tuple[int, int]]:
+    """(start, end) of each line whose first character that is not blank (as
+    str.isspace() has it) is '#', in order."""
+    at = text.find("#")
+    while at >= 0:
+        start = text.rfind("\n", 0, at) + 1
+        end = text.find("\n", at)
+        end = len(text) if end < 0 else end
+        if not text[start:at].strip():
+            yield start, end
+        at = text.find("#", end)
 
 
 # --------------------------------------------------------------------------- kernel syntax
