@@ -35,6 +35,11 @@ FORMAT = "vmxlint-walk 1"
 MAX_DEPTH = 256
 _SITE_FIELDS = Site.__struct_fields__
 _FORMULAS = ("guard", "local", "shown")
+# Where a site's values sit in its row (a site is built from its row as it stands).
+_FORMULA_AT = tuple(_SITE_FIELDS.index(n) for n in _FORMULAS)
+_CHAIN_AT, _ORIGIN_AT, _ORDER_AT, _LINE_AT = (
+    _SITE_FIELDS.index(n) for n in ("chain", "origin", "order", "line"))
+_PROVENANCE = {p.value: p for p in Provenance}
 
 
 class _Bad(Exception):
@@ -200,14 +205,13 @@ def _read_effect(e: list, formulas: list[Formula], requests: dict) -> Any:
         values = e[1:]
         if len(values) != len(_SITE_FIELDS):
             raise _Bad("site")
-        d = dict(zip(_SITE_FIELDS, values))
-        for n in _FORMULAS:
-            d[n] = _at(formulas, d[n])
-        d["chain"] = tuple(map(_str, d["chain"]))
-        d["origin"] = Provenance(d["origin"])
-        _int(d["order"])
-        _int(d["line"])
-        return Site(**d)
+        for k in _FORMULA_AT:
+            values[k] = _at(formulas, values[k])
+        values[_CHAIN_AT] = tuple(map(_str, values[_CHAIN_AT]))
+        values[_ORIGIN_AT] = _PROVENANCE[values[_ORIGIN_AT]]
+        _int(values[_ORDER_AT])
+        _int(values[_LINE_AT])
+        return Site(*values)
     if kind == "L":
         return Label(_str(e[1]), _str(e[2]))
     if kind == "V":
