@@ -1,7 +1,6 @@
 """The ``[vmxlint]`` section of setup.cfg, tox.ini or .vmxlint at the tree's top."""
 from __future__ import annotations
 
-import configparser
 from pathlib import Path
 
 from vmxlint.errors import VmxlintError
@@ -23,6 +22,8 @@ def load(top: Path | None) -> dict[str, str]:
         p = top / name
         if not p.is_file():
             continue
+        import configparser     # only with a file to read: a kernel tree has none of them
+
         parser = configparser.RawConfigParser()
         try:
             parser.read(p, encoding="utf-8")

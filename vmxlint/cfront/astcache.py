@@ -21,7 +21,6 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
-from importlib import resources
 from typing import TYPE_CHECKING, Any, Callable
 
 from msgspec import Struct
@@ -88,8 +87,9 @@ def fixed_part() -> str:
     import pycparser
 
     from vmxlint import cache
+    from vmxlint.cfront.parse import SHIM
 
-    shim = resources.files("vmxlint.cfront").joinpath("shim.h").read_text()
+    shim = SHIM.read_text(encoding="utf-8")
     return cache.key(FORMAT, pycparser.__version__, cache.code_digest(),
                      hashlib.sha256(shim.encode()).hexdigest())
 
