@@ -14,6 +14,7 @@ A finding already inside a hunk (context lines included) stays where it is.
 """
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from vmxlint.findings import Evidence, Finding
@@ -39,8 +40,8 @@ def on_hunk(f: Finding, applied: "Applied") -> Finding:
 
 def _cause(f: Finding, applied: "Applied", removed_at: dict[int, int], changed: set[int],
            post: str) -> int:
-    pre = (applied.pre.get(f.path) or "").split("\n")
-    if f.field:
+    if f.field and removed_at:
+        pre = _lines(applied.pre.get(f.path) or "")
         named = sorted(at for old, at in removed_at.items()
                        if old <= len(pre) and f.field in pre[old - 1])
         if named:
@@ -54,3 +55,9 @@ def _cause(f: Finding, applied: "Applied", removed_at: dict[int, int], changed: 
             if inside:
                 return min(inside, key=lambda n: (abs(n - f.line), n))
     return min(changed)
+
+
+@functools.lru_cache(maxsize=2)
+def _lines(text: str) -> list[str]:
+    """The lines of a pre-image, split once for all the findings of its patch."""
+    return text.split("\n")
