@@ -10,6 +10,7 @@ formed.  The tree is only read, never written.
 """
 from __future__ import annotations
 
+import itertools
 import re
 
 import unidiff
@@ -645,6 +646,9 @@ def _split_lines(text: str) -> list[str]:
 
 
 def _join(lines: list[str]) -> str:
+    """The text of lines, each but the last ended by a newline if it lacks one."""
+    if all(map(str.endswith, lines[:-1], itertools.repeat("\n"))):
+        return "".join(lines)           # the common case, without a copy of every line
     fixed = [ln if ln.endswith("\n") or k == len(lines) - 1 else ln + "\n"
              for k, ln in enumerate(lines)]
     return "".join(fixed)
@@ -667,7 +671,9 @@ class _FileResult(Struct):
 def _apply_file(fp: _FilePatch, path: str, orig_text: str) -> _FileResult:
     """Apply fp's hunks to orig_text; hunks that find no place are reported."""
     orig = _split_lines(orig_text)
-    bare = [ln.rstrip("\n") for ln in orig]
+    bare = orig_text.split("\n")       # the lines without their newline
+    if not bare[-1]:
+        bare.pop()
     bare_index = _index(bare)
     lenient: list = []      # normalised lines and their index, made when a hunk needs them
     res = _FileResult([], set(), set(), {}, [], 0, 0, 0, 0, [])
