@@ -424,3 +424,18 @@ def test_skeleton_is_the_line_filter(parts, cuts, reached):
     spans = {f"f{k}": (min(a, n), min(a + w, n)) for k, (a, w) in enumerate(cuts)}
     names = {f"f{k}" for k in reached}
     assert skeleton(text, spans, names) == _naive_skeleton(text, spans, names)
+
+
+@pytest.mark.parametrize("feed", ["\x0c", "\r", "\x1c", "\u2028"])
+def test_line_ends_other_than_newline_do_not_move_what_is_read(feed):
+    """Spans count lines ended by "\\n" only: characters str.splitlines() also ends a line
+    at (a form feed, which kernel files hold) must not shift the function bodies read for
+    their calls, so the functions the analysis reads stay the same."""
+    tree = Tree.open(FIXTURES / "trees" / "shape-modern")
+    text = tree.read(NESTED_C)
+    fed = tree.with_overlay({NESTED_C: text.replace("\n", "\n" + (feed + "\n") * 4, 1)})
+    before, after = analyse(tree), analyse(fed)
+    assert after.reached == before.reached
+    unit, path = analysis.entry_path(fed)
+    assert "load_vmcs12_host_state" in analysis._called_names(fed.read(NESTED_C), unit,
+                                                              path.functions)

@@ -458,14 +458,15 @@ _C_TOKENS = re.compile(r'/\*.*?(?:\*/|\Z)|//[^\n]*|"(?:\\.|[^"\\\n])*"|'
 def _callees_text(text: str, unit, path) -> list[str]:
     """The texts of the functions of nested.c the path calls: only a helper the path
     calls can keep a cache right on it."""
-    lines = text.splitlines(keepends=True)
+    lines = _lines(text)
     spans = unit.spans()
     callees = sorted({s.callee for s in path.sites if s.kind == "call" and s.callee in spans})
-    return ["".join(lines[spans[n][0] - 1:spans[n][1]]) + "\n" for n in callees]
+    return ["\n".join(lines[spans[n][0] - 1:spans[n][1]])
+            + ("\n" if spans[n][1] < len(lines) else "") + "\n" for n in callees]
 
 
 def _called_names(text: str, unit, functions: Iterable[str]) -> set[str]:
-    lines = text.splitlines()
+    lines = _lines(text)
     span_of = getattr(unit.functions, "span", None)     # a lazy unit: mostly no parse
     names: set[str] = set()
     for name in functions:
@@ -474,9 +475,23 @@ def _called_names(text: str, unit, functions: Iterable[str]) -> set[str]:
         else:
             fn = unit.functions[name]
             first, last = fn.start_line, fn.end_line
-        body = "\n".join(lines[first - 1:last])
-        names.update(re.findall(r"\b([A-Za-z_]\w*)\s*\(", body))
+        names.update(_calls_in("\n".join(lines[first - 1:last])))
     return names
+
+
+@functools.lru_cache(maxsize=2)
+def _lines(text: str) -> list[str]:
+    """The lines of nested.c as spans number them: only "\\n" ends one (str.splitlines()
+    also ends a line at a form feed, which kernel files hold, and at \\r or \\x1c)."""
+    return text.split("\n")
+
+
+@functools.lru_cache(maxsize=1024)      # a function's text is mostly the last image's
+def _calls_in(body: str) -> frozenset[str]:
+    return frozenset(_CALL.findall(body))
+
+
+_CALL = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
 
 
 BLIND = "not_analysed"     # detail of a finding that says a whole analysis did not run
