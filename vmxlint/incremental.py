@@ -15,8 +15,8 @@ the order of earlier queries (``Solver.prime_implicant``).
 from __future__ import annotations
 
 import bisect
-import heapq
 import hashlib
+import operator
 import re
 from typing import TYPE_CHECKING, Iterable, Mapping
 
@@ -180,8 +180,13 @@ class Slices(Struct):
     own: dict[str, list[tuple[int, "Site"]]]
 
     def of(self, name: str) -> list["Site"]:
-        """The slice of one field: its own sites and the common ones, in path order."""
-        return [s for _, s in heapq.merge(self.common, self.own[name], key=lambda p: p[0])]
+        """The slice of one field: its own sites and the common ones, in path order (the
+        two lists are in path order and share no place: sorting their concatenation merges
+        them, in C)."""
+        return [s for _, s in sorted(self.common + self.own[name], key=_place)]
+
+
+_place = operator.itemgetter(0)
 
 
 def slices(ctx: "Context") -> Slices:

@@ -192,6 +192,8 @@ def fold(f: Formula, attr: str, step: Callable[[Formula, list], object]) -> Any:
     def value(g: Formula) -> Any:
         return step(g, []) if isinstance(g, Const) else g.__dict__[attr]
 
+    if not isinstance(f, Const) and attr in f.__dict__:
+        return f.__dict__[attr]         # asked before: the common case, without a walk
     for g in _post_order(f, lambda g: attr in g.__dict__):
         g.__dict__[attr] = step(g, [value(k) for k in _children(g)])
     return value(f)
