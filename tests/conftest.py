@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,16 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
 SHARED = ROOT.parent / "shared"
 SEED = SHARED / "seeds" / "000_a13a8eb555275a06.txt"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cache_of_this_run(tmp_path_factory) -> None:
+    """The suite never writes to the user's cache directory: unless the caller names one,
+    every analysis, subprocess and exit hook of the run uses a directory of its own.  It
+    stays set to the end of the process: the at-exit writes (parsed trees, the walk's
+    summaries) come after the last fixture."""
+    if not os.environ.get("VMXLINT_CACHE_DIR"):
+        os.environ["VMXLINT_CACHE_DIR"] = str(tmp_path_factory.mktemp("vmxlint-cache"))
 
 
 def _fetcher():

@@ -39,3 +39,14 @@ def test_no_hypothesis_deadline() -> None:
                for n, line in enumerate(path.read_text().splitlines(), 1)
                if DEADLINE.search(line)]
     assert not set_one, set_one
+
+
+def test_the_run_has_a_cache_of_its_own() -> None:
+    """No test writes to the user's cache directory (tests/conftest.py names one for the run
+    unless the caller did)."""
+    import os
+
+    from vmxlint import cache
+
+    named = os.environ.get("VMXLINT_CACHE_DIR")
+    assert named and cache.cache_dir() == Path(named)
