@@ -564,8 +564,11 @@ def test_chunks_taken_over_equal_a_plain_split(edits, done) -> None:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_SCAN_ALPHABET, max_size=60).map("".join),
        st.lists(_SCAN_ALPHABET, max_size=60).map("".join))
+@example('";{', '";{')      # the quote opens a literal only once a later one closes it
+@example('x;\n"a;', '"')
 def test_chunks_taken_over_between_any_texts(a: str, b: str) -> None:
-    for old, new in ((a, b), (a + b, b + a), (a + "\n}\n" + b, a + "\n}\n;" + b)):
+    for old, new in ((a, b), (a + b, b + a), (a, a + b), (a + b, a),
+                     (a + "\n}\n" + b, a + "\n}\n;" + b)):
         reused, plain = _split_after(old, new)
         assert reused == plain
 

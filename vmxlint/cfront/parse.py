@@ -115,9 +115,11 @@ def chunks(text: str) -> list[Chunk]:
     last text split where the two texts agree.
 
     The scan holds no state at a chunk's end.  A chunk of the old text before the first
-    difference is the same in the new one when the chunk after it ends before the
-    difference too (deciding where a chunk ends looks ahead at most to the end of the
-    next one).  After the difference, once the new scan ends a chunk where the old one
+    difference is the same in the new one when the chunk after it, and the line the chunk
+    ends on, end before the difference too: deciding where a chunk ends looks ahead to
+    the next one's first character (a macro call standing alone) and to the end of a line
+    (whether a quote opens a literal depends on a closing quote later on its line).  After
+    the difference, once the new scan ends a chunk where the old one
     did and both texts are the same from the start of that line on, every later chunk is
     the old one, moved."""
     with _split_lock:
@@ -138,7 +140,8 @@ def _reusing(text: str, old: str, done: tuple[Chunk, ...]) -> list[Chunk]:
         return list(done)
     same = _common_prefix(text, old)
     keep = 0        # chunks taken over from the front
-    while keep + 1 < len(done) and done[keep + 1].end <= same:
+    while keep + 1 < len(done) and done[keep + 1].end <= same \
+            and -1 < old.find("\n", done[keep].end - 1) < same:
         keep += 1
     out = list(done[:keep])
     pos, line = (out[-1].end, out[-1].end_line) if out else (0, 1)
