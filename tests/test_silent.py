@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vmxlint.analysis import analyse
 from vmxlint.mail import read_mails
@@ -148,3 +150,29 @@ def test_hostile_corpus(name: str, status: int) -> None:
     assert proc.returncode == status, (proc.stdout[-500:], err)
     assert "Traceback" not in err and "\x1b" not in err
     assert "\x1b" not in proc.stdout.decode("utf-8", "replace")
+
+
+def _ref_brace_check(text: str) -> str | None:
+    """The brace scan of unusable_source as first written: token by token, stopping at
+    the first '}' that closes nothing."""
+    from vmxlint.analysis import _C_TOKENS
+
+    depth = 0
+    for m in _C_TOKENS.finditer(text):
+        if m.group(0) == "{":
+            depth += 1
+        elif m.group(0) == "}":
+            depth -= 1
+            if depth < 0:
+                return "has an unbalanced '}'"
+    return "is truncated (a '{' is never closed)" if depth > 0 else None
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(["{", "}", "{}", "/*", "*/", "//", "\"", "'", "\\", "x",
+                                 "\n", "\"}\"", "'{'", "/* } */"]), max_size=40).map("".join))
+def test_brace_check_equals_a_token_by_token_scan(body: str) -> None:
+    from vmxlint.analysis import unusable_source
+
+    text = body + "\n"
+    assert unusable_source(text) == _ref_brace_check(text)
