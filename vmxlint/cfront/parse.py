@@ -119,8 +119,8 @@ def chunks(text: str) -> list[Chunk]:
     ends on, end before the difference too: deciding where a chunk ends looks ahead to
     the next one's first character (a macro call standing alone) and to the end of a line
     (whether a quote opens a literal depends on a closing quote later on its line).  After
-    the difference, once the new scan ends a chunk where the old one
-    did and both texts are the same from the start of that line on, every later chunk is
+    the difference, once the new scan ends a chunk where the old one did and both texts
+    are the same from the newline before that chunk's last line on, every later chunk is
     the old one, moved."""
     with _split_lock:
         old, done = _last_split
