@@ -435,29 +435,79 @@ def print_table(doc: dict) -> None:
         print(f"note: {note}")
 
 
-def against(tree: Path, rev: str, repeat: int) -> dict:
-    """Cold ``audit`` of this checkout and of git revision REV, interleaved run by run so
-    both see the same machine load; the ratio is what a change cost."""
+def against(tree: Path, rev: str, repeat: int, batch_n: int) -> dict:
+    """This checkout against git revision REV, interleaved run by run so both see the same
+    machine load: the cold ``audit`` (wall), a ``check`` of a new patch with a primed
+    cache (wall, b4's case) and the series in one process (CPU).  The ratios are what a
+    change cost; each side's outputs of the series are compared too."""
+    nested = (tree / NESTED).read_text(encoding="utf-8", errors="surrogateescape")
     with tempfile.TemporaryDirectory(prefix="vmxlint-against-") as tmp:
-        other = Path(tmp) / "rev"
+        work = Path(tmp)
+        other = work / "rev"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach",
                         str(other), rev], check=True)
         try:
-            sides = {"this checkout": ROOT, rev: other}
-            t = {name: Timing(f"audit cold, {name}") for name in sides}
-            for i in range(repeat):
-                order = list(sides.items())
-                for name, root in (order if i % 2 == 0 else order[::-1]):
-                    env = base_env(Path(tmp) / f"cache-{name.replace(' ', '-')}-{i}")
-                    env["PYTHONPATH"] = str(root)
-                    argv = [sys.executable, "-m", "vmxlint", "audit", "--tree", str(tree)]
-                    record(t[name], argv, env=env, cwd=Path(tmp))
+            return _against(tree, rev, {"this checkout": ROOT, rev: other}, work, nested,
+                            repeat, batch_n)
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
                             str(other)], check=False)
-    now, before = t["this checkout"], t[rev]
-    return {"rev": rev, "this": now.walls, "before": before.walls,
-            "ratio": _ratio(now.wall, before.wall)}
+
+
+def _against(tree: Path, rev: str, sides: dict[str, Path], work: Path, nested: str,
+             repeat: int, batch_n: int) -> dict:
+    singles = []
+    for k, text in enumerate(patches.singles(nested, repeat)):
+        singles.append(work / f"single-{k}.patch")
+        singles[-1].write_text(text, encoding="utf-8", errors="surrogateescape")
+    series = work / "series.mbox"
+    series.write_text("".join(patches.series(nested, batch_n)), encoding="utf-8",
+                      errors="surrogateescape")
+    slug = {name: f"side{n}" for n, name in enumerate(sides)}
+
+    def run(name: str, t: Timing, args: list[str], cache: Path) -> bytes:
+        """Time one run of vmxlint from the side's code into ``t``; return its output."""
+        env = base_env(cache)
+        env["PYTHONPATH"] = str(sides[name])
+        argv = [sys.executable, "-m", "vmxlint", *args]
+        wall, cpu, rc, out, err = run_once(argv, cwd=work, env=env)
+        if rc not in (0, 1):
+            raise BenchError(f"{name}: exit {rc} from {' '.join(args)}: "
+                             f"{err.decode(errors='replace').strip()[-400:]}")
+        t.walls.append(wall)
+        t.cpus.append(cpu)
+        return out
+
+    def warm(name: str) -> Path:
+        d = work / f"{slug[name]}-warm-{len(list(work.glob(slug[name] + '-warm-*')))}"
+        shutil.copytree(work / f"{slug[name]}-primed", d)
+        return d
+
+    for name, root in sides.items():      # the bytecode, and each side's primed cache
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(root / "vmxlint")],
+                       capture_output=True, check=False)
+        run(name, Timing("prime"), ["audit", "--tree", str(tree)], work / f"{slug[name]}-primed")
+    t = {(case, name): Timing(f"{case}, {name}") for case in ("audit", "check", "series")
+         for name in sides}
+    outputs: dict[str, set[bytes]] = {name: set() for name in sides}
+    for i in range(repeat):
+        order = list(sides) if i % 2 == 0 else list(sides)[::-1]
+        for name in order:
+            run(name, t["audit", name], ["audit", "--tree", str(tree)],
+                work / f"{slug[name]}-cold-{i}")
+            run(name, t["check", name], ["check", "--tree", str(tree), str(singles[i])],
+                warm(name))
+            if i < (repeat + 1) // 2:
+                outputs[name].add(run(name, t["series", name],
+                                      ["check", "--tree", str(tree), str(series)], warm(name)))
+    now, before = list(sides)
+    out: dict = {"rev": rev, "same_series_output": outputs[now] == outputs[before]}
+    for case, measure in (("audit", "wall"), ("check", "wall"), ("series", "cpu")):
+        a, b = t[case, now], t[case, before]
+        out[case] = {"this": getattr(a, measure + "s"), "before": getattr(b, measure + "s"),
+                     "measure": measure,
+                     "ratio": _ratio(getattr(a, measure), getattr(b, measure))}
+    return out
 
 
 def default_tree() -> Path:
@@ -481,7 +531,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--allow-missing-peers", action="store_true",
                     help="a case whose peer (spatch, perl) is missing is skipped, not missed")
     ap.add_argument("--against", metavar="REV",
-                    help="only compare the cold audit with git revision REV, side by side")
+                    help="only compare this checkout with git revision REV, side by side: "
+                    "cold audit, check of a new patch, series")
     args = ap.parse_args(argv)
     repeat = max(1, args.repeat or (3 if args.quick else 5))
     batch_n = max(1, args.batch or (20 if args.quick else 40))
@@ -493,11 +544,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if args.against:
-            cmp = against(tree, args.against, repeat)
-            print(f"cold audit, median of {len(cmp['this'])} interleaved runs: this checkout "
-                  f"{statistics.median(cmp['this']):.3f}s, {cmp['rev']} "
-                  f"{statistics.median(cmp['before']):.3f}s, ratio {cmp['ratio']:.2f}x")
-            return 0
+            cmp = against(tree, args.against, repeat, batch_n)
+            for case, what in (("audit", "cold audit"), ("check", "check of a new patch, "
+                               "tree analysed"), ("series", f"series of {batch_n}")):
+                c = cmp[case]
+                print(f"{what} ({c['measure']}, median of {len(c['this'])} interleaved runs): "
+                      f"this checkout {statistics.median(c['this']):.3f}s, {cmp['rev']} "
+                      f"{statistics.median(c['before']):.3f}s, ratio {c['ratio']:.2f}x")
+            print("series output: " + ("the same" if cmp["same_series_output"] else "DIFFERS"))
+            return 0 if cmp["same_series_output"] else 1
         doc = bench(tree, repeat, batch_n, args.allow_missing_peers)
     except (BenchError, subprocess.CalledProcessError) as exc:
         print(f"run.py: the benchmark cannot run: {exc}", file=sys.stderr)
