@@ -241,6 +241,19 @@ def peak_rss_mb(argv: list[str], env: dict[str, str], work: Path) -> tuple[float
     return int(proc.stdout.split()[-1]) / 1024, "RUSAGE_CHILDREN ru_maxrss"
 
 
+def write_patches(work: Path, nested: str, n_single: int, batch_n: int
+                  ) -> tuple[list[Path], Path]:
+    """Unseen single patches (one per timed check) and a cumulative series, in WORK."""
+    singles = []
+    for k, text in enumerate(patches.singles(nested, n_single)):
+        singles.append(work / f"single-{k}.patch")
+        singles[-1].write_text(text, encoding="utf-8", errors="surrogateescape")
+    series = work / "series.mbox"
+    series.write_text("".join(patches.series(nested, batch_n)), encoding="utf-8",
+                      errors="surrogateescape")
+    return singles, series
+
+
 # ---------------------------------------------------------------------- the cases
 
 def bench(tree: Path, repeat: int, batch_n: int, allow_missing: bool) -> dict:
@@ -252,14 +265,7 @@ def bench(tree: Path, repeat: int, batch_n: int, allow_missing: bool) -> dict:
     notes: list[str] = []
     try:
         # Patches: one unseen single patch per timed check, and a cumulative series.
-        n_single = 2 * repeat + MEM_RUNS + 1
-        singles = []
-        for k, text in enumerate(patches.singles(nested, n_single)):
-            singles.append(work / f"single-{k}.patch")
-            singles[-1].write_text(text, encoding="utf-8", errors="surrogateescape")
-        series = work / "series.mbox"
-        series.write_text("".join(patches.series(nested, batch_n)), encoding="utf-8",
-                          errors="surrogateescape")
+        singles, series = write_patches(work, nested, 2 * repeat + MEM_RUNS + 1, batch_n)
         notes.append(validate(tree, work, singles, series))
         fresh = iter(singles)
 
@@ -456,13 +462,7 @@ def against(tree: Path, rev: str, repeat: int, batch_n: int) -> dict:
 
 def _against(tree: Path, rev: str, sides: dict[str, Path], work: Path, nested: str,
              repeat: int, batch_n: int) -> dict:
-    singles = []
-    for k, text in enumerate(patches.singles(nested, repeat)):
-        singles.append(work / f"single-{k}.patch")
-        singles[-1].write_text(text, encoding="utf-8", errors="surrogateescape")
-    series = work / "series.mbox"
-    series.write_text("".join(patches.series(nested, batch_n)), encoding="utf-8",
-                      errors="surrogateescape")
+    singles, series = write_patches(work, nested, repeat, batch_n)
     slug = {name: f"side{n}" for n, name in enumerate(sides)}
 
     def run(name: str, t: Timing, args: list[str], cache: Path) -> bytes:
