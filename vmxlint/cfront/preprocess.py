@@ -35,7 +35,9 @@ def join_continuations(text: str) -> str:
     if "\\\n" not in text:
         return text
     if text.endswith("\\"):
-        return _join_lines(text)        # a continuation the file ends in: line by line
+        # A file that ends in a continuation joins exactly as it would with a newline
+        # after it: the line by line rule pads the joined line the same either way.
+        text += "\n"
     # Only the logical lines that continue are rewritten: the rest of the file is copied.
     out: list[str] = []
     pos = 0
@@ -54,28 +56,6 @@ def join_continuations(text: str) -> str:
         pos = end
         cut = text.find("\\\n", pos)
     out.append(text[pos:])
-    return "".join(out)
-
-
-def _join_lines(text: str) -> str:
-    out: list[str] = []
-    pending = 0
-    for line in text.split("\n"):
-        if line.endswith("\\"):
-            out.append(line[:-1])
-            pending += 1
-            continue
-        out.append(line)
-        if pending:
-            # The logical line ends here: its physical lines collapse into one, and the
-            # newlines go after it so that the following lines keep their numbers.
-            out.append("\n" * pending)
-            pending = 0
-        out.append("\n")
-    if pending:
-        out.append("\n" * pending)
-    else:
-        out.pop()
     return "".join(out)
 
 
