@@ -16,6 +16,7 @@ from vmxlint import __version__, cache
 from vmxlint.findings import Finding, number_occurrences
 from vmxlint.incremental import Neighbour
 from vmxlint.tree import NESTED_C, Tree, TreeError
+from vmxlint.tree import lines as text_lines
 
 # Files whose content decides the analysis of a tree.
 INPUTS = (
@@ -458,7 +459,7 @@ _C_TOKENS = re.compile(r'/\*.*?(?:\*/|\Z)|//[^\n]*|"(?:\\.|[^"\\\n])*"|'
 def _callees_text(text: str, unit, path) -> list[str]:
     """The texts of the functions of nested.c the path calls: only a helper the path
     calls can keep a cache right on it."""
-    lines = _lines(text)
+    lines = text_lines(text)
     spans = unit.spans()
     callees = sorted({s.callee for s in path.sites if s.kind == "call" and s.callee in spans})
     return ["\n".join(lines[spans[n][0] - 1:spans[n][1]])
@@ -466,7 +467,7 @@ def _callees_text(text: str, unit, path) -> list[str]:
 
 
 def _called_names(text: str, unit, functions: Iterable[str]) -> set[str]:
-    lines = _lines(text)
+    lines = text_lines(text)
     span_of = getattr(unit.functions, "span", None)     # a lazy unit: mostly no parse
     names: set[str] = set()
     for name in functions:
@@ -477,13 +478,6 @@ def _called_names(text: str, unit, functions: Iterable[str]) -> set[str]:
             first, last = fn.start_line, fn.end_line
         names.update(_calls_in("\n".join(lines[first - 1:last])))
     return names
-
-
-@functools.lru_cache(maxsize=2)
-def _lines(text: str) -> list[str]:
-    """The lines of nested.c as spans number them: only "\\n" ends one (str.splitlines()
-    also ends a line at a form feed, which kernel files hold, and at \\r or \\x1c)."""
-    return text.split("\n")
 
 
 @functools.lru_cache(maxsize=1024)      # a function's text is mostly the last image's

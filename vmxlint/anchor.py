@@ -14,10 +14,10 @@ A finding already inside a hunk (context lines included) stays where it is.
 """
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING
 
 from vmxlint.findings import Evidence, Finding
+from vmxlint.tree import lines
 
 if TYPE_CHECKING:  # pragma: no cover
     from vmxlint.patch import Applied
@@ -41,7 +41,7 @@ def on_hunk(f: Finding, applied: "Applied") -> Finding:
 def _cause(f: Finding, applied: "Applied", removed_at: dict[int, int], changed: set[int],
            post: str) -> int:
     if f.field and removed_at:
-        pre = _lines(applied.pre.get(f.path) or "")
+        pre = lines(applied.pre.get(f.path) or "")
         named = sorted(at for old, at in removed_at.items()
                        if old <= len(pre) and f.field in pre[old - 1])
         if named:
@@ -55,9 +55,3 @@ def _cause(f: Finding, applied: "Applied", removed_at: dict[int, int], changed: 
             if inside:
                 return min(inside, key=lambda n: (abs(n - f.line), n))
     return min(changed)
-
-
-@functools.lru_cache(maxsize=2)
-def _lines(text: str) -> list[str]:
-    """The lines of a pre-image, split once for all the findings of its patch."""
-    return text.split("\n")

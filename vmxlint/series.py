@@ -12,7 +12,7 @@ from msgspec import Struct, field
 from vmxlint.analysis import BLIND, MAX_PATCHES, UNANALYSED, Analysis, inputs
 from vmxlint.findings import Finding, PatchRef, compare
 from vmxlint.incremental import Neighbour
-from vmxlint.tree import NESTED_C, Tree
+from vmxlint.tree import NESTED_C, Tree, lines
 
 
 class CheckResult(Struct):
@@ -122,8 +122,8 @@ class _Blind:
     def __init__(self, before: Analysis, pre: Tree, post: Tree, applied, broken: dict,
                  ref: PatchRef) -> None:
         self.before = {f.key: f for f in before.findings}
-        self.pre = (pre.read(NESTED_C) or "").split("\n")
-        self.post = (post.read(NESTED_C) or "").split("\n")
+        self.pre = lines(pre.read(NESTED_C) or "")
+        self.post = lines(post.read(NESTED_C) or "")
         self.added = applied.added_lines.get(NESTED_C, set())
         self.removed = applied.removed_lines.get(NESTED_C, set())
         self.broken = broken

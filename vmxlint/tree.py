@@ -1,6 +1,7 @@
 """Where kernel files come from: a directory, a git revision, and an in-memory overlay."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import subprocess
 from pathlib import Path
@@ -9,6 +10,14 @@ from typing import Mapping
 from vmxlint.errors import VmxlintError
 
 NESTED_C = "arch/x86/kvm/vmx/nested.c"
+
+
+@functools.lru_cache(maxsize=4)     # a patch's pre- and post-image, asked by several stages
+def lines(text: str) -> list[str]:
+    """The lines of a file's text as vmxlint numbers them: only "\\n" ends one
+    (str.splitlines() also ends a line at a form feed, which kernel files hold, and at
+    \\r or \\x1c).  The list is shared: read it, never change it."""
+    return text.split("\n")
 
 
 class TreeError(VmxlintError):
