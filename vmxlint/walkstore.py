@@ -111,9 +111,12 @@ def _state(state: Any) -> list:
 
 def _effect(e: Any, table: _Table) -> list:
     if isinstance(e, Site):
-        d = dict(zip(_SITE_FIELDS, structs.astuple(e)))
-        return ["s"] + [table.ref(d[n]) if n in _FORMULAS else list(d[n]) if n == "chain"
-                        else d[n].value if n == "origin" else d[n] for n in _SITE_FIELDS]
+        values = list(structs.astuple(e))   # the row _read_effect builds a site from
+        for k in _FORMULA_AT:
+            values[k] = table.ref(values[k])
+        values[_CHAIN_AT] = list(values[_CHAIN_AT])
+        values[_ORIGIN_AT] = values[_ORIGIN_AT].value
+        return ["s"] + values
     if isinstance(e, Label):
         return ["L", e.name, e.spelled]
     if isinstance(e, Visit):
