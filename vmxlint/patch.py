@@ -636,13 +636,14 @@ def _index(lines: list[str]) -> dict[str, list[int]]:
 
 # -- applying -----------------------------------------------------------------------
 
-def _split_lines(text: str) -> list[str]:
-    """Lines with their "\\n" (only "\\n" ends a line: kernel files hold form feeds)."""
-    parts = text.split("\n")
-    out = [p + "\n" for p in parts[:-1]]
-    if parts[-1]:
-        out.append(parts[-1])
-    return out
+def _split_lines(text: str) -> tuple[list[str], list[str]]:
+    """The lines with their "\\n" and without it (only "\\n" ends a line: kernel files
+    hold form feeds)."""
+    bare = text.split("\n")
+    if not bare[-1]:
+        bare.pop()                  # the text ends with a newline, or is empty
+        return [p + "\n" for p in bare], bare
+    return [p + "\n" for p in bare[:-1]] + [bare[-1]], bare
 
 
 def _join(lines: list[str]) -> str:
@@ -670,10 +671,7 @@ class _FileResult(Struct):
 
 def _apply_file(fp: _FilePatch, path: str, orig_text: str) -> _FileResult:
     """Apply fp's hunks to orig_text; hunks that find no place are reported."""
-    orig = _split_lines(orig_text)
-    bare = orig_text.split("\n")       # the lines without their newline
-    if not bare[-1]:
-        bare.pop()
+    orig, bare = _split_lines(orig_text)
     bare_index = _index(bare)
     lenient: list = []      # normalised lines and their index, made when a hunk needs them
     res = _FileResult([], set(), set(), {}, [], 0, 0, 0, 0, [])
