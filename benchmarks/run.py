@@ -463,7 +463,10 @@ def against(tree: Path, rev: str, repeat: int, batch_n: int) -> dict:
 def _against(tree: Path, rev: str, sides: dict[str, Path], work: Path, nested: str,
              repeat: int, batch_n: int) -> dict:
     singles, series = write_patches(work, nested, repeat, batch_n)
-    slug = {name: f"side{n}" for n, name in enumerate(sides)}
+    caches = {}                             # each side's caches: its primed one, copied
+    for n, name in enumerate(sides):
+        (work / f"side{n}").mkdir()
+        caches[name] = Caches(work / f"side{n}", work / f"side{n}" / "primed")
 
     def run(name: str, t: Timing, args: list[str], cache: Path) -> bytes:
         """Time one run of vmxlint from the side's code into ``t``; return its output."""
@@ -478,28 +481,23 @@ def _against(tree: Path, rev: str, sides: dict[str, Path], work: Path, nested: s
         t.cpus.append(cpu)
         return out
 
-    def warm(name: str) -> Path:
-        d = work / f"{slug[name]}-warm-{len(list(work.glob(slug[name] + '-warm-*')))}"
-        shutil.copytree(work / f"{slug[name]}-primed", d)
-        return d
-
     for name, root in sides.items():      # the bytecode, and each side's primed cache
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(root / "vmxlint")],
                        capture_output=True, check=False)
-        run(name, Timing("prime"), ["audit", "--tree", str(tree)], work / f"{slug[name]}-primed")
+        run(name, Timing("prime"), ["audit", "--tree", str(tree)], caches[name].primed)
     t = {(case, name): Timing(f"{case}, {name}") for case in ("audit", "check", "series")
          for name in sides}
     outputs: dict[str, set[bytes]] = {name: set() for name in sides}
     for i in range(repeat):
         order = list(sides) if i % 2 == 0 else list(sides)[::-1]
         for name in order:
-            run(name, t["audit", name], ["audit", "--tree", str(tree)],
-                work / f"{slug[name]}-cold-{i}")
+            run(name, t["audit", name], ["audit", "--tree", str(tree)], caches[name].empty())
             run(name, t["check", name], ["check", "--tree", str(tree), str(singles[i])],
-                warm(name))
+                caches[name].tree_warm())
             if i < (repeat + 1) // 2:
                 outputs[name].add(run(name, t["series", name],
-                                      ["check", "--tree", str(tree), str(series)], warm(name)))
+                                      ["check", "--tree", str(tree), str(series)],
+                                      caches[name].tree_warm()))
     now, before = list(sides)
     out: dict = {"rev": rev, "same_series_output": outputs[now] == outputs[before]}
     for case, measure in (("audit", "wall"), ("check", "wall"), ("series", "cpu")):
