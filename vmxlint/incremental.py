@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Iterable, Mapping
 from msgspec import Struct, structs
 
 from vmxlint.logic import And, Atom, Const, Formula, Not, atoms, fold
+from vmxlint.textdiff import same_lines
+from vmxlint.tree import lines as text_lines
 
 if TYPE_CHECKING:  # pragma: no cover
     from vmxlint.analysis import Analysis
@@ -73,17 +75,12 @@ class LineMap:
     def __init__(self, path: str, old: str, new: str, old_spans: Spans, new_spans: Spans
                  ) -> None:
         self.path = path
-        a, b = old.split("\n"), new.split("\n")
-        n = min(len(a), len(b))
-        p = 0
-        while p < n and a[p] == b[p]:
-            p += 1
-        s = 0
-        while s < n - p and a[-1 - s] == b[-1 - s]:
-            s += 1
-        self._prefix, self._suffix_from, self._delta = p, len(a) - s + 1, len(b) - len(a)
+        p, s = same_lines(old, new)
+        self._prefix = p
+        self._suffix_from = old.count("\n") + 1 - s + 1
+        self._delta = new.count("\n") - old.count("\n")
         self._old, self._new = Positions(path, old_spans), dict(new_spans)
-        self._a, self._b = a, b
+        self._texts = old, new
         self._same: dict[str, bool] = {}
 
     def __call__(self, line: int) -> int | None:
@@ -99,8 +96,8 @@ class LineMap:
     def _unchanged(self, name: str, start: int, end: int) -> bool:
         if name not in self._same:
             span = self._new.get(name)
-            self._same[name] = span is not None and \
-                self._a[start - 1:end] == self._b[span[0] - 1:span[1]]
+            a, b = map(text_lines, self._texts)
+            self._same[name] = span is not None and a[start - 1:end] == b[span[0] - 1:span[1]]
         return self._same[name]
 
     def place_ok(self, name: str, line: int) -> bool:

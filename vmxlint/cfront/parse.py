@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 from msgspec import Struct
 
 from vmxlint.cfront.preprocess import preprocess, rewrite_body, type_argument_pattern
+from vmxlint.textdiff import common_prefix
 
 if TYPE_CHECKING:
     from vmxlint.cfront import Unit
@@ -138,7 +139,7 @@ def _remember_split(text: str, out: list[Chunk]) -> None:
 def _reusing(text: str, old: str, done: tuple[Chunk, ...]) -> list[Chunk]:
     if text == old:
         return list(done)
-    same = _common_prefix(text, old)
+    same = common_prefix(text, old)
     keep = 0        # chunks taken over from the front
     while keep + 1 < len(done) and done[keep + 1].end <= same \
             and -1 < old.find("\n", done[keep].end - 1) < same:
@@ -167,22 +168,6 @@ def _reusing(text: str, old: str, done: tuple[Chunk, ...]) -> list[Chunk]:
 def _moved(c: Chunk, shift: int, lines: int) -> Chunk:
     return Chunk(c.start + shift, c.end + shift, c.line + lines, c.end_line + lines,
                  c.column, c.body + shift if c.body >= 0 else -1)
-
-
-def _common_prefix(a: str, b: str) -> int:
-    """The length of the longest common prefix of a and b."""
-    n = min(len(a), len(b))
-    lo, step = 0, 4096
-    while lo < n and a.startswith(b[lo:lo + step], lo) and lo + step <= n:
-        lo += step
-    hi = min(lo + step, n)
-    while lo < hi:          # a[:lo] == b[:lo]; the first difference is before hi
-        mid = (lo + hi + 1) // 2
-        if a.startswith(b[lo:mid], lo):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
 
 
 _BARE_CALL = re.compile(r"[A-Za-z_]\w*[ \t]*\(")
