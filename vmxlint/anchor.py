@@ -14,7 +14,7 @@ A finding already inside a hunk (context lines included) stays where it is.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
 from vmxlint.findings import Evidence, Finding
 from vmxlint.tree import lines
@@ -23,8 +23,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from vmxlint.patch import Applied
 
 
-def on_hunk(f: Finding, applied: "Applied") -> Finding:
-    """f, anchored on its patch's hunks when it is new and lies outside all of them."""
+Spans = Mapping[str, tuple[int, int]]
+
+
+def on_hunk(f: Finding, applied: "Applied", functions: Mapping[str, Spans] | None = None
+            ) -> Finding:
+    """f, anchored on its patch's hunks when it is new and lies outside all of them.
+
+    ``functions``: the functions of the post-image with their first and last lines, by file,
+    as the analysis found them (a file not there is split into functions here)."""
     post = applied.files.get(f.path)
     if f.status != "new" or post is None:
         return f
@@ -33,13 +40,13 @@ def on_hunk(f: Finding, applied: "Applied") -> Finding:
     spans = applied.hunk_spans.get(f.path, [])
     if not changed or any(a <= f.line <= b for a, b in spans):
         return f
-    line = _cause(f, applied, removed_at, changed, post)
+    line = _cause(f, applied, removed_at, changed, post, (functions or {}).get(f.path))
     site = Evidence(path=f.path, line=f.line, function=f.function, role="site")
     return f.with_(line=line, col=1, evidence=(site,) + f.evidence)
 
 
 def _cause(f: Finding, applied: "Applied", removed_at: dict[int, int], changed: set[int],
-           post: str) -> int:
+           post: str, spans: Spans | None) -> int:
     if f.field and removed_at:
         pre = lines(applied.pre.get(f.path) or "")
         named = sorted(at for old, at in removed_at.items()
@@ -47,9 +54,11 @@ def _cause(f: Finding, applied: "Applied", removed_at: dict[int, int], changed: 
         if named:
             return named[0]
     if f.function:
-        from vmxlint.cfront import function_spans
+        if not spans:
+            from vmxlint.cfront import function_spans
 
-        span = function_spans(post).get(f.function)
+            spans = function_spans(post)
+        span = spans.get(f.function)
         if span is not None:
             inside = [n for n in changed if span[0] <= n <= span[1]]
             if inside:

@@ -102,8 +102,9 @@ def check(mails: list, tree: Tree, include_existing: bool = False,
         k, ref, applied = event
         before, after_a = pairs[k]
         seen = _Blind(before, steps[k].before, steps[k].after, applied, broken, ref)
+        spans = {NESTED_C: after_a.spans}
         for f in compare(before.findings, after_a.findings):
-            f = on_hunk(seen.judge(f), applied)
+            f = on_hunk(seen.judge(f), applied, spans)
             if f.status == "existing" and not include_existing:
                 continue
             out.append(f.with_(patch=ref))
