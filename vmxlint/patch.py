@@ -526,7 +526,7 @@ class _Refused(Exception):
     """A hunk that has no place in the tree; the message says why."""
 
 
-def _find_exact(hunk: _Hunk, orig: list[str], index: dict[str, list[int]], lo: int,
+def _find_exact(hunk: _Hunk, orig: list[str], index: "_Index", lo: int,
                 want: int) -> _Place | None:
     """The nearest exact occurrence of the pre-image at or after lo.
 
@@ -553,7 +553,7 @@ def _context_ends(lines: list[tuple[str, str]]) -> tuple[int, int]:
     return changed[0], len(lines) - 1 - changed[-1]
 
 
-def _find_lenient(hunk: _Hunk, norm: list[str], index: dict[str, list[int]], lo: int,
+def _find_lenient(hunk: _Hunk, norm: list[str], index: "_Index", lo: int,
                   want: int) -> tuple[_Place | None, int]:
     """Locate the hunk ignoring whitespace; trim end context only when it removes lines.
 
@@ -617,21 +617,34 @@ def _tie_break(starts: list[int], want: int) -> int | None:
     return exact[0] if len(exact) == 1 else None
 
 
-def _occurrences(pattern: list[str], lines: list[str], index: dict[str, list[int]],
+def _occurrences(pattern: list[str], lines: list[str], index: "_Index",
                  lo: int) -> list[int]:
     """Start positions >= lo where lines hold pattern (anchored on its rarest line)."""
     n = len(pattern)
-    anchor = min(range(n), key=lambda k: len(index.get(pattern[k], ())))
-    starts = (q - anchor for q in index.get(pattern[anchor], ()))
+    anchor = min(range(n), key=lambda k: len(index[pattern[k]]))
+    starts = (q - anchor for q in index[pattern[anchor]])
     return [p for p in starts if p >= lo and lines[p:p + n] == pattern]
 
 
-def _index(lines: list[str]) -> dict[str, list[int]]:
-    """Positions of each distinct line."""
-    index: dict[str, list[int]] = {}
-    for k, value in enumerate(lines):
-        index.setdefault(value, []).append(k)
-    return index
+class _Index(dict):
+    """Positions of each distinct line asked about, found when first asked: a patch asks
+    about a few dozen lines of a file of thousands."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__()
+        self._lines = lines
+
+    def __missing__(self, value: str) -> list[int]:
+        found: list[int] = []
+        at = -1
+        try:
+            while True:
+                at = self._lines.index(value, at + 1)     # a scan in C
+                found.append(at)
+        except ValueError:
+            pass
+        self[value] = found
+        return found
 
 
 # -- applying -----------------------------------------------------------------------
@@ -672,7 +685,7 @@ class _FileResult(Struct):
 def _apply_file(fp: _FilePatch, path: str, orig_text: str) -> _FileResult:
     """Apply fp's hunks to orig_text; hunks that find no place are reported."""
     orig, bare = _split_lines(orig_text)
-    bare_index = _index(bare)
+    bare_index = _Index(bare)
     lenient: list = []      # normalised lines and their index, made when a hunk needs them
     res = _FileResult([], set(), set(), {}, [], 0, 0, 0, 0, [])
     cursor = offset = 0
@@ -684,7 +697,7 @@ def _apply_file(fp: _FilePatch, path: str, orig_text: str) -> _FileResult:
             if place is None:
                 if not lenient:
                     norm = [_norm(ln) for ln in bare]
-                    lenient[:] = [norm, _index(norm)]
+                    lenient[:] = [norm, _Index(norm)]
                 place, count = _find_lenient(hunk, lenient[0], lenient[1], cursor, want)
         except _Refused as why:
             res.problems.append(Problem(NOT_APPLIED, path, hunk.old_start,
