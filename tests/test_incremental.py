@@ -439,3 +439,25 @@ def test_line_ends_other_than_newline_do_not_move_what_is_read(feed):
     unit, path = analysis.entry_path(fed)
     assert "load_vmcs12_host_state" in analysis._called_names(fed.read(NESTED_C), unit,
                                                               path.functions)
+
+
+def test_the_quick_test_before_the_skeletons():
+    """edits_read_code answers True only for an edit of C tokens outside the bodies of
+    functions the analysis did not read; everything else is left to the skeletons."""
+    from vmxlint.incremental import edits_read_code
+
+    old = "int x;\n\nvoid f(void)\n{\n\ta();\n}\n\nvoid g(void)\n{\n\tb();\n}\n"
+    spans = {"f": (3, 6), "g": (8, 11)}
+
+    def read(new: str, reached=("f",)) -> bool:
+        return edits_read_code(old, new, spans, reached)
+
+    assert read(old.replace("\ta();", "\ta(); /* why */")) is False
+    assert read(old.replace("\ta();", "\ta();\n\n// more\n")) is False
+    assert read(old.replace("\ta();", "\ta(1);")) is True
+    assert read(old.replace("\ta();", "\ta();\n\tc();")) is True
+    assert read(old.replace("\tb();", "\tb(1);")) is False          # g is not read
+    assert read(old.replace("\tb();", "\tb(1);"), reached=("f", "g")) is True
+    assert read(old.replace("int x;", "long x;")) is True             # outside every body
+    assert read(old.replace("\n\nvoid g", "\nint y;\n\nvoid g")) is True
+    assert read(old.replace("{\n\tb();", "{\n\tb();\n\tb();")) is False

@@ -52,10 +52,11 @@ class Analysis(Struct, forbid_unknown_fields=True):
     digests: dict[str, str] = field(default_factory=dict)
     lines: dict[str, list[int]] = field(default_factory=dict)
     spans: dict[str, tuple[int, int]] = field(default_factory=dict)
-    # For reuse of the whole analysis (an edit the walk does not read): the functions the
-    # analysis read, the skeleton of nested.c, what else it read, and ``also``.
+    # For reuse of the whole analysis (an edit the walk does not read): whether it may be
+    # (the entry path was analysed), the functions it read (nested.c's skeleton is made
+    # of them, vmxlint.incremental.skeleton), what else it read, and ``also``.
+    reusable: bool = False
     reached: list[str] = field(default_factory=list)
-    skeleton: str = ""
     context: str = ""
     also: list[str] = field(default_factory=list)
 
@@ -152,10 +153,10 @@ def _unchanged(tree: Tree, root: str | None, also: list[str],
                base: Neighbour) -> Analysis | None:
     """The neighbour's analysis, lines moved, when the edit between them changes nothing
     the analysis reads (a comment, whitespace, a function the walk does not reach)."""
-    from vmxlint.incremental import LineMap, moved_analysis, skeleton
+    from vmxlint.incremental import LineMap, edits_read_code, moved_analysis, skeleton
 
     old = base.analysis
-    if not old.skeleton or old.context != _context(tree, root) or any(
+    if not old.reusable or old.context != _context(tree, root) or any(
             f.code in UNANALYSED for f in old.findings):
         return None
     written = set(old.written)
@@ -164,10 +165,10 @@ def _unchanged(tree: Tree, root: str | None, also: list[str],
     text = tree.read(NESTED_C) or ""
     if text == base.text:           # the same image, asked about other fields (``also``)
         return structs.replace(old, also=list(also))
-    if unusable_source(text):
+    if edits_read_code(base.text, text, old.spans, old.reached) or unusable_source(text):
         return None
     spans = _unit(text).spans()
-    if skeleton(text, spans, old.reached) != old.skeleton:
+    if skeleton(text, spans, old.reached) != skeleton(base.text, old.spans, old.reached):
         return None
     moved = moved_analysis(old, LineMap(NESTED_C, base.text, text, old.spans, spans), spans)
     return structs.replace(moved, also=list(also)) if moved is not None else None
@@ -310,7 +311,7 @@ def _prepare(tree: Tree, root: str | None) -> _Prepared:
             out.findings.append(_vmx004(model, fail.name, fail.line,
                                         f"{fail.name}() could not be parsed ({fail.message}); "
                                         "its writes are unknown"))
-    from vmxlint.incremental import Digester, skeleton
+    from vmxlint.incremental import Digester
     from vmxlint.runtime import Writer, absent_caches, cache_helpers, scan
 
     runtime = _by_content(tree, model.entry.runtime_files, lambda: scan(tree, model),
@@ -324,7 +325,7 @@ def _prepare(tree: Tree, root: str | None) -> _Prepared:
     out.spans = unit.spans()
     out.reached = sorted(set(path.functions) | called | set(model.entry.roots)
                          | {h for d in model.entry.deferred for h in d.handlers})
-    out.skeleton = skeleton(text, out.spans, out.reached)
+    out.reusable = True
     out.context = _context(tree, root)
     shared = cache.key(cache.code_digest(), _rules_digest(), path.root, out.context,
                        repr(sorted(ctx.cache_helpers.items())), repr(sorted(ctx.absent_caches)))

@@ -337,6 +337,26 @@ def _skeleton(text: str, spans: Spans, keep: frozenset[str]) -> str:
     return _h(" ".join(spans), tokens)
 
 
+def edits_read_code(old: str, new: str, old_spans: Spans, reached: Iterable[str]) -> bool:
+    """A quick test before the skeletons (``skeleton``) are compared: whether the edit
+    from old to new changed the C tokens (comments dropped) of lines that are not all in
+    the body of one function the analysis did not read.  True says the analysis must be
+    made again; False leaves the answer to the skeletons.  (Answering True too often
+    only costs an analysis, the reference the reuse is tested against.)"""
+    p, s = same_lines(old, new)
+    a, b = text_lines(old), text_lines(new)
+    first, last = p + 1, len(a) - s     # old's replaced lines; none when last < first, then
+    lo, hi = min(first, last), max(first, last)    # new lines go between last and first
+    keep = set(reached)
+    if any(name not in keep and a0 <= lo and hi <= b0 for name, (a0, b0) in old_spans.items()):
+        return False
+    return _tokens(a[p:len(a) - s]) != _tokens(b[p:len(b) - s])
+
+
+def _tokens(lines: list[str]) -> str:
+    return " ".join(_COMMENT.sub(" ", "\n".join(lines)).split())
+
+
 def moved_analysis(old: "Analysis", where: LineMap, spans: Spans) -> "Analysis | None":
     """The analysis of an image whose skeleton is old's: old's findings and lines moved,
     or None when a line cannot be moved exactly."""
