@@ -259,13 +259,31 @@ def test_size_cap_evicts_oldest_first(cdir, monkeypatch):
     assert cache.get(keys[0], Analysis) is None
 
 
-def test_stale_temp_files_are_swept(cdir):
+def test_stale_temp_files_are_swept(cdir, monkeypatch):
     cache.put(K, sample())
     stale = cdir / ".tmp-abandoned"
     stale.write_bytes(b"half")
     os.utime(stale, (1_000_000, 1_000_000))
+    monkeypatch.setattr(cache, "_room", {})     # the first write of the next run
     cache.put(cache.key("other"), sample())
     assert not stale.exists()
+
+
+def test_a_process_scans_the_directory_again_only_when_it_may_be_full(cdir, monkeypatch):
+    scans: list[int] = []
+    evict = cache.evict
+    monkeypatch.setattr(cache, "evict", lambda d, limit=None: (scans.append(1), evict(d))[1])
+    monkeypatch.setattr(cache, "_room", {})
+    cache.put(K, sample())
+    size = cache.entry_path(cdir, K).stat().st_size
+    assert len(scans) == 1                      # a process's first write
+    for i in range(3):
+        cache.put(cache.key("more", str(i)), sample())
+    assert len(scans) == 1                      # room enough for them
+    monkeypatch.setattr(cache, "_room", {str(cdir): (cache.MAX_BYTES, 2 * size)})
+    for i in range(3):
+        cache.put(cache.key("fill", str(i)), sample())
+    assert len(scans) == 2                      # the third write may have filled it
 
 
 def test_old_pickle_entries_are_swept(cdir):

@@ -16,8 +16,11 @@ blockingly (lstat, then ``O_NONBLOCK | O_NOFOLLOW``).
 Writes go to a ``.tmp-*`` file in the directory, renamed into place, removed on
 failure (and swept after an hour if a killed process left one; so are the pickle
 subdirectories of earlier versions).  Size cap: ``MAX_BYTES`` (64 MiB) over all
-entries; after each write the oldest entries by mtime (a hit refreshes it) are
-removed until the total fits.
+entries; the oldest entries by mtime (a hit refreshes it) are removed until the total
+fits, on a process's first write and then whenever what it wrote since may have filled
+the room it saw (a series writes two entries a patch; scanning the directory after
+each cost more than writing them).  Processes writing at once may each leave the
+directory over the cap by what the others wrote meanwhile, until their next scan.
 Callers put the package's code (``code_digest()``), the rules, the tree inputs and
 the patch in the key.
 """
@@ -157,26 +160,32 @@ def put_many(items: Iterable[tuple[str, Any]]) -> None:
     d = cache_dir()
     if d is None:
         return
-    wrote = False
-    for k, value in items:
-        wrote = _write(d, k, value) or wrote
-    if wrote:
+    wrote = sum(_write(d, k, value) for k, value in items)
+    cap, room = _room.get(str(d), (MAX_BYTES, -1))
+    if wrote and (wrote > room or cap != MAX_BYTES):
         try:
-            evict(d)
+            _room[str(d)] = (MAX_BYTES, MAX_BYTES - evict(d))
         except OSError:
             pass   # a read-only or full cache directory costs speed, never the run
+    elif wrote:
+        _room[str(d)] = (cap, room - wrote)
 
 
-def _write(d: Path, k: str, value: Any) -> bool:
-    """Write one entry into `d`; False when it was skipped or the write failed."""
+# Per cache directory: the cap and how many bytes this process may still write before
+# the entries may be over it, as far as it knows (its last scan, less what it wrote).
+_room: dict[str, tuple[int, int]] = {}
+
+
+def _write(d: Path, k: str, value: Any) -> int:
+    """Write one entry into `d`: its size, 0 when it was skipped or the write failed."""
     if not _KEY.fullmatch(k):
-        return False
+        return 0
     try:
         data = dumps(value, k)
     except (TypeError, ValueError, RecursionError, msgspec.EncodeError):
-        return False
+        return 0
     if len(data) > MAX_BYTES:
-        return False
+        return 0
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
@@ -184,9 +193,9 @@ def _write(d: Path, k: str, value: Any) -> bool:
             fh.write(data)
         os.replace(tmp, entry_path(d, k))
         tmp = None
-        return True
+        return len(data)
     except OSError:
-        return False   # a read-only or full cache directory costs speed, never the run
+        return 0   # a read-only or full cache directory costs speed, never the run
     finally:
         if tmp is not None:
             _unlink(tmp)
@@ -218,8 +227,9 @@ def _read(path: Path) -> bytes | None:
         os.close(fd)
 
 
-def evict(d: Path, limit: int | None = None) -> None:
-    """Remove the oldest entries (and stale temp files) until they fit in `limit` (MAX_BYTES)."""
+def evict(d: Path, limit: int | None = None) -> int:
+    """Remove the oldest entries (and stale temp files) until they fit in `limit`
+    (MAX_BYTES); the size of the entries left."""
     limit = MAX_BYTES if limit is None else limit
     entries = []
     for e in os.scandir(d):
@@ -239,6 +249,7 @@ def evict(d: Path, limit: int | None = None) -> None:
             break
         if _unlink(path):
             total -= size
+    return total
 
 
 def _drop_legacy(sub: Path) -> None:
