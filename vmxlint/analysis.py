@@ -241,6 +241,10 @@ class _Prepared(Struct):
     skipped: set[str] = field(default_factory=set)    # fields over a bound (VMX006)
     digester: object = None       # vmxlint.incremental.Digester of the path's formulas
     shared: str = ""              # digest of what every field's checks read
+    # Each field checked so far, by (name, whether ``also`` names it): its digest, the
+    # lines of its slice and its findings.
+    fields: dict[tuple[str, bool], tuple[str, list[int], list[Finding]]] = \
+        field(default_factory=dict)
 
 
 # The last images prepared in this process, by content: a patch's pre- and post-image are
@@ -335,28 +339,36 @@ def _prepare(tree: Tree, root: str | None) -> _Prepared:
 def _by_field(tree: Tree, ctx, out: Analysis, prep: _Prepared,
               base: Neighbour | None) -> list[Finding]:
     """The checks' findings, field by field; a field whose slice is the one it had in
-    ``base`` but for moved lines takes base's findings, moved (vmxlint.incremental)."""
+    ``base`` but for moved lines takes base's findings, moved (vmxlint.incremental).  A
+    field checked for another analysis of the same image (another ``also``) is taken
+    from ``prep``: its slice and checks depend on ``also`` only through whether ``also``
+    names it."""
     from vmxlint.checks import registered, run_checks
     from vmxlint.incremental import FieldDigests, LineMap, lines, moved, relocate, slices
 
-    where = LineMap(NESTED_C, base.text, tree.read(NESTED_C) or "", base.analysis.spans,
-                    out.spans) if base is not None else None
-    codes = set(registered())
-    found: list[Finding] = []
     cut = slices(ctx)
-    digests = FieldDigests(ctx, cut, prep.shared, prep.digester)
-    for name in cut.own:
-        if name in prep.skipped:
-            continue
+    asked = [(name, name in ctx.also) for name in cut.own if name not in prep.skipped]
+    todo = [k for k in asked if k not in prep.fields]
+    if todo:
+        where = LineMap(NESTED_C, base.text, tree.read(NESTED_C) or "",
+                        base.analysis.spans, out.spans) if base is not None else None
+        codes = set(registered())
+        digests = FieldDigests(ctx, cut, prep.shared, prep.digester)
+    for name, in_also in todo:
         sub = ctx.restrict(name, cut.of(name))
-        d = out.digests[name] = digests.of(sub, name)
-        at = out.lines[name] = lines(sub, NESTED_C)
+        d = digests.of(sub, name)
+        at = lines(sub, NESTED_C)
         reused = None
         if where is not None and base.analysis.digests.get(name) == d \
                 and moved(base.analysis.lines.get(name, []), at, where):
             reused = relocate([f for f in base.analysis.findings
                                if f.field == name and f.code in codes], where)
-        found.extend(reused if reused is not None else run_checks(sub))
+        prep.fields[name, in_also] = (d, at, reused if reused is not None
+                                      else list(run_checks(sub)))
+    found: list[Finding] = []
+    for k in asked:
+        out.digests[k[0]], out.lines[k[0]], checked = prep.fields[k]
+        found.extend(checked)
     return found
 
 
