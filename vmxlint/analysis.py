@@ -241,8 +241,8 @@ class _Prepared(Struct):
     skipped: set[str] = field(default_factory=set)    # fields over a bound (VMX006)
     digester: object = None       # vmxlint.incremental.Digester of the path's formulas
     shared: str = ""              # digest of what every field's checks read
-    # Each field checked so far, by (name, whether ``also`` names it): its digest, the
-    # lines of its slice and its findings.
+    # Each field checked so far, by (name, whether its value must be provided: the image
+    # writes it or ``also`` names it): its digest, the lines of its slice, its findings.
     fields: dict[tuple[str, bool], tuple[str, list[int], list[Finding]]] = \
         field(default_factory=dict)
 
@@ -341,20 +341,22 @@ def _by_field(tree: Tree, ctx, out: Analysis, prep: _Prepared,
     """The checks' findings, field by field; a field whose slice is the one it had in
     ``base`` but for moved lines takes base's findings, moved (vmxlint.incremental).  A
     field checked for another analysis of the same image (another ``also``) is taken
-    from ``prep``: its slice and checks depend on ``also`` only through whether ``also``
-    names it."""
+    from ``prep``: its checks depend on ``also`` only through whether they must ask
+    about the field when the image does not write it (``Context.consumed_fields``)."""
     from vmxlint.checks import registered, run_checks
     from vmxlint.incremental import FieldDigests, LineMap, lines, moved, relocate, slices
 
     cut = slices(ctx)
-    asked = [(name, name in ctx.also) for name in cut.own if name not in prep.skipped]
+    written = set(out.written)
+    asked = [(name, name in ctx.also or name in written) for name in cut.own
+             if name not in prep.skipped]
     todo = [k for k in asked if k not in prep.fields]
     if todo:
         where = LineMap(NESTED_C, base.text, tree.read(NESTED_C) or "",
                         base.analysis.spans, out.spans) if base is not None else None
         codes = set(registered())
         digests = FieldDigests(ctx, cut, prep.shared, prep.digester)
-    for name, in_also in todo:
+    for name, consumed in todo:
         sub = ctx.restrict(name, cut.of(name))
         d = digests.of(sub, name)
         at = lines(sub, NESTED_C)
@@ -363,7 +365,7 @@ def _by_field(tree: Tree, ctx, out: Analysis, prep: _Prepared,
                 and moved(base.analysis.lines.get(name, []), at, where):
             reused = relocate([f for f in base.analysis.findings
                                if f.field == name and f.code in codes], where)
-        prep.fields[name, in_also] = (d, at, reused if reused is not None
+        prep.fields[name, consumed] = (d, at, reused if reused is not None
                                       else list(run_checks(sub)))
     found: list[Finding] = []
     for k in asked:
