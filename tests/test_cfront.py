@@ -659,3 +659,65 @@ def test_passes_that_skip_equal_line_by_line_on_fixtures() -> None:
     for path in sorted(FIXTURES.rglob("*.[ch]")):
         text = pp.strip_comments(_ref_join_continuations(path.read_text()))
         assert pp.apply_conditionals(text) == _ref_apply_conditionals(text), path
+
+
+# -- preprocessing that takes over the output of the last text around an edit --------------
+
+_PP_ALPHABET = st.sampled_from([
+    "/*", "*/", "//", "\"", "'", "(", ")", "{", "}", "\n}\n", "}\n", "\n", "\\\n", "#if 0\n",
+    "#endif\n", "#else\n", "# define X\n", "asm(", "asm volatile(", "__attribute__((", "typeof(",
+    "DECLARE_BITMAP(b, 3);", "KERN_ERR \"x\"", "\"%#x\"", "x", " ", "\t", "\r", ";", "__x ",
+])
+_PP_EDIT = st.tuples(st.integers(0, 10 ** 6), st.integers(0, 60),
+                     st.lists(_PP_ALPHABET, max_size=6).map("".join))
+
+
+def _preprocessed_after(old: str, new: str) -> tuple[str, str]:
+    """``preprocess(new)`` right after ``preprocess(old)``, and all the passes over NEW."""
+    pp.clear_memo()
+    preprocess(old)
+    return preprocess(new), pp._whole(new.replace("\r\n", "\n").replace("\r", "\n"), None)[0]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_PP_EDIT, min_size=1, max_size=3))
+def test_preprocess_spliced_equals_all_the_passes(edits) -> None:
+    """Whatever the edit of the kernel-shaped fixture, the output taken over around it is
+    the output of every pass over the whole new text."""
+    edits = [(pos % (len(_FIXTURE_TEXT) + 1), n, ins) for pos, n, ins in edits]
+    spliced, whole = _preprocessed_after(_FIXTURE_TEXT, mutated(_FIXTURE_TEXT, edits))
+    assert spliced == whole
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_PP_ALPHABET, max_size=30).map("".join),
+       st.lists(_PP_ALPHABET, max_size=30).map("".join),
+       st.lists(_PP_ALPHABET, max_size=30).map("".join))
+@example("__attribute__((", ")) int x;", "")   # a look-ahead that once found no end
+@example("/*", "/**/", "")                     # a comment from before closed in the region
+@example("", "", "asm()")                       # a look back to the start of the region
+def test_preprocess_spliced_between_any_texts(a: str, b: str, c: str) -> None:
+    edge = "\nint f(void)\n{\n\treturn 0;\n}\n"
+    for old, new in ((a + edge + b + edge + c, a + edge + c + edge + c),
+                     (a + edge + b + edge + c, a + edge + edge + c), (a + b, b + a)):
+        spliced, whole = _preprocessed_after(old, new)
+        assert spliced == whole
+
+
+def test_preprocess_redoes_only_the_edited_function(monkeypatch) -> None:
+    """An edit inside a function body re-does that function alone."""
+    sizes: list[int] = []
+    real = pp._whole
+
+    def counting(text, config):
+        sizes.append(len(text))
+        return real(text, config)
+
+    text = _FIXTURE_TEXT
+    pp.clear_memo()
+    preprocess(text)
+    monkeypatch.setattr(pp, "_whole", counting)
+    at = text.index("\n}\n", len(text) // 2)
+    edited = text[:at] + "\n\tx = typeof(y) 0;" + text[at:]
+    assert preprocess(edited) == real(edited, None)[0]
+    assert sizes and max(sizes) < len(text) // 4

@@ -7,7 +7,10 @@ not expanded: a macro call stays a call, which is what the later stages want to 
 from __future__ import annotations
 
 import re
+import threading
 from typing import Callable, Iterable, Iterator, Mapping
+
+from vmxlint.textdiff import common_prefix, common_suffix
 
 DEFAULT_CONFIG: dict[str, bool] = {
     "CONFIG_X86_64": True,
@@ -20,12 +23,132 @@ __all__ = ("DEFAULT_CONFIG", "preprocess", "strip_comments", "join_continuations
 
 
 def preprocess(text: str, config: Mapping[str, bool] | None = None) -> str:
-    """Return TEXT as plain C with the same line count and token lines."""
+    """Return TEXT as plain C with the same line count and token lines (taking over the
+    output of a recent text around an edit: see `_spliced`)."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
+    key = _config_key(config)
+    if key is None:
+        return _whole(text, config)[0]
+    with _recent_lock:
+        recent = list(_recent)
+    for old, old_key, done in recent:
+        if old_key == key and old == text:
+            return done
+    for old, old_key, done in recent:
+        if old_key == key:
+            out = _spliced(old, done, text, config)
+            if out is not None:
+                _remember(text, key, out)
+                return out
+    out, closed = _whole(text, config)
+    if closed:
+        _remember(text, key, out)
+    return out
+
+
+def _whole(text: str, config: Mapping[str, bool] | None) -> tuple[str, bool]:
+    """The passes over all of TEXT, and whether every scan that looks ahead without a
+    bound found its end (a block comment its "*/", an opening parenthesis its match) and
+    every scan that looks back found something before the start of TEXT."""
+    _open_ends.count = 0
     text = join_continuations(text)
     text = strip_comments(text)
     text = apply_conditionals(text, config)
-    return rewrite_kernel_syntax(text)
+    out = rewrite_kernel_syntax(text)
+    return out, _open_ends.count == 0
+
+
+# Scans that reached an end of their text looking for something, in this thread's
+# current `_whole` (outside one, counted and never read).
+_open_ends = threading.local()
+
+
+def _reached_an_end() -> None:
+    _open_ends.count = getattr(_open_ends, "count", 0) + 1
+
+
+def _config_key(config: Mapping[str, bool] | None) -> tuple | None:
+    items = list((config or {}).items())
+    if not all(type(k) is str and type(v) in (bool, int) for k, v in items):
+        return None             # a config only a look-up can tell apart
+    return tuple(sorted((k, bool(v)) for k, v in items))
+
+
+# The last texts preprocessed in full or spliced, with their config and output, newest
+# first: a series preprocesses one image after another, each a small edit of the last.
+_recent: list[tuple[str, tuple, str]] = []
+_recent_lock = threading.Lock()
+RECENT = 4
+
+
+def _remember(text: str, key: tuple, out: str) -> None:
+    with _recent_lock:
+        _recent[:] = [(text, key, out)] + [r for r in _recent if r[0] != text][:RECENT - 1]
+
+
+def clear_memo() -> None:
+    """Forget the texts kept for splicing."""
+    with _recent_lock:
+        _recent.clear()
+
+
+def _spliced(old: str, done: str, new: str, config: Mapping[str, bool] | None) -> str | None:
+    """The output for NEW made from DONE, the output for OLD, when the edit between them
+    lies in a region of lines that the passes treat on its own; else None.
+
+    The region runs from after a line "}" to a line "}" (kernel style closes a top-level
+    definition at column 0), both outside the edit.  It is re-done alone, and its output
+    replaces the old region's, when:
+
+    - both lines "}" are still "}" in DONE: no comment, inactive branch or rewritten span
+      covered them, so every pass enters and leaves the old region in its plain state;
+    - OLD's own run found the end of every unbounded look-ahead, so no scan before the
+      region can reach into it, whatever it now holds;
+    - neither region has a directive or a continued line: the #if state stays as it was
+      and no line of a region is joined to a line outside it;
+    - the old region, done alone, gives exactly its part of DONE, and the new region,
+      done alone, found the end of every unbounded look-ahead inside it and something
+      before its start wherever it looked back (``_prev_char``).
+
+    Every other scan looks ahead no further than blanks, which a "}" ends, and looks back
+    no further than the character before a line, a newline either way.
+    """
+    cp = common_prefix(old, new)
+    cs = min(common_suffix(old, new), min(len(old), len(new)) - cp)
+    a = old.rfind("\n}\n", 0, cp) + 3
+    b = old.find("\n}\n", len(old) - cs) + 3
+    if a < 3 or b < 3:
+        return None
+    shift = len(new) - len(old)
+    region, fresh = old[a:b], new[a:b + shift]
+    for r in (region, fresh):
+        if "\\\n" in r or next(_directive_lines(r), None) is not None:
+            return None
+    first = _line_offset(done, old.count("\n", 0, a))
+    last = _line_offset(done, old.count("\n", 0, b))
+    if not (done.startswith("\n}\n", first - 3) and done.startswith("\n}\n", last - 3)):
+        return None
+    again, closed = _whole(region, config)
+    if not closed or again != done[first:last]:
+        return None
+    out, closed = _whole(fresh, config)
+    return done[:first] + out + done[last:] if closed else None
+
+
+def _line_offset(text: str, n: int) -> int:
+    """Where line n + 1 of TEXT starts: after its n-th newline (counted a block at a time,
+    then found one by one in the last block)."""
+    pos = count = 0
+    step = max(len(text) // 64, 64)
+    while pos < len(text):
+        c = text.count("\n", pos, pos + step)
+        if count + c >= n:
+            break
+        pos, count = pos + step, count + c
+    at = pos - 1
+    for _ in range(n - count):
+        at = text.find("\n", at + 1)
+    return at + 1
 
 
 # --------------------------------------------------------------------------- phase 2 and 3
@@ -92,6 +215,8 @@ def strip_comments(text: str) -> str:
             continue
         if end - start == 2 and text[start + 1] == "*":
             close = text.find("*/", end)
+            if close < 0:
+                _reached_an_end()
             end = len(text) if close < 0 else close + 2
         out.append(text[last:start])
         out.append(_blank(text[start:end]))
@@ -428,6 +553,7 @@ def _balanced_end(text: str, pos: int) -> int:
                 i = m.end()
                 continue
         i += 1
+    _reached_an_end()
     return -1
 
 
@@ -441,6 +567,8 @@ def _prev_char(text: str, pos: int) -> str:
     pos -= 1
     while pos >= 0 and text[pos] in " \t\n":
         pos -= 1
+    if pos < 0:
+        _reached_an_end()
     return text[pos] if pos >= 0 else ""
 
 
