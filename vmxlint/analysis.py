@@ -365,8 +365,8 @@ def _by_field(tree: Tree, ctx, out: Analysis, prep: _Prepared,
                 and moved(base.analysis.lines.get(name, []), at, where):
             reused = relocate([f for f in base.analysis.findings
                                if f.field == name and f.code in codes], where)
-        prep.fields[name, consumed] = (d, at, reused if reused is not None
-                                      else list(run_checks(sub)))
+        checked = reused if reused is not None else list(run_checks(sub))
+        prep.fields[name, consumed] = (d, at, checked)
     found: list[Finding] = []
     for k in asked:
         out.digests[k[0]], out.lines[k[0]], checked = prep.fields[k]
