@@ -135,6 +135,24 @@ def test_failures_of_a_lazy_unit() -> None:
     assert lazy.failures == eager.failures
 
 
+def test_a_failure_is_parsed_once_and_moves_with_its_function() -> None:
+    """The same broken text fails the same way on any line: asked again after an edit
+    above it, the failure is the eager parse's, its line and message moved, unparsed."""
+    for text, name in (((FIXTURES / "cfront" / "bad_function.c").read_text(), "bad_middle"),
+                       (BROKEN, "broken")):
+        lazy_fresh(text, "bad.c").failure(name)
+        for moved in (text, "\n\n\n" + text, "int x;\n" * 12 + text):
+            parsed = astcache.stats.parsed
+            got = parse_unit(moved, "bad.c", lazy=True).failure(name)
+            assert astcache.stats.parsed == parsed
+            assert got == parse_unit(moved, "bad.c").failures[0]
+
+
+# pycparser names the line of the error in its message: "10:9: before: else".
+BROKEN = ("int ok(int a)\n{\n\treturn a;\n}\n\nint broken(int a)\n{\n\tif (a) {\n"
+          "\t\ta = 1;\n\t} else else {\n\t\ta = 2;\n\t}\n\treturn a;\n}\n")
+
+
 TYPEDEFS = """\
 int before(int a)
 {

@@ -19,11 +19,12 @@ import functools
 import gc
 import hashlib
 import json
+import re
 import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Callable
 
-from msgspec import Struct
+from msgspec import Struct, structs
 
 if TYPE_CHECKING:
     from pycparser import c_ast
@@ -70,13 +71,17 @@ def clear() -> None:
     the pieces and the parses of other pieces kept in process go too."""
     from vmxlint.cfront import lazy, parse
 
+    from vmxlint.cfront import preprocess
+
     with _lock:
         _trees.clear()
         _encoded.clear()
+        _failures.clear()
         for name in Stats.__struct_fields__:     # in place: callers hold the object
             setattr(stats, name, 0)
     parse.clear_memo()
     lazy.clear_memo()
+    preprocess.clear_memo()
 
 
 # -- the key ---------------------------------------------------------------------------------
@@ -125,16 +130,43 @@ def parse_function(piece: "Piece", types: frozenset[str], path: str,
     node = _load(k, path, line)
     if node is not None:
         return [node]
+    with _lock:
+        failed = _failures.get((k, path))
+    if failed is not None:
+        stats.shared += 1
+        return _moved_failure(failed[1], failed[0], line)
     try:
         nodes = parse(piece, types, path)
     except Exception as exc:  # as the eager parse: the failure costs only this piece
         stats.parsed += 1
-        return Failure(piece.name, path, line, _message(exc, path))
+        failure = Failure(piece.name, path, line, _message(exc, path))
+        with _lock:
+            _failures[k, path] = (line, failure)
+            while len(_failures) > MEMO_SIZE:
+                _failures.popitem(last=False)
+        return failure
     stats.parsed += 1
     # Only a lone definition is cached: anything else is not what a function piece gives.
     if len(nodes) == 1 and type(nodes[0]) is c_ast.FuncDef:
         _store(k, nodes[0], path, line)
     return nodes
+
+
+# (key, path) -> the line a piece that failed to parse was on, and its failure: the same
+# text fails the same way on any line (a series re-asks a function another patch broke).
+_failures: OrderedDict[tuple[str, str], tuple[int, "Failure"]] = OrderedDict()
+_AT_LINE = re.compile(r"(\d+)(:\d+:)")
+
+
+def _moved_failure(failure: "Failure", first: int, line: int) -> "Failure":
+    """FAILURE of a piece parsed on line FIRST as it reads for the piece on LINE: the
+    parser's message starts with the line of the error, which moves with the piece."""
+    if line == first:
+        return failure
+    m = _AT_LINE.match(failure.message)
+    message = failure.message if m is None else \
+        f"{int(m.group(1)) + line - first}{failure.message[m.end(1):]}"
+    return structs.replace(failure, line=line, message=message)
 
 
 def _load(k: str, path: str, line: int) -> "c_ast.FuncDef | None":
