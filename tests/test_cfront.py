@@ -676,7 +676,7 @@ def _preprocessed_after(old: str, new: str) -> tuple[str, str]:
     """``preprocess(new)`` right after ``preprocess(old)``, and all the passes over NEW."""
     pp.clear_memo()
     preprocess(old)
-    return preprocess(new), pp._whole(new.replace("\r\n", "\n").replace("\r", "\n"), None)[0]
+    return preprocess(new), pp._whole(new.replace("\r\n", "\n").replace("\r", "\n"), None).out
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -687,6 +687,57 @@ def test_preprocess_spliced_equals_all_the_passes(edits) -> None:
     edits = [(pos % (len(_FIXTURE_TEXT) + 1), n, ins) for pos, n, ins in edits]
     spliced, whole = _preprocessed_after(_FIXTURE_TEXT, mutated(_FIXTURE_TEXT, edits))
     assert spliced == whole
+
+
+# The fixture with functions inside #if blocks and a body holding one.
+_BRANCHED = _FIXTURE_TEXT + "".join(
+    f"{head}int g{k}(void)\n{{\n{inner}\treturn {k};\n}}\n{tail}"
+    for k, (head, inner, tail) in enumerate([
+        ("#ifdef CONFIG_X86_64\n", "", ""), ("", "#if 0\n\tk = 1;\n#endif\n", "#endif\n"),
+        ("#if 0\n", "", ""), ("", "", "#else\n"), ("", "", "#endif\n"), ("", "", "")]))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from([
+    "\tx = 1;\n", "\tx = 1;\n\ty = 2;\n", "#if 0\n\tz = 1;\n#endif\n",
+    "#ifdef CONFIG_X86_64\n\tz = 1;\n#else\n\tz = 2;\n#endif\n", "#if 0\n", "#endif\n",
+    "#else\n", "/* c */\n", ""]), st.integers(0, 10 ** 6)), min_size=2, max_size=8))
+def test_preprocess_spliced_along_a_series(edits) -> None:
+    """Each image spliced from the one before (what a series does) equals all the passes:
+    what a splice keeps for the next one (the #if state at each directive) is right."""
+    pp.clear_memo()
+    text = _BRANCHED
+    preprocess(text)
+    for insert, pick in edits:
+        bodies = [m.end() for m in re.finditer(r"\n\{\n", text)]
+        at = bodies[pick % len(bodies)]
+        text = text[:at] + insert + text[at:]
+        assert preprocess(text) == pp._whole(text, None).out
+
+
+def test_preprocess_splices_each_image_of_a_series(monkeypatch) -> None:
+    """Balanced edits in bodies around and inside #if blocks are each spliced from the
+    image before (the #if state kept at each directive moves with the edits), and each
+    image equals all the passes over it."""
+    sizes: list[int] = []
+    real = pp._whole
+
+    def counting(text, config, state=None):
+        sizes.append(len(text))
+        return real(text, config, state)
+
+    pp.clear_memo()
+    text = _BRANCHED
+    preprocess(text)
+    monkeypatch.setattr(pp, "_whole", counting)
+    blocks = ["\tx = 1;\n" * 5, "#if 0\n\tz = 1;\n\tz = 2;\n#endif\n",
+              "#ifdef CONFIG_X86_64\n\tz = 1;\n#else\n\tz = 2;\n#endif\n"]
+    for n, k in enumerate([24, 1, 25, 12, 24, 3, 19, 25, 24, 10]):
+        at = [m.end() for m in re.finditer(r"\n\{\n", text)][k]
+        text = text[:at] + blocks[n % len(blocks)] + text[at:]
+        sizes.clear()
+        assert preprocess(text) == real(text, None).out
+        assert sizes and max(sizes) < len(text) // 4, (n, k)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -704,20 +755,23 @@ def test_preprocess_spliced_between_any_texts(a: str, b: str, c: str) -> None:
         assert spliced == whole
 
 
-def test_preprocess_redoes_only_the_edited_function(monkeypatch) -> None:
-    """An edit inside a function body re-does that function alone."""
+@pytest.mark.parametrize("inside", ["", "#ifdef CONFIG_X86_64\n\ty = 2;\n#else\n\ty = 3;\n#endif\n",
+                                    "#if 0\n"])
+def test_preprocess_redoes_only_the_edited_function(monkeypatch, inside: str) -> None:
+    """An edit inside a function body re-does that function alone, directives and all
+    (one that leaves the #if state changed after the function re-does everything)."""
     sizes: list[int] = []
     real = pp._whole
 
-    def counting(text, config):
+    def counting(text, config, state=None):
         sizes.append(len(text))
-        return real(text, config)
+        return real(text, config, state)
 
     text = _FIXTURE_TEXT
     pp.clear_memo()
     preprocess(text)
     monkeypatch.setattr(pp, "_whole", counting)
     at = text.index("\n}\n", len(text) // 2)
-    edited = text[:at] + "\n\tx = typeof(y) 0;" + text[at:]
-    assert preprocess(edited) == real(edited, None)[0]
-    assert sizes and max(sizes) < len(text) // 4
+    edited = text[:at] + "\n\tx = typeof(y) 0;\n" + inside + text[at:]
+    assert preprocess(edited) == real(edited, None).out
+    assert sizes and (max(sizes) < len(text) // 4) == (inside != "#if 0\n")

@@ -6,9 +6,12 @@ not expanded: a macro call stays a call, which is what the later stages want to 
 """
 from __future__ import annotations
 
+import bisect
 import re
 import threading
 from typing import Callable, Iterable, Iterator, Mapping
+
+from msgspec import Struct, structs
 
 from vmxlint.textdiff import common_prefix, common_suffix
 
@@ -28,34 +31,44 @@ def preprocess(text: str, config: Mapping[str, bool] | None = None) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     key = _config_key(config)
     if key is None:
-        return _whole(text, config)[0]
+        return _whole(text, config).out
     with _recent_lock:
-        recent = list(_recent)
-    for old, old_key, done in recent:
-        if old_key == key and old == text:
-            return done
-    for old, old_key, done in recent:
-        if old_key == key:
-            out = _spliced(old, done, text, config)
-            if out is not None:
-                _remember(text, key, out)
-                return out
-    out, closed = _whole(text, config)
-    if closed:
-        _remember(text, key, out)
-    return out
+        recent = [r for r in _recent if r.key == key]
+    for done in recent:
+        if done.text == text:
+            return done.out
+    for done in recent:
+        spliced = _spliced(done, text, config)
+        if spliced is not None:
+            _remember(spliced)
+            return spliced.out
+    run = _whole(text, config)
+    if run.closed:
+        _remember(structs.replace(run, text=text, key=key))
+    return run.out
 
 
-def _whole(text: str, config: Mapping[str, bool] | None) -> tuple[str, bool]:
-    """The passes over all of TEXT, and whether every scan that looks ahead without a
-    bound found its end (a block comment its "*/", an opening parenthesis its match) and
-    every scan that looks back found something before the start of TEXT."""
+class _Run(Struct):
+    """The passes over a text: their output, and what a later edit of the text needs."""
+
+    out: str
+    closed: bool        # every unbounded look-ahead found its end, every look-back a start
+    marks: list[tuple[int, tuple]]    # each directive's line and the #if state after it
+    end: tuple          # the #if state at the end of the text
+    text: str = ""
+    key: tuple = ()     # the config, as `_config_key` gives it
+
+
+def _whole(text: str, config: Mapping[str, bool] | None, state: tuple | None = None) -> _Run:
+    """The passes over all of TEXT, from the #if state STATE (none open by default)."""
     _open_ends.count = 0
+    branches = Branches(_merged_config(config), state)
+    marks: list[tuple[int, tuple]] = []
     text = join_continuations(text)
     text = strip_comments(text)
-    text = apply_conditionals(text, config)
+    text = _conditionals(text, branches, marks)
     out = rewrite_kernel_syntax(text)
-    return out, _open_ends.count == 0
+    return _Run(out, _open_ends.count == 0, marks, branches.state())
 
 
 # Scans that reached an end of their text looking for something, in this thread's
@@ -74,16 +87,16 @@ def _config_key(config: Mapping[str, bool] | None) -> tuple | None:
     return tuple(sorted((k, bool(v)) for k, v in items))
 
 
-# The last texts preprocessed in full or spliced, with their config and output, newest
-# first: a series preprocesses one image after another, each a small edit of the last.
-_recent: list[tuple[str, tuple, str]] = []
+# The last texts preprocessed in full or spliced, newest first: a series preprocesses
+# one image after another, each a small edit of the last.
+_recent: list[_Run] = []
 _recent_lock = threading.Lock()
 RECENT = 4
 
 
-def _remember(text: str, key: tuple, out: str) -> None:
+def _remember(run: _Run) -> None:
     with _recent_lock:
-        _recent[:] = [(text, key, out)] + [r for r in _recent if r[0] != text][:RECENT - 1]
+        _recent[:] = [run] + [r for r in _recent if r.text != run.text][:RECENT - 1]
 
 
 def clear_memo() -> None:
@@ -92,27 +105,28 @@ def clear_memo() -> None:
         _recent.clear()
 
 
-def _spliced(old: str, done: str, new: str, config: Mapping[str, bool] | None) -> str | None:
-    """The output for NEW made from DONE, the output for OLD, when the edit between them
-    lies in a region of lines that the passes treat on its own; else None.
+def _spliced(done: _Run, new: str, config: Mapping[str, bool] | None) -> _Run | None:
+    """The passes over NEW made from DONE, those over an older text, when the edit
+    between them lies in a region of lines that the passes treat on its own; else None.
 
     The region runs from after a line "}" to a line "}" (kernel style closes a top-level
-    definition at column 0), both outside the edit.  It is re-done alone, and its output
-    replaces the old region's, when:
+    definition at column 0), both outside the edit.  It is re-done alone, from the #if
+    state the old text had at its start, and its output replaces the old region's, when:
 
-    - both lines "}" are still "}" in DONE: no comment, inactive branch or rewritten span
-      covered them, so every pass enters and leaves the old region in its plain state;
-    - OLD's own run found the end of every unbounded look-ahead, so no scan before the
-      region can reach into it, whatever it now holds;
-    - neither region has a directive or a continued line: the #if state stays as it was
-      and no line of a region is joined to a line outside it;
-    - the old region, done alone, gives exactly its part of DONE, and the new region,
-      done alone, found the end of every unbounded look-ahead inside it and something
-      before its start wherever it looked back (``_prev_char``).
+    - both lines "}" are still "}" in DONE's output: no comment or rewritten span covered
+      them, so those passes enter and leave the old region in their plain state;
+    - the old text's own run found the end of every unbounded look-ahead, so no scan
+      before the region can reach into it, whatever it now holds;
+    - neither region has a continued line: no line of a region is joined to one outside;
+    - the old region, done alone, gives exactly its part of DONE's output, and the new
+      region, done alone, found the end of every unbounded look-ahead inside it and
+      something before its start wherever it looked back (``_prev_char``);
+    - both regions leave the #if state the same, so the lines after them read as before.
 
     Every other scan looks ahead no further than blanks, which a "}" ends, and looks back
     no further than the character before a line, a newline either way.
     """
+    old = done.text
     cp = common_prefix(old, new)
     cs = min(common_suffix(old, new), min(len(old), len(new)) - cp)
     a = old.rfind("\n}\n", 0, cp) + 3
@@ -121,18 +135,26 @@ def _spliced(old: str, done: str, new: str, config: Mapping[str, bool] | None) -
         return None
     shift = len(new) - len(old)
     region, fresh = old[a:b], new[a:b + shift]
-    for r in (region, fresh):
-        if "\\\n" in r or next(_directive_lines(r), None) is not None:
-            return None
-    first = _line_offset(done, old.count("\n", 0, a))
-    last = _line_offset(done, old.count("\n", 0, b))
-    if not (done.startswith("\n}\n", first - 3) and done.startswith("\n}\n", last - 3)):
+    if "\\\n" in region or "\\\n" in fresh:
         return None
-    again, closed = _whole(region, config)
-    if not closed or again != done[first:last]:
+    before, through = old.count("\n", 0, a), old.count("\n", 0, b)
+    first, last = _line_offset(done.out, before), _line_offset(done.out, through)
+    if not (done.out.startswith("\n}\n", first - 3) and done.out.startswith("\n}\n", last - 3)):
         return None
-    out, closed = _whole(fresh, config)
-    return done[:first] + out + done[last:] if closed else None
+    lines = [line for line, _ in done.marks]
+    i, j = bisect.bisect_right(lines, before), bisect.bisect_right(lines, through)
+    state = done.marks[i - 1][1] if i else Branches.START
+    leaves = done.marks[j - 1][1] if j > i else state
+    again = _whole(region, config, state)
+    if not again.closed or again.out != done.out[first:last] or again.end != leaves:
+        return None
+    run = _whole(fresh, config, state)
+    if not run.closed or run.end != leaves:
+        return None
+    moved = fresh.count("\n") - region.count("\n")
+    return _Run(done.out[:first] + run.out + done.out[last:], True,
+                done.marks[:i] + [(before + line, s) for line, s in run.marks]
+                + [(line + moved, s) for line, s in done.marks[j:]], done.end, new, done.key)
 
 
 def _line_offset(text: str, n: int) -> int:
@@ -380,17 +402,28 @@ def _merged_config(config: Mapping[str, bool] | None) -> dict[str, bool]:
 
 def apply_conditionals(text: str, config: Mapping[str, bool] | None = None) -> str:
     """Blank every directive line and every line in an inactive #if branch."""
+    return _conditionals(text, Branches(_merged_config(config)))
+
+
+def _conditionals(text: str, branches: "Branches",
+                  marks: list[tuple[int, tuple]] | None = None) -> str:
+    """`apply_conditionals` from the state BRANCHES holds (and leaves it in at the end);
+    MARKS, when given, gets each directive's line and the state after it."""
     if "#" not in text:
-        return text
-    branches = Branches(_merged_config(config))
+        return text if branches.active else "\n" * text.count("\n")
     # Only directive lines are looked at; the lines between them are copied, or blanked
     # (their newlines kept) in an inactive branch.
     out: list[str] = []
     pos = 0
+    line = 1
     for start, end in _directive_lines(text):
         between = text[pos:start]
-        out.append(between if branches.active else "\n" * between.count("\n"))
+        newlines = between.count("\n")
+        out.append(between if branches.active else "\n" * newlines)
         branches.directive(text[start:end])
+        line += newlines
+        if marks is not None:
+            marks.append((line, branches.state()))
         pos = end                   # the directive line itself is blanked
     rest = text[pos:]
     out.append(rest if branches.active else "\n" * rest.count("\n"))
@@ -400,11 +433,17 @@ def apply_conditionals(text: str, config: Mapping[str, bool] | None = None) -> s
 class Branches:
     """Which #if branch the lines read so far are in."""
 
-    def __init__(self, cfg: Mapping[str, bool]) -> None:
+    START: tuple = (True, ())       # the state of a file's first line: no #if open
+
+    def __init__(self, cfg: Mapping[str, bool], state: tuple | None = None) -> None:
         self.cfg = cfg
-        self.active = True
+        self.active, frames = state or self.START
         # Each frame: [enclosing branch active, this branch active, a branch already taken].
-        self.stack: list[list[bool]] = []
+        self.stack: list[list[bool]] = [list(f) for f in frames]
+
+    def state(self) -> tuple:
+        """What decides the lines from here on, as a value (see ``START``)."""
+        return (self.active, tuple(map(tuple, self.stack)))
 
     def directive(self, line: str) -> None:
         """Take one directive line into account."""
