@@ -20,6 +20,11 @@ def lines(text: str) -> list[str]:
     return text.split("\n")
 
 
+@functools.lru_cache(maxsize=32)    # the files of a tree and its last images, asked again
+def _content_digest(text: str) -> bytes:    # for each key of each image analysed
+    return hashlib.sha256(text.encode("utf-8", "replace")).digest()
+
+
 class TreeError(VmxlintError):
     """The tree cannot be used (not found, not a kernel tree, bad revision)."""
 
@@ -112,7 +117,7 @@ class Tree:
         for rp in relpaths:
             text = self.read(rp)
             h.update(rp.encode())
-            h.update(b"\0" if text is None else text.encode("utf-8", "replace"))
+            h.update(b"\0" if text is None else _content_digest(text))
             h.update(b"\1")
         return h.hexdigest()
 
