@@ -13,7 +13,8 @@ from pycparser import c_ast
 
 from test_cfront import mutated
 from vmxlint import cache
-from vmxlint.cfront import Unit, astcache, parse_unit
+from vmxlint.cfront import Unit, astcache, parse_unit, preprocess, recall
+from vmxlint.cfront import parse as cparse
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
@@ -208,7 +209,7 @@ def test_front_end_error_is_the_eager_one(monkeypatch: pytest.MonkeyPatch) -> No
     def boom(text: str, config: object) -> str:
         raise RuntimeError("preprocessor broke")
 
-    monkeypatch.setattr(cparse, "preprocess", boom)
+    monkeypatch.setattr(cparse, "preprocessed", boom)
     astcache.clear()    # no pieces kept from an earlier test
     lazy, eager = parse_unit("int f(void) { return 0; }", "e.c", lazy=True), \
         parse_unit("int f(void) { return 0; }", "e.c")
@@ -233,11 +234,11 @@ def test_entries_are_plain_json_data(cdir: Path) -> None:
     unit = parse_unit(text, "k.c", lazy=True)
     unit.functions["widget_width"]
     astcache.flush()
-    files = sorted(cdir.glob("*.json"))
-    assert len(files) == 1
-    head, _, body = files[0].read_bytes().partition(b"\n")
-    assert head.startswith(cache.MAGIC)
-    value = json.loads(body)
+    entries = [f.read_bytes().partition(b"\n") for f in sorted(cdir.glob("*.json"))]
+    assert len(entries) == 2                # the function's tree and the text's split
+    assert all(head.startswith(cache.MAGIC) for head, _, _ in entries)
+    values = [json.loads(body) for _, _, body in entries]
+    value = next(v for v in values if isinstance(v, list))
     assert value[0] == astcache.FORMAT and isinstance(value[1], str)
 
     def plain(v: Any) -> bool:
@@ -313,7 +314,8 @@ def test_planted_entries_are_misses(cdir: Path, value: Any) -> None:
     eager = parse_unit(text, "k.c")
     parse_unit(text, "k.c", lazy=True).failures   # parse everything: the entries
     astcache.flush()
-    files = sorted(cdir.glob("*.json"))
+    split = cache.entry_path(cdir, cparse._split_key(text, ()))
+    files = sorted(f for f in cdir.glob("*.json") if f != split)
     # One entry a function, but for widget_use_typedef: its text says "typedef", so it is
     # parsed up front, in order, as one that might declare a type name.
     assert len(files) == astcache.stats.parsed == len(eager.functions) - 1
@@ -322,6 +324,13 @@ def test_planted_entries_are_misses(cdir: Path, value: Any) -> None:
     unit = lazy_fresh(text, "k.c")
     assert_same(unit, eager)
     assert astcache.stats.hits == 0 and astcache.stats.parsed == len(files)
+    astcache.clear()
+    recall(text)                                    # the text's split, kept well, a hit
+    assert preprocess.known(text)
+    split.write_bytes(cache.dumps(value, split.stem))
+    astcache.clear()
+    recall(text)                                    # planted: a miss
+    assert not preprocess.known(text)
 
 
 def test_put_many_evicts_once(cdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -351,7 +360,7 @@ def test_kernel_lazy_and_cached_equal_eager(kernel_tree: Path, cdir: Path) -> No
     n = len(eager.functions)
     assert astcache.stats.parsed >= n
     astcache.flush()
-    assert len(list(cdir.glob("*.json"))) == n
+    assert len(list(cdir.glob("*.json"))) == n + 1     # and the text's split (recall)
 
     failed = sum(1 for f in eager.failures if f.name in eager.spans())
     unit = lazy_fresh(text, NESTED)                                # from disk
@@ -450,3 +459,24 @@ def test_lazy_equals_eager_after_random_edits(edits: list[tuple[int, int, str]])
     eager = parse_unit(text, NESTED)
     assert_same(parse_unit(text, NESTED, lazy=True), eager)
     assert_same(lazy_fresh(text, NESTED), eager)
+
+
+def test_a_later_process_splices_from_the_kept_split(cdir: Path, monkeypatch) -> None:
+    """A text preprocessed in full is kept on disk: a later process (here: the memos
+    emptied) recalls it and splices the next text from it, with the result of a full run."""
+    from vmxlint.cfront import preprocess as pp
+
+    text = (FIXTURES / "cfront" / "kernel_constructs.c").read_text()
+    parse_unit(text, "k.c", lazy=True)
+    astcache.clear()
+    sizes: list[int] = []
+    whole = pp._whole
+    monkeypatch.setattr(pp, "_whole",
+                        lambda t, c, s=None: (sizes.append(len(t)), whole(t, c, s))[1])
+    recall(text)
+    at = text.index("\n}\n", len(text) // 2)
+    edited = text[:at] + "\n\tx = 1;" + text[at:]
+    assert preprocess.preprocess(edited) == whole(edited, None).out
+    assert sizes and max(sizes) < len(text) // 4
+    assert cparse.chunks(preprocess.preprocess(edited)) == list(cparse.split_chunks(
+        preprocess.preprocess(edited)))

@@ -137,6 +137,10 @@ def analyse(tree: Tree, root: str | None = None, also: Iterable[str] = (),
     hit = cache.get(k, Analysis)
     if hit is not None:
         return hit
+    if base is not None:
+        from vmxlint.cfront import recall
+
+        recall(base.text)       # this image's nested.c is spliced from the neighbour's
     result = _unchanged(tree, root, also, base) if base is not None else None
     if result is None:
         result = _analyse(tree, root, also, base, content)

@@ -15,7 +15,7 @@ from msgspec import Struct
 if TYPE_CHECKING:
     import pycparser.c_ast
 
-__all__ = ("Call", "Function", "Failure", "Unit", "function_bodies", "function_spans",
+__all__ = ("Call", "Function", "Failure", "Unit", "function_bodies", "function_spans", "recall",
            "parse_unit", "scan_calls")
 
 
@@ -101,6 +101,14 @@ def parse_unit(text: str, path: str, config: Mapping[str, bool] | None = None, *
     from vmxlint.cfront.parse import parse_unit as _parse_unit
 
     return _parse_unit(text, path, config)
+
+
+def recall(text: str, config: Mapping[str, bool] | None = None) -> None:
+    """Make TEXT's preprocessing and split, as an earlier process kept them, the ones the
+    next text parsed is made from (a patch's post-image from its pre-image's)."""
+    from vmxlint.cfront.parse import recall as _recall
+
+    _recall(text, config)
 
 
 class Call(Struct, frozen=True):

@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
-from msgspec import Struct
+from msgspec import Struct, structs
 
-from vmxlint.cfront.preprocess import preprocess, rewrite_body, type_argument_pattern
+from vmxlint.cfront.preprocess import (Run, adopt, config_key, known, preprocessed,
+                                       rewrite_body, type_argument_pattern)
 from vmxlint.textdiff import common_prefix
 
 if TYPE_CHECKING:
@@ -430,14 +432,58 @@ def clear_memo() -> None:
 
 
 def _make_pieces(text: str, config: Mapping[str, bool] | None) -> list[Piece]:
-    text = preprocess(text, config)
+    run, kept = preprocessed(text, config)
+    done = chunks(run.out)
+    if kept:
+        _store_split(text, run, done)
+    text = run.out
     out: list[Piece] = []
-    for chunk in chunks(text):
+    for chunk in done:
         src = text[chunk.start:chunk.end]
         if not src.strip() or src.strip() == ";":
             continue
         out.append(Piece(len(out), chunk, src, chunk_name(src)))
     return out
+
+
+# -- a text's preprocessing and split, kept on disk for the processes after ---------------
+
+class _Split(Struct, forbid_unknown_fields=True):
+    """What a text preprocessed in full gave: the record of the passes and its chunks."""
+
+    run: Run
+    chunks: list[Chunk]
+
+
+def _split_key(text: str, config: tuple) -> str:
+    from vmxlint import cache
+
+    return cache.key("split", cache.code_digest(), repr(config),
+                     hashlib.sha256(text.encode("utf-8", "replace")).hexdigest())
+
+
+def _store_split(text: str, run: Run, done: list[Chunk]) -> None:
+    """Keep what a full preprocessing of TEXT gave (an image analysed from scratch, such
+    as a tree's nested.c): a later process checking a patch to it splices from it."""
+    from vmxlint import cache
+
+    cache.put(_split_key(text, run.key), _Split(structs.replace(run, text="", key=()), done))
+
+
+def recall(text: Any, config: Mapping[str, bool] | None = None) -> None:
+    """Make the preprocessing and split of TEXT that an earlier process kept the ones the
+    next text is made from (a patch's post-image from its pre-image): nothing when they
+    are kept in this process already, or nowhere."""
+    from vmxlint import cache
+
+    if not isinstance(text, str):
+        return
+    key = config_key(config)
+    if key is None or known(text, config):
+        return
+    hit = cache.get(_split_key(text, key), _Split)
+    if hit is not None and adopt(hit.run, text, config):
+        _remember_split(hit.run.out, list(hit.chunks))
 
 
 def _parse_into(unit: "Unit", text: Any, path: str, config: Mapping[str, bool] | None) -> None:

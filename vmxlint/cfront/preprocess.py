@@ -28,47 +28,78 @@ __all__ = ("DEFAULT_CONFIG", "preprocess", "strip_comments", "join_continuations
 def preprocess(text: str, config: Mapping[str, bool] | None = None) -> str:
     """Return TEXT as plain C with the same line count and token lines (taking over the
     output of a recent text around an edit: see `_spliced`)."""
+    return preprocessed(text, config)[0].out
+
+
+def preprocessed(text: str, config: Mapping[str, bool] | None = None) -> tuple["Run", bool]:
+    """`preprocess` as the record of its run, and whether it is a run over all of the
+    text that a later process may splice from (no recent text could be spliced, every
+    look-ahead found its end, the config is a value)."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    key = _config_key(config)
+    key = config_key(config)
     if key is None:
-        return _whole(text, config).out
+        return _whole(text, config), False
     with _recent_lock:
         recent = [r for r in _recent if r.key == key]
     for done in recent:
         if done.text == text:
-            return done.out
+            return done, False
     for done in recent:
         spliced = _spliced(done, text, config)
         if spliced is not None:
             _remember(spliced)
-            return spliced.out
-    run = _whole(text, config)
+            return spliced, False
+    run = structs.replace(_whole(text, config), text=text, key=key)
     if run.closed:
-        _remember(structs.replace(run, text=text, key=key))
-    return run.out
+        _remember(run)
+    return run, run.closed
 
 
-class _Run(Struct):
+def adopt(run: "Run", text: str, config: Mapping[str, bool] | None = None) -> bool:
+    """Take RUN, the record of an earlier process's run over TEXT, as this process's:
+    the next text may be spliced from it.  False when the config cannot be told apart
+    or the run cannot be spliced from."""
+    key = config_key(config)
+    if key is None or not run.closed:
+        return False
+    _remember(structs.replace(run, text=text.replace("\r\n", "\n").replace("\r", "\n"),
+                              key=key))
+    return True
+
+
+def known(text: str, config: Mapping[str, bool] | None = None) -> bool:
+    """Whether a recent run over TEXT is kept (then `adopt` has nothing to add)."""
+    key = config_key(config)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    with _recent_lock:
+        return any(r.key == key and r.text == text for r in _recent)
+
+
+# An #if state (`Branches.state`): whether lines are kept, and the open frames.
+State = tuple[bool, tuple[tuple[bool, bool, bool], ...]]
+
+
+class Run(Struct, forbid_unknown_fields=True):
     """The passes over a text: their output, and what a later edit of the text needs."""
 
     out: str
     closed: bool        # every unbounded look-ahead found its end, every look-back a start
-    marks: list[tuple[int, tuple]]    # each directive's line and the #if state after it
-    end: tuple          # the #if state at the end of the text
-    text: str = ""
-    key: tuple = ()     # the config, as `_config_key` gives it
+    marks: list[tuple[int, State]]    # each directive's line and the #if state after it
+    end: State          # the #if state at the end of the text
+    text: str = ""      # the text (its line ends made "\n"), kept in process only
+    key: tuple[tuple[str, bool], ...] = ()   # the config, as `_config_key` gives it
 
 
-def _whole(text: str, config: Mapping[str, bool] | None, state: tuple | None = None) -> _Run:
+def _whole(text: str, config: Mapping[str, bool] | None, state: State | None = None) -> Run:
     """The passes over all of TEXT, from the #if state STATE (none open by default)."""
     _open_ends.count = 0
     branches = Branches(_merged_config(config), state)
-    marks: list[tuple[int, tuple]] = []
+    marks: list[tuple[int, State]] = []
     text = join_continuations(text)
     text = strip_comments(text)
     text = _conditionals(text, branches, marks)
     out = rewrite_kernel_syntax(text)
-    return _Run(out, _open_ends.count == 0, marks, branches.state())
+    return Run(out, _open_ends.count == 0, marks, branches.state())
 
 
 # Scans that reached an end of their text looking for something, in this thread's
@@ -80,7 +111,8 @@ def _reached_an_end() -> None:
     _open_ends.count = getattr(_open_ends, "count", 0) + 1
 
 
-def _config_key(config: Mapping[str, bool] | None) -> tuple | None:
+def config_key(config: Mapping[str, bool] | None) -> tuple | None:
+    """The config as a value to compare, or None when only a look-up can tell two apart."""
     items = list((config or {}).items())
     if not all(type(k) is str and type(v) in (bool, int) for k, v in items):
         return None             # a config only a look-up can tell apart
@@ -89,12 +121,12 @@ def _config_key(config: Mapping[str, bool] | None) -> tuple | None:
 
 # The last texts preprocessed in full or spliced, newest first: a series preprocesses
 # one image after another, each a small edit of the last.
-_recent: list[_Run] = []
+_recent: list[Run] = []
 _recent_lock = threading.Lock()
 RECENT = 4
 
 
-def _remember(run: _Run) -> None:
+def _remember(run: Run) -> None:
     with _recent_lock:
         _recent[:] = [run] + [r for r in _recent if r.text != run.text][:RECENT - 1]
 
@@ -105,7 +137,7 @@ def clear_memo() -> None:
         _recent.clear()
 
 
-def _spliced(done: _Run, new: str, config: Mapping[str, bool] | None) -> _Run | None:
+def _spliced(done: Run, new: str, config: Mapping[str, bool] | None) -> Run | None:
     """The passes over NEW made from DONE, those over an older text, when the edit
     between them lies in a region of lines that the passes treat on its own; else None.
 
@@ -152,9 +184,10 @@ def _spliced(done: _Run, new: str, config: Mapping[str, bool] | None) -> _Run | 
     if not run.closed or run.end != leaves:
         return None
     moved = fresh.count("\n") - region.count("\n")
-    return _Run(done.out[:first] + run.out + done.out[last:], True,
-                done.marks[:i] + [(before + line, s) for line, s in run.marks]
-                + [(line + moved, s) for line, s in done.marks[j:]], done.end, new, done.key)
+    marks = done.marks[:i] + [(before + line, s) for line, s in run.marks] \
+        + [(line + moved, s) for line, s in done.marks[j:]]
+    return Run(done.out[:first] + run.out + done.out[last:], True, marks, done.end, new,
+               done.key)
 
 
 def _line_offset(text: str, n: int) -> int:
@@ -406,7 +439,7 @@ def apply_conditionals(text: str, config: Mapping[str, bool] | None = None) -> s
 
 
 def _conditionals(text: str, branches: "Branches",
-                  marks: list[tuple[int, tuple]] | None = None) -> str:
+                  marks: list[tuple[int, State]] | None = None) -> str:
     """`apply_conditionals` from the state BRANCHES holds (and leaves it in at the end);
     MARKS, when given, gets each directive's line and the state after it."""
     if "#" not in text:
@@ -433,17 +466,17 @@ def _conditionals(text: str, branches: "Branches",
 class Branches:
     """Which #if branch the lines read so far are in."""
 
-    START: tuple = (True, ())       # the state of a file's first line: no #if open
+    START: State = (True, ())       # the state of a file's first line: no #if open
 
-    def __init__(self, cfg: Mapping[str, bool], state: tuple | None = None) -> None:
+    def __init__(self, cfg: Mapping[str, bool], state: State | None = None) -> None:
         self.cfg = cfg
         self.active, frames = state or self.START
         # Each frame: [enclosing branch active, this branch active, a branch already taken].
         self.stack: list[list[bool]] = [list(f) for f in frames]
 
-    def state(self) -> tuple:
+    def state(self) -> State:
         """What decides the lines from here on, as a value (see ``START``)."""
-        return (self.active, tuple(map(tuple, self.stack)))
+        return (self.active, tuple((a, b, c) for a, b, c in self.stack))
 
     def directive(self, line: str) -> None:
         """Take one directive line into account."""
