@@ -619,9 +619,10 @@ def _tie_break(starts: list[int], want: int) -> int | None:
 
 def _occurrences(pattern: list[str], lines: list[str], index: "_Index",
                  lo: int) -> list[int]:
-    """Start positions >= lo where lines hold pattern (anchored on its rarest line)."""
+    """Start positions >= lo where lines hold pattern (anchored on its longest line, the
+    likeliest to be rare: a blank line or a lone "}" is everywhere)."""
     n = len(pattern)
-    anchor = min(range(n), key=lambda k: len(index[pattern[k]]))
+    anchor = max(range(n), key=lambda k: len(pattern[k]))
     starts = (q - anchor for q in index[pattern[anchor]])
     return [p for p in starts if p >= lo and lines[p:p + n] == pattern]
 
