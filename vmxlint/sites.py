@@ -295,10 +295,11 @@ class Walker(GuardedWalk):
             if handler is None:
                 continue
             when = conj(success, made)
+            # The handler's first line from the unit's split: a look-up would parse it (or
+            # rebuild its tree at a moved line) on every image, for a line.
             self._add(Site(kind="call", callee=handler, order=0, function=root,
-                           path=self.functions[handler].path,
-                           line=self.functions[handler].start_line, guard=when, local=when,
-                           shown=made, chain=(root,)))
+                           path=self.functions[root].path, line=self.start(handler),
+                           guard=when, local=when, shown=made, chain=(root,)))
             returns = self.walk_function(handler, when, {}, (root,), made)
             success = conj(success, disj(neg(made), returns))
         self.context = set()
