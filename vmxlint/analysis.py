@@ -141,9 +141,14 @@ def analyse(tree: Tree, root: str | None = None, also: Iterable[str] = (),
         from vmxlint.cfront import recall
 
         recall(base.text)       # this image's nested.c is spliced from the neighbour's
-    result = _unchanged(tree, root, also, base) if base is not None else None
-    if result is None:
-        result = _analyse(tree, root, also, base, content)
+        result = _unchanged(tree, root, also, base)
+        if result is not None:
+            # The neighbour's very image asked about other fields costs nothing to make
+            # again from it: only an analysis with moved lines is worth an entry.
+            if base.text != (tree.read(NESTED_C) or ""):
+                cache.put(k, result)
+            return result
+    result = _analyse(tree, root, also, base, content)
     cache.put(k, result)
     return result
 
