@@ -775,3 +775,29 @@ def test_preprocess_redoes_only_the_edited_function(monkeypatch, inside: str) ->
     edited = text[:at] + "\n\tx = typeof(y) 0;\n" + inside + text[at:]
     assert preprocess(edited) == real(edited, None).out
     assert sizes and (max(sizes) < len(text) // 4) == (inside != "#if 0\n")
+
+
+@pytest.mark.kernel
+def test_kernel_series_of_edits_is_spliced_exactly(kernel_tree: Path) -> None:
+    """An edit in every function body of a real nested.c, one after another as a series
+    makes them: each image's preprocessing, spliced from the one before, is all the passes'
+    over it, and nearly every image is spliced (a region's `#if` state left changed, or a
+    continued line in it, falls back to the full passes)."""
+    text = (kernel_tree / "arch/x86/kvm/vmx/nested.c").read_text()
+    pp.clear_memo()
+    preprocess(text)
+    full = 0
+    real = pp._whole
+    bodies = len(re.findall(r"\n\{\n", text))
+    for k in range(0, bodies, 3):
+        at = [m.end() for m in re.finditer(r"\n\{\n", text)][k]
+        text = text[:at] + f"\tvmxlint_edit({k});\n" + text[at:]
+        sizes: list[int] = []
+        pp._whole = lambda t, c, s=None: (sizes.append(len(t)), real(t, c, s))[1]
+        try:
+            got = preprocess(text)
+        finally:
+            pp._whole = real
+        assert got == real(text, None).out, k
+        full += max(sizes, default=0) > len(text) // 2
+    assert full <= bodies // 3 // 10
