@@ -20,13 +20,11 @@ from vmxlint.findings import Evidence, Finding
 from vmxlint.tree import lines
 
 if TYPE_CHECKING:  # pragma: no cover
+    from vmxlint.incremental import Spans
     from vmxlint.patch import Applied
 
 
-Spans = Mapping[str, tuple[int, int]]
-
-
-def on_hunk(f: Finding, applied: "Applied", functions: Mapping[str, Spans] | None = None
+def on_hunk(f: Finding, applied: "Applied", functions: Mapping[str, "Spans"] | None = None
             ) -> Finding:
     """f, anchored on its patch's hunks when it is new and lies outside all of them.
 
@@ -46,7 +44,7 @@ def on_hunk(f: Finding, applied: "Applied", functions: Mapping[str, Spans] | Non
 
 
 def _cause(f: Finding, applied: "Applied", removed_at: dict[int, int], changed: set[int],
-           post: str, spans: Spans | None) -> int:
+           post: str, spans: "Spans | None") -> int:
     if f.field and removed_at:
         pre = lines(applied.pre.get(f.path) or "")
         named = sorted(at for old, at in removed_at.items()

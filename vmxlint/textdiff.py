@@ -7,6 +7,8 @@ work to C: a 235 KB file costs some sixty comparisons, not a Python loop over it
 """
 from __future__ import annotations
 
+import functools
+
 _BLOCK = 4096
 
 
@@ -43,6 +45,7 @@ def common_suffix(a: str, b: str) -> int:
     return lo
 
 
+@functools.lru_cache(maxsize=8)     # an image and its neighbour are compared by several stages
 def same_lines(a: str, b: str) -> tuple[int, int]:
     """(p, s): how many lines a and b share at their start, and then at their end, as
     comparing their lines ("\\n" ends one) one by one from each end finds them; the

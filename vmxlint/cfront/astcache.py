@@ -69,9 +69,7 @@ class Uncacheable(Exception):
 def clear() -> None:
     """Forget the trees kept in this process (the disk cache stays) and reset `stats`;
     the pieces and the parses of other pieces kept in process go too."""
-    from vmxlint.cfront import lazy, parse
-
-    from vmxlint.cfront import preprocess
+    from vmxlint.cfront import lazy, parse, preprocess
 
     with _lock:
         _trees.clear()
