@@ -6,13 +6,16 @@ every fixture tree and on every test patch.
 """
 from __future__ import annotations
 
+import os
 import re
+import time
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from test_hygiene import HANG_GUARD
 from test_real_trees import LEGITIMATE, PLANTED, _patch
 from vmxlint import analysis
 from vmxlint.analysis import analyse
@@ -357,22 +360,39 @@ def test_jobs_give_the_same_findings():
     assert any(f.status == "new" for f in one.findings)
 
 
-def test_every_job_starts_from_a_neighbour(monkeypatch):
-    """With -j, a run after the first starts from the image before the series, analysed
-    once before the processes start, not from a full analysis of its first image."""
+def test_lanes_meet_and_start_from_a_neighbour(monkeypatch):
+    """With -j, the lanes of a segment take its patches from both ends until they meet:
+    every patch once, the back lane from the last one down; every lane starts from the
+    image before the series (analysed once before the processes start), not from a full
+    analysis of its first image, and goes on from the image it analysed last."""
     from vmxlint import jobs
 
     tree = Tree.open(FIXTURES / "trees" / "shape-modern")
+    images = [tree] + [tree.with_overlay({NESTED_C: f"/* {k} */\n"}) for k in range(1, 8)]
+    steps = [jobs.Step(images[k], images[k + 1]) for k in range(7)]
+    text = [image.read(NESTED_C) for image in images]
 
-    def spy(steps, incremental, base=None):
-        # Runs in the worker: what it was given goes back to the parent as its result.
-        return [(base.text if base is not None else None, len(steps))]
+    def spy(step, previous):
+        # Runs in the lane's process: what it was given goes back as the step's pair.
+        ends = jobs._PENDING.ends.ends
+        for _ in range(HANG_GUARD * 100):   # the front lane waits for the back one to begin
+            if ends[1] != len(steps) - 1:   # (both must take part)
+                break
+            time.sleep(0.01)
+        return (os.getpid(), previous.text if previous is not None else None,
+                step.after.read(NESTED_C)), None
 
-    monkeypatch.setattr(jobs, "_run", spy)
-    steps = [jobs.Step(tree, tree)] * 4
-    seen = jobs.analyse_steps(steps, True, jobs=2)
-    assert seen == [(None, 2), (tree.read(NESTED_C), 2)]
-    assert jobs.analyse_steps(steps, False, jobs=2) == [(None, 2), (None, 2)]
+    monkeypatch.setattr(jobs, "_step", spy)
+    monkeypatch.setattr(jobs, "_backward", spy)
+    seen = [pair[0] for pair in jobs.analyse_steps(steps, True, jobs=2)]
+    assert [s[2] for s in seen] == text[1:]
+    pids = [s[0] for s in seen]
+    front = pids.count(os.getpid())             # this process is the front lane
+    assert 1 <= front <= 6 and pids == [os.getpid()] * front + [pids[-1]] * (7 - front)
+    assert [s[1] for s in seen[:front]] == text[:front]     # each from the one before
+    assert [s[1] for s in seen[front:]] == text[front + 1:7] + [text[0]]
+    alone = [pair[0] for pair in jobs.analyse_steps(steps, False, jobs=3)]
+    assert [s[1] for s in alone] == [None] * 7 and [s[2] for s in alone] == text[1:]
 
 
 def test_jobs_option(tmp_path):

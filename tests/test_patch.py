@@ -5,6 +5,8 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vmxlint.mail import read_mails
 from vmxlint.patch import Applied, Problem, apply_patch
@@ -286,3 +288,24 @@ def test_seed_repairs_and_applies(kernel_tree: Path, seed_path: Path) -> None:
     # Everything outside the removed block is the tree's own text, tabs included.
     assert len(pre.split("\n")) - len(post.split("\n")) == 11
     assert "\t\tif (kvm_mpx_supported() && vmx->nested.nested_run_pending &&" in rare_post
+
+
+_LINE = st.text(alphabet="ab \t\r\x0c}", max_size=4)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(_LINE, st.booleans()), max_size=8))
+def test_a_made_text_is_split_as_it_was_made(parts) -> None:
+    """The post-image's text keeps the lines it was joined from for the next patch of a
+    series: they are what splitting the text gives, and the text is the lines joined
+    with a newline after each but the last where one lacks it."""
+    from vmxlint import patch as P
+
+    bare = [text for text, _ in parts]
+    lines = [text + "\n" if ended else text for text, ended in parts]
+    text = P._join(list(lines), list(bare))
+    assert text == "".join(ln if ln.endswith("\n") or k == len(lines) - 1 else ln + "\n"
+                           for k, ln in enumerate(lines))
+    made = P._MADE.pop(text, None)
+    assert P._split_lines(text) == (made or P._split_lines(text))
+    assert made is None or made == (lines, bare)

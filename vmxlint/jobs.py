@@ -2,16 +2,22 @@
 
 Each patch that touches the analysed files needs its pre- and post-image analysed.  An
 image takes over the unchanged fields of the image analysed just before it
-(``vmxlint.incremental``), so a series costs what its changed functions cost.  With
-``jobs`` > 1 the patches are cut into contiguous runs, one per process: each run starts
-from the image before the series (analysed once, before the processes start), then goes
-on incrementally.  The findings are the same whichever way they are computed.
+(``vmxlint.incremental``), so a series costs what its changed functions cost.
+
+With ``jobs`` > 1 the series is cut into segments, each worked on by two processes (a
+lane each) from both ends towards the middle: the front lane takes its segment's next
+patch, the back lane the last one left, until they meet.  Which lane gets how many
+patches is decided as they go, so neither waits for the other, however the patches' costs
+vary.  A lane starts from the image before the series (analysed once, before the
+processes start) and goes on incrementally: the back lane analyses a patch's post-image
+from the image after it, then the pre-image from the post-image.  This process is the
+first lane.  The findings are the same whichever way they are computed.
 """
 from __future__ import annotations
 
 import contextlib
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from msgspec import Struct
 
@@ -21,6 +27,8 @@ from vmxlint.tree import NESTED_C
 if TYPE_CHECKING:  # pragma: no cover
     from vmxlint.analysis import Analysis
     from vmxlint.tree import Tree
+
+Pair = tuple["Analysis", "Analysis"]
 
 
 class Step(Struct):
@@ -39,33 +47,74 @@ def cpu_jobs() -> int:
 
 
 def analyse_steps(steps: list[Step], incremental: bool = True, jobs: int = 1,
-                  base: Neighbour | None = None) -> list[tuple[Analysis, Analysis]]:
+                  base: Neighbour | None = None) -> list[Pair]:
     """(pre-image analysis, post-image analysis) of every step, in order; ``base`` is an
     image analysed before the first step (the previous commit of a range)."""
     jobs = max(1, min(jobs, len(steps)))
-    if jobs == 1:
-        return _run(steps, incremental, base)
     import multiprocessing
 
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return _run(steps, incremental, base)
+    if jobs == 1 or "fork" not in multiprocessing.get_all_start_methods():
+        with _mode(incremental):
+            return _forward(steps, incremental, base)
     from concurrent.futures import ProcessPoolExecutor
 
-    size = -(-len(steps) // jobs)
-    runs = [steps[k:k + size] for k in range(0, len(steps), size)]
-    # Every run starts from a neighbour: the first from ``base``, the others from the
-    # image before the series (analysed once here, usually read from the cache), so that
-    # none pays a full analysis of its first image.  Any neighbour gives the same result.
-    starts = [base] + [_first(steps[0], base) if incremental else None] * (len(runs) - 1)
+    context = multiprocessing.get_context("fork")
+    # Every lane starts from a neighbour, the image before the series (analysed here,
+    # usually read from the cache), so that none pays a full analysis of its first image.
+    start = _first(steps[0], base) if incremental else None
     global _PENDING
-    _PENDING = list(zip(runs, starts))  # inherited by the forked workers, not pickled
+    _PENDING = _Work(steps, incremental, start, _Ends(len(steps), jobs, context))
     try:
-        with ProcessPoolExecutor(max_workers=len(runs),
-                                 mp_context=multiprocessing.get_context("fork")) as pool:
-            done = list(pool.map(_run_pending, range(len(runs)), [incremental] * len(runs)))
+        # Forked: the workers inherit the work and this process's memos, nothing pickled.
+        with ProcessPoolExecutor(max_workers=jobs - 1, mp_context=context) as pool:
+            others = [pool.submit(_lane, k) for k in range(1, jobs)]
+            done = dict(_lane(0))
+            for future in others:
+                done.update(future.result())
     finally:
-        _PENDING = []
-    return [pair for run in done for pair in run]
+        _PENDING = None
+    return [done[i] for i in range(len(steps))]
+
+
+class _Ends:
+    """The two ends of each segment still to do, shared by the processes: lane 2s is the
+    front of segment s, lane 2s + 1 its back (with an odd number of lanes, the last
+    segment has a front lane only)."""
+
+    def __init__(self, n: int, lanes: int, context: Any) -> None:
+        segments = -(-lanes // 2)
+        widths = [2] * (lanes // 2) + [1] * (lanes % 2)    # lanes per segment
+        bounds, done = [0], 0
+        for w in widths:
+            done += w
+            bounds.append(round(n * done / lanes))
+        self.lanes = lanes
+        self.ends = context.RawArray("l", [x for s in range(segments)
+                                           for x in (bounds[s], bounds[s + 1] - 1)])
+        self.lock = context.Lock()
+
+    def claim(self, lane: int) -> int | None:
+        """The next step for LANE, or None when its segment is done."""
+        s, back = divmod(lane, 2)
+        with self.lock:
+            front, last = self.ends[2 * s], self.ends[2 * s + 1]
+            if front > last:
+                return None
+            if back:
+                self.ends[2 * s + 1] = last - 1
+                return last
+            self.ends[2 * s] = front + 1
+            return front
+
+
+class _Work(Struct):
+    steps: list[Step]
+    incremental: bool
+    start: Neighbour | None
+    ends: _Ends
+
+
+_PENDING: _Work | None = None   # inherited by the forked workers, not pickled
 
 
 def _first(step: Step, base: Neighbour | None) -> Neighbour:
@@ -75,37 +124,69 @@ def _first(step: Step, base: Neighbour | None) -> Neighbour:
     return Neighbour(analyse(step.before, base=base), step.before.read(NESTED_C) or "")
 
 
-_PENDING: list[tuple[list[Step], Neighbour | None]] = []
-
-
-def _run_pending(k: int, incremental: bool) -> list[tuple[Analysis, Analysis]]:
-    run, start = _PENDING[k]
-    return _run(run, incremental, start)
-
-
-def _run(steps: list[Step], incremental: bool,
-         base: Neighbour | None = None) -> list[tuple[Analysis, Analysis]]:
+def _mode(incremental: bool):
     from vmxlint.analysis import from_scratch
 
-    with contextlib.nullcontext() if incremental else from_scratch():
-        return _steps(steps, incremental, base)
+    return contextlib.nullcontext() if incremental else from_scratch()
 
 
-def _steps(steps: list[Step], incremental: bool,
-           base: Neighbour | None) -> list[tuple[Analysis, Analysis]]:
-    from vmxlint.analysis import analyse
+def _lane(lane: int) -> list[tuple[int, Pair]]:
+    """The steps lane LANE claimed, each with its pair of analyses."""
+    work = _PENDING
+    assert work is not None
+    back = lane % 2 == 1
+    out: list[tuple[int, Pair]] = []
+    previous = work.start
+    with _mode(work.incremental):
+        while (k := work.ends.claim(lane)) is not None:
+            step = work.steps[k]
+            pair = _backward(step, previous) if back else _step(step, previous)
+            if work.incremental:
+                previous = Neighbour(pair[0], step.before.read(NESTED_C) or "") if back \
+                    else Neighbour(pair[1], step.after.read(NESTED_C) or "")
+            out.append((k, pair))
+    return out
 
-    out: list[tuple[Analysis, Analysis]] = []
+
+def _forward(steps: list[Step], incremental: bool, base: Neighbour | None) -> list[Pair]:
+    out: list[Pair] = []
     previous = base if incremental else None    # the last image analysed: fields reused
     for step in steps:
-        pre, post = step.before.read(NESTED_C) or "", step.after.read(NESTED_C) or ""
-        before = analyse(step.before, base=previous)
-        after = analyse(step.after, also=before.written,
-                        base=Neighbour(before, pre) if incremental else None)
-        if set(after.written) - set(before.written):
-            # A field only the post-image writes: ask the pre-image about it too.
-            before = analyse(step.before, also=after.written,
-                             base=Neighbour(after, post) if incremental else None)
-        previous = Neighbour(after, post) if incremental else None
-        out.append((before, after))
+        out.append(_step(step, previous))
+        if incremental:
+            previous = Neighbour(out[-1][1], step.after.read(NESTED_C) or "")
     return out
+
+
+def _step(step: Step, previous: Neighbour | None) -> Pair:
+    """The pair of one step, the pre-image analysed from PREVIOUS (the image before it)."""
+    from vmxlint.analysis import analyse
+
+    before = analyse(step.before, base=previous)
+    return _pair(step, before, previous is not None)
+
+
+def _backward(step: Step, following: Neighbour | None) -> Pair:
+    """The pair of one step, the post-image analysed from FOLLOWING (an image after it):
+    the same analyses as ``_step`` asks for, reached from the other side."""
+    from vmxlint.analysis import analyse
+
+    after = analyse(step.after, base=following)
+    post = step.after.read(NESTED_C) or ""
+    before = analyse(step.before, base=Neighbour(after, post) if following else None)
+    return _pair(step, before, following is not None)
+
+
+def _pair(step: Step, before: Analysis, incremental: bool) -> Pair:
+    """The post-image asked about the fields the pre-image writes, and the pre-image
+    about those only the post-image writes (so that deleting a field's only write, or
+    adding one, is seen)."""
+    from vmxlint.analysis import analyse
+
+    pre, post = step.before.read(NESTED_C) or "", step.after.read(NESTED_C) or ""
+    after = analyse(step.after, also=before.written,
+                    base=Neighbour(before, pre) if incremental else None)
+    if set(after.written) - set(before.written):
+        before = analyse(step.before, also=after.written,
+                         base=Neighbour(after, post) if incremental else None)
+    return before, after

@@ -10,7 +10,6 @@ formed.  The tree is only read, never written.
 """
 from __future__ import annotations
 
-import itertools
 import re
 
 import unidiff
@@ -653,6 +652,9 @@ class _Index(dict):
 def _split_lines(text: str) -> tuple[list[str], list[str]]:
     """The lines with their "\\n" and without it (only "\\n" ends a line: kernel files
     hold form feeds)."""
+    made = _MADE.get(text)
+    if made is not None:
+        return made
     bare = text.split("\n")
     if not bare[-1]:
         bare.pop()                  # the text ends with a newline, or is empty
@@ -660,17 +662,32 @@ def _split_lines(text: str) -> tuple[list[str], list[str]]:
     return [p + "\n" for p in bare[:-1]] + [bare[-1]], bare
 
 
-def _join(lines: list[str]) -> str:
-    """The text of lines, each but the last ended by a newline if it lacks one."""
-    if all(map(str.endswith, lines[:-1], itertools.repeat("\n"))):
-        return "".join(lines)           # the common case, without a copy of every line
+def _join(lines: list[str], bare: list[str]) -> str:
+    """The text of lines, each but the last ended by a newline if it lacks one (no line
+    holds a newline but at its end).  The text's lines are kept for the next patch."""
+    text = "".join(lines)
+    ended = text.count("\n")
+    if ended == len(lines) or (ended == len(lines) - 1 and lines[-1]
+                               and not lines[-1].endswith("\n")):
+        _MADE[text] = lines, bare       # what _split_lines would make of the text
+        while len(_MADE) > _MADE_KEPT:
+            del _MADE[next(iter(_MADE))]
+        return text
     fixed = [ln if ln.endswith("\n") or k == len(lines) - 1 else ln + "\n"
              for k, ln in enumerate(lines)]
     return "".join(fixed)
 
 
+# The lines of the last texts a patch made: a series applies each patch to the text the
+# one before made, and splitting a file of thousands of lines again cost more than the
+# rest of applying a patch.  Never changed once made.
+_MADE: dict[str, tuple[list[str], list[str]]] = {}
+_MADE_KEPT = 4
+
+
 class _FileResult(Struct):
     post: list[str]
+    bare: list[str]             # post's lines without their newline
     added: set[int]
     removed: set[int]
     removed_at: dict[int, int]
@@ -688,7 +705,7 @@ def _apply_file(fp: _FilePatch, path: str, orig_text: str) -> _FileResult:
     orig, bare = _split_lines(orig_text)
     bare_index = _Index(bare)
     lenient: list = []      # normalised lines and their index, made when a hunk needs them
-    res = _FileResult([], set(), set(), {}, [], 0, 0, 0, 0, [])
+    res = _FileResult([], [], set(), set(), {}, [], 0, 0, 0, 0, [])
     cursor = offset = 0
     for hunk in fp.hunks:
         want = _expected(hunk, offset)
@@ -709,8 +726,9 @@ def _apply_file(fp: _FilePatch, path: str, orig_text: str) -> _FileResult:
             continue
         offset = place.start - place.lead - (want - offset)
         res.post.extend(orig[cursor:place.start])
+        res.bare.extend(bare[cursor:place.start])
         first = len(res.post) + 1
-        cursor = _emit(place, hunk, orig, res)
+        cursor = _emit(place, hunk, orig, bare, res)
         res.spans.append((first, max(first, len(res.post))))
         if hunk.damaged or not place.exact:
             res.repaired += 1
@@ -719,10 +737,12 @@ def _apply_file(fp: _FilePatch, path: str, orig_text: str) -> _FileResult:
             if place.fuzz and not res.note:
                 res.note = _fuzz_note(hunk, place, bare)
     res.post.extend(orig[cursor:])
+    res.bare.extend(bare[cursor:])
     return res
 
 
-def _emit(place: _Place, hunk: _Hunk, orig: list[str], res: _FileResult) -> int:
+def _emit(place: _Place, hunk: _Hunk, orig: list[str], bare: list[str],
+          res: _FileResult) -> int:
     """Write the hunk's post-image at place into res; return the next pre-image index."""
     cur = place.start
     last_add = max((k for k, (tag, _) in enumerate(place.core) if tag == "+"), default=-1)
@@ -730,10 +750,12 @@ def _emit(place: _Place, hunk: _Hunk, orig: list[str], res: _FileResult) -> int:
         if tag == "+":
             eol = "" if hunk.no_eol and k == last_add and cur >= len(orig) else "\n"
             res.post.append(text + eol)
+            res.bare.append(text)
             res.added.add(len(res.post))
         elif cur < len(orig):
             if tag == " ":
                 res.post.append(orig[cur])      # the tree's exact text, not the mail's
+                res.bare.append(bare[cur])
             else:
                 res.removed.add(cur + 1)
                 res.removed_at[cur + 1] = len(res.post) + 1
@@ -855,7 +877,7 @@ def _first_line(fp: _FilePatch) -> int:
 def _record(fp: _FilePatch, old: str | None, new: str | None, orig_text: str | None,
             res: _FileResult, tree: Tree, out: Applied) -> None:
     """Store the pre- and post-image of an applied file patch in out."""
-    post = _join(res.post)
+    post = _join(res.post, res.bare)
     if old is not None:
         out.pre.setdefault(old, orig_text)
         out.removed_lines.setdefault(old, set()).update(res.removed)
