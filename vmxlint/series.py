@@ -7,6 +7,8 @@ patch introduces, resolves, or leaves unanalysed.
 """
 from __future__ import annotations
 
+import functools
+
 from msgspec import Struct, field
 
 from vmxlint.analysis import BLIND, MAX_PATCHES, UNANALYSED, Analysis, inputs
@@ -123,8 +125,7 @@ class _Blind:
     def __init__(self, before: Analysis, pre: Tree, post: Tree, applied, broken: dict,
                  ref: PatchRef) -> None:
         self.before = {f.key: f for f in before.findings}
-        self.pre = lines(pre.read(NESTED_C) or "")
-        self.post = lines(post.read(NESTED_C) or "")
+        self._images = pre, post
         self.added = applied.added_lines.get(NESTED_C, set())
         self.removed = applied.removed_lines.get(NESTED_C, set())
         self.broken = broken
@@ -149,6 +150,15 @@ class _Blind:
             return f.with_(status="new", severity="error",
                            message=f"this patch changes code that is not analysed: {f.message}")
         return f
+
+    @functools.cached_property
+    def pre(self) -> list[str]:
+        # Split only when a finding about unanalysed code asks: few patches have one.
+        return lines(self._images[0].read(NESTED_C) or "")
+
+    @functools.cached_property
+    def post(self) -> list[str]:
+        return lines(self._images[1].read(NESTED_C) or "")
 
     def _touched(self, f: Finding) -> bool:
         old = self.before.get(f.key)

@@ -205,6 +205,21 @@ def save_summaries() -> None:
         memo.loaded = len(memo)
 
 
+def _predicates(model: "Model") -> "_Predicates":
+    """The model's predicates, with the spellings looked up so far in this process: a
+    look-up expands the vmcs02 controls in what the predicate means, and every image of
+    a series asks about the same spellings."""
+    held = _PREDICATES.get(id(model))
+    if held is None or held[0] is not model:
+        held = _PREDICATES[id(model)] = (model, _Predicates(model))
+        while len(_PREDICATES) > 4:
+            _PREDICATES.pop(next(iter(_PREDICATES)))
+    return held[1]
+
+
+_PREDICATES: dict[int, tuple["Model", "_Predicates"]] = {}
+
+
 class _Predicates:
     """C spellings -> model predicates, from rules/model/predicates.toml."""
 
@@ -214,11 +229,19 @@ class _Predicates:
         # A vmcs02 control means what vmcs02.toml derives it from (L0, vmcs12).
         self.controls = model.control_formulas
         self.memo: dict[tuple[str, str], Formula | None] = {}
+        self.bits: dict[str, Formula] = {}
         for p in model.predicates:
             if p.regex:
                 self.regex.append((re.compile(p.spelling), p))
             else:
                 self.exact.setdefault(norm(p.spelling), []).append(p)
+
+    def control(self, bit: Atom) -> Formula:
+        """What a vmcs02 control bit means."""
+        hit = self.bits.get(bit.name)
+        if hit is None:
+            hit = self.bits[bit.name] = expand(bit, self.controls)
+        return hit
 
     def lookup(self, text: str, function: str) -> Formula | None:
         key = (text, function)
@@ -249,7 +272,7 @@ class Walker(GuardedWalk):
         self.summaries = summaries
         self.store = store
         self.model = model
-        self.preds = _Predicates(model)
+        self.preds = _predicates(model)
         self.bits = dict(controls.bits) if controls is not None else {}
         self.bit_helpers = dict(controls.helpers) if controls is not None else {}
         self.sites: list[Site] = list(extra_sites)
@@ -411,7 +434,7 @@ class Walker(GuardedWalk):
             if bit is None:
                 return None
             a: Formula = Atom(f"{owner}.{bit[0]}.{bit[1]}")
-            parts.append(expand(a, self.preds.controls) if owner == "vmcs02" else a)
+            parts.append(self.preds.control(a) if owner == "vmcs02" else a)
         return disj(*parts) if parts else None
 
     # -- calls -----------------------------------------------------------------------
