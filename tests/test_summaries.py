@@ -289,7 +289,7 @@ def test_a_broken_entry_is_walked_again(disk: str, walked: list[str]):
 
     tree = Tree.open(SHAPES[0])
     text = tree.read(NESTED_C)
-    cache.put(disk, '{"format": "vmxlint-walk 1", "formulas": [["a", 3]]}')
+    cache.put(disk, '{"format": "vmxlint-walk 2", "formulas": [["a", 3]]}')
     assert _dump(_walk_stored(text, tree, disk)) == _dump(_walk(text, tree, False))
     assert walked
 
@@ -359,7 +359,7 @@ def test_a_new_process_checks_with_the_summaries_an_audit_left(tmp_path):
                               capture_output=True, text=True, timeout=600)
 
     assert vmxlint("audit", "--tree", str(tree), env=cached).returncode in (0, 1)
-    walks = [p for p in (tmp_path / "cache").iterdir() if b"vmxlint-walk 1" in p.read_bytes()]
+    walks = [p for p in (tmp_path / "cache").iterdir() if b"vmxlint-walk 2" in p.read_bytes()]
     assert len(walks) == 1, "the audit left no summaries"
     left = walks[0].read_bytes()
     got = vmxlint("check", "--format", "json", "--tree", str(tree), str(patch), env=cached)

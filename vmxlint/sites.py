@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Iterable, Mapping
 
 from msgspec import Struct, field, structs
 
-from vmxlint.cfront.walk import Effect, Frame, GuardedWalk, SummaryMemo, Under, norm
+from vmxlint.cfront.walk import (Effect, Frame, GuardedWalk, SummaryMemo, Under, norm,
+                                 summary_key)
 from vmxlint.logic import TRUE, Atom, Formula, Not, conj, disj, expand, neg, parse_expr
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -285,13 +286,36 @@ class Walker(GuardedWalk):
 
     # -- entry point ---------------------------------------------------------------
     def walk(self, root: str) -> EntryPath:
+        path, (_, end) = self._where(root)
+        if self.summaries and self._fingerprint is not None:
+            self.memo = _memo(self.model, self.bits, self.bit_helpers, path, self.store)
+        # The root's walk is summarised too: an edit of a callee replays it.
+        key = summary_key(f"entry:{root}", {}, (), self.walk_state())
+        success = self.summarised(key, root, lambda: self._walk_root(root))
+        success = self._run_deferred(root, success)
+        self._add(Site(kind="entry", order=0, function=root, path=path, line=end,
+                       guard=success, local=success, shown=TRUE, chain=(root,), callee=None))
+        return EntryPath(root=root, sites=self.sites, success=success,
+                         functions=self.visited, labels=self.labels, inverted=self.inverted)
+
+    def _where(self, name: str) -> tuple[str, tuple[int, int]]:
+        """The path and the first and last line of a function, without parsing it when
+        the unit can tell from its split."""
+        span = getattr(self.functions, "span", None)
+        where = span(name) if span is not None else None
+        path = getattr(self.functions, "path", None)
+        if where is None or path is None:
+            fn = self.functions[name]
+            return fn.path, (fn.start_line, fn.end_line)
+        return path, where
+
+    def _walk_root(self, root: str) -> Formula:
+        """Walk the root; when it leaves on its success exit."""
         fn = self.functions[root]
         # Writes before the first vmx_switch_vmcs in the root land in the VMCS that was
         # loaded on entry, which on the nested entry path is vmcs01.
         if SWITCH_VMCS in self.text(fn.node.body):
             self.vmcs = "vmcs01"
-        if self.summaries and self._fingerprint is not None:
-            self.memo = _memo(self.model, self.bits, self.bit_helpers, fn.path, self.store)
         frame = self.enter(root, TRUE, {}, ())
         # The success exit is the return that ends the root's top-level block, after the
         # last setup step (NVMX_VMENTRY_SUCCESS in 6.x, 0 in 4.20-5.x); every other
@@ -299,14 +323,8 @@ class Walker(GuardedWalk):
         top = {id(item) for item in fn.node.body.block_items or ()
                if type(item).__name__ == "Return"}
         ok = [pc for pc, expr, node in frame.returns if id(node) in top]
-        success = disj(*ok) if ok else disj(*(pc for pc, _, _ in frame.returns)) \
+        return disj(*ok) if ok else disj(*(pc for pc, _, _ in frame.returns)) \
             if frame.returns else TRUE
-        success = self._run_deferred(root, success)
-        self._add(Site(kind="entry", order=0, function=root, path=fn.path,
-                       line=fn.end_line, guard=success, local=success, shown=TRUE,
-                       chain=(root,), callee=None))
-        return EntryPath(root=root, sites=self.sites, success=success,
-                         functions=self.visited, labels=self.labels, inverted=self.inverted)
 
     def _run_deferred(self, root: str, success: Formula) -> Formula:
         """Run the handlers of requests made on the path, as the run loop does before the
@@ -321,7 +339,7 @@ class Walker(GuardedWalk):
             # The handler's first line from the unit's split: a look-up would parse it (or
             # rebuild its tree at a moved line) on every image, for a line.
             self._add(Site(kind="call", callee=handler, order=0, function=root,
-                           path=self.functions[root].path, line=self.start(handler),
+                           path=self._where(root)[0], line=self.start(handler),
                            guard=when, local=when, shown=made, chain=(root,)))
             returns = self.walk_function(handler, when, {}, (root,), made)
             success = conj(success, disj(neg(made), returns))
@@ -354,6 +372,9 @@ class Walker(GuardedWalk):
 
     def set_walk_state(self, state: object) -> None:
         self.vmcs = state[0]      # type: ignore[index]
+
+    def resume_state(self, state: object) -> None:
+        self.vmcs, self.context = state[0], set(state[1])   # type: ignore[index]
 
     def branch_state(self) -> object:
         return self.vmcs

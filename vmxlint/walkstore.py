@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from msgspec import structs
 
-from vmxlint.cfront.walk import Label, Summary, Visit, summary_key
+from vmxlint.cfront.walk import Call, Label, Summary, Visit, summary_key
 from vmxlint.logic import FALSE, TRUE, And, Atom, Const, Formula, Not, Or
 from vmxlint.sites import Provenance, Site, Request, Spelling
 
 if TYPE_CHECKING:  # pragma: no cover
     from vmxlint.model import Model
 
-FORMAT = "vmxlint-walk 1"
+FORMAT = "vmxlint-walk 2"
 # Formulas nest a few levels (10 in 6.12); a deeper one in an entry is not the walk's and
 # would only exhaust the stack of whatever hashes it.
 MAX_DEPTH = 256
@@ -93,15 +93,20 @@ def encode(summaries: Iterable[tuple[tuple, Summary]], params: dict[str, tuple],
     table = _Table()
     out = []
     read: set[str] = set()
-    for (name, env, chain, state), s in summaries:
+    for key, s in summaries:
         read.update(d for d in s.deps.values() if d)
-        out.append([name, [[k, table.ref(v)] for k, v, _ in env], list(chain),
-                    _state(state), s.deps, [_effect(e, table) for e in s.effects],
-                    table.ref(s.returns), _state(s.state)])
+        out.append(_key(key, table) + [s.deps, [_effect(e, table) for e in s.effects],
+                                       table.ref(s.returns), _state(s.state), s.known,
+                                       {n: [list(p) for p in v] for n, v in s.binds.items()}])
     return json.dumps({
         "format": FORMAT, "formulas": table.rows, "summaries": out,
         "params": {d: [list(p) for p in params[d]] for d in sorted(read) if d in params},
         "fine": sorted(read & fine)}, separators=(",", ":"))
+
+
+def _key(key: tuple, table: _Table) -> list:
+    name, env, chain, state = key
+    return [name, [[k, table.ref(v)] for k, v, _ in env], list(chain), _state(state)]
 
 
 def _state(state: Any) -> list:
@@ -125,6 +130,9 @@ def _effect(e: Any, table: _Table) -> list:
         return ["R", table.ref(e.guard), e.deferred.request]
     if isinstance(e, Spelling):
         return ["S", table.ref(e.known), e.spelled]
+    if isinstance(e, Call):
+        return ["C", _key(e.key, table), table.ref(e.entry), table.ref(e.shown),
+                table.ref(e.returns), _state(e.state)]
     raise TypeError(type(e).__name__)
 
 
@@ -187,14 +195,24 @@ def _formulas(rows: list) -> list[Formula]:
 
 
 def _summary(row: list, formulas: list[Formula], requests: dict) -> tuple[tuple, Summary]:
-    name, env, chain, state, deps, effects, returns, after = row
-    env_map = {_str(k): _at(formulas, i) for k, i in env}
-    key = summary_key(_str(name), env_map, tuple(map(_str, chain)), _read_state(state))
+    name, env, chain, state, deps, effects, returns, after, known, binds = row
+    key = _read_key([name, env, chain, state], formulas)
     if not isinstance(deps, dict) or not all(isinstance(d, str) for d in deps.values()):
         raise _Bad("deps")
+    if not isinstance(known, dict) or not all(type(v) is bool for v in known.values()):
+        raise _Bad("known")
     return key, Summary({_str(k): v for k, v in deps.items()},
                         [_read_effect(e, formulas, requests) for e in effects],
-                        _at(formulas, returns), _read_state(after))
+                        _at(formulas, returns), _read_state(after),
+                        {_str(k): v for k, v in known.items()},
+                        {_str(k): tuple((_int(i), _str(n)) for i, n in v)
+                         for k, v in binds.items()})
+
+
+def _read_key(row: list, formulas: list[Formula]) -> tuple:
+    name, env, chain, state = row
+    env_map = {_str(k): _at(formulas, i) for k, i in env}
+    return summary_key(_str(name), env_map, tuple(map(_str, chain)), _read_state(state))
 
 
 def _read_state(state: list) -> tuple:
@@ -223,6 +241,9 @@ def _read_effect(e: list, formulas: list[Formula], requests: dict) -> Any:
         return Request(_at(formulas, e[1]), requests[e[2]])
     if kind == "S":
         return Spelling(_at(formulas, e[1]), _str(e[2]))
+    if kind == "C":
+        return Call(_read_key(e[1], formulas), _at(formulas, e[2]), _at(formulas, e[3]),
+                    _at(formulas, e[4]), _read_state(e[5]))
     raise _Bad(f"effect kind {kind!r}")
 
 

@@ -349,6 +349,11 @@ class LazyFunctions(Mapping[str, Function]):
         """See `_Lazy.span`: a function's lines, without a parse where one piece tells."""
         return self._state.span(name)
 
+    @property
+    def path(self) -> str:
+        """The path of the unit's file, which its functions are in."""
+        return self._state.path
+
     def __iter__(self) -> Iterator[str]:
         return iter(list(self._state.everything()))
 

@@ -14,11 +14,17 @@ join (``branch_state``, ``restore_state``, ``join_state``).
 Calls are summarised.  What walking a call does is a list of effects (``emit``) relative
 to the call: its guards start from ``TRUE``.  Given a memo and a unit that can tell, for a
 function name, what decides its look-up without parsing (``fingerprint``), the walk keeps
-each call's effects with the fingerprints of every function looked up under it; the same
-call (function, bound arguments, call chain, walk state) met again with the same
-fingerprints replays them under its new entry condition instead of walking again.  A
-conjunction flattens its operands, so ``entry and (pc and g)`` is the very formula
-``(entry and pc) and g`` the walk builds: a replay gives what the walk would.
+each call's summary: its effects, with each call it makes as a reference to the callee's
+summary (``Call``: the callee's key, the call's guards, and what the caller's walk took
+from the callee: when it returns true and the walk state it left).  A summary holds while
+the function's own fingerprint is the same, the names it asked about are still defined or
+not, the callees it bound arguments to track the same parameters, and each callee's
+summary (holding, or made again) returns under the same condition and leaves the same
+state.  So an edit of a callee walks the callee again, not its callers.  The same call
+(function, bound arguments, call chain, walk state) met again replays its summary, the
+referenced summaries expanded in place, under its new entry condition.  A conjunction
+flattens its operands, so ``entry and (pc and g)`` is the very formula ``(entry and pc)
+and g`` the walk builds: a replay gives what the walk would.
 """
 from __future__ import annotations
 
@@ -45,10 +51,11 @@ def norm(text: str) -> str:
 
 
 Under = Callable[[Formula], Formula]
-# Tracked parameters by function fingerprint, in this process (``_tracked_params``; the
+# Tracked parameters by function fingerprint, in this process (``_params``; the
 # summaries on disk carry those of the functions they read).
 TRACKED_PARAMS: dict[str, tuple[tuple[int, str], ...]] = {}
 PARAMS_MEMO = 4096
+COMPOSED = 4    # compositions kept per summary
 
 
 class Effect:
@@ -75,16 +82,36 @@ class Visit(Effect, Struct, frozen=True):
     name: str
 
 
+class Call(Effect, Struct, frozen=True):
+    """A call a summarised function makes: the callee's summary, by key, under the call's
+    guards, and what the caller's walk took from it (when it returns true, the state it
+    left)."""
+
+    key: tuple
+    entry: Formula
+    shown: Formula
+    returns: Formula
+    state: object
+
+    def under(self, entry: "Under", shown: "Under") -> "Call":
+        return Call(self.key, entry(self.entry), shown(self.shown), self.returns, self.state)
+
+
 class Summary(Struct):
-    """What walking one call did: its effects relative to the call, when it returns true,
-    the walk state it leaves, and the fingerprints of every function looked up under it
-    (a summary holds while they are the same)."""
+    """What walking one call did: its effects relative to the call (``Call`` for the calls
+    it made), when it returns true, the walk state it leaves, and what it read besides its
+    callees: its function's fingerprint (``deps``), whether the names it asked about are
+    defined (``known``), the tracked parameters of the callees it bound (``binds``)."""
 
     deps: dict[str, Any]
     effects: list[Effect]
     returns: Formula
     state: object
-    composed: tuple[tuple, list[Effect]] | None = None   # the last replay's effects
+    known: dict[str, bool] = field(default_factory=dict)
+    binds: dict[str, tuple[tuple[int, str], ...]] = field(default_factory=dict)
+    # The last replays' effects, by the way the call was reached (a helper is called
+    # from several places of an image).
+    composed: list[tuple[tuple, list[Effect]]] = field(default_factory=list)
 
 
 class SummaryMemo(OrderedDict):
@@ -122,6 +149,8 @@ class SummaryMemo(OrderedDict):
 class _Recording(Struct):
     deps: dict[str, Any] = field(default_factory=dict)
     effects: list[Effect] = field(default_factory=list)
+    known: dict[str, bool] = field(default_factory=dict)
+    binds: dict[str, tuple[tuple[int, str], ...]] = field(default_factory=dict)
 
 
 class Frame:
@@ -153,6 +182,7 @@ class GuardedWalk:
         # functions, to replay the calls met before.
         self.memo: MutableMapping[tuple, Summary] | None = None
         self._recording: list[_Recording] = []
+        self._now: dict[tuple, Summary] = {}      # summaries found to hold for this image
         self._starts: dict[str, int] = {}
         self.gen = c_generator.CGenerator()
         self.call_values: dict[int, Formula] = {}    # walked call -> its truth value
@@ -191,6 +221,10 @@ class GuardedWalk:
     def set_walk_state(self, state: object) -> None:
         """The state a summarised call leaves behind."""
 
+    def resume_state(self, state: object) -> None:
+        """The whole state of ``walk_state``, to walk a callee again out of its caller."""
+        self.set_walk_state(state)
+
     def apply(self, effect: Effect) -> None:
         """Carry out an effect of the walk (subclasses handle their own kinds)."""
         if isinstance(effect, Label):
@@ -210,9 +244,10 @@ class GuardedWalk:
 
     def defined(self, name: str) -> bool:
         """Whether the unit defines function NAME (a summary depends on the answer)."""
+        answer = name in self.functions
         if self._recording:
-            self._recording[-1].deps[name] = self._fingerprint(name)
-        return name in self.functions
+            self._recording[-1].known[name] = answer
+        return answer
 
     def start(self, name: str) -> int:
         """The first line of function NAME: effects keep lines relative to it, so that a
@@ -227,29 +262,85 @@ class GuardedWalk:
     def walk_function(self, name: str, entry: Formula, env: dict[str, Formula],
                       chain: tuple[str, ...], shown: Formula = TRUE) -> Formula:
         """Walk function NAME reached under ENTRY; when it returns true.  A call met before
-        with the same inputs and fingerprints replays its summary instead."""
+        whose summary holds replays it instead; within a summary, it is referred to."""
         if self.memo is None or self._fingerprint is None:
             return self.returns_true(self.enter(name, entry, env, chain, shown))
         key = summary_key(name, env, chain, self.walk_state())
-        summary = self.memo.get(key)
-        if summary is None or any(self._fingerprint(n) != mark for n, mark in summary.deps.items()):
-            summary = self._summarise(name, env, chain, key)
+        summary = self._holding(key) or self._summarise(name, env, chain, key)
         if self._recording:
-            self._recording[-1].deps.update(summary.deps)
-        for effect in self._composed(summary, entry, shown):
-            self.emit(effect)
+            self.emit(Call(key, entry, shown, summary.returns, summary.state))
+        else:
+            self._replay(summary, entry, shown)
         self.set_walk_state(summary.state)
         self._cond_memo.clear()
         return summary.returns
 
+    def summarised(self, key: tuple, name: str, walk: Callable[[], Formula]) -> Formula:
+        """WALK (a walk of function NAME that yields a formula), summarised under KEY like
+        a call: replayed while the summary holds.  For a root, whose walk is more than a
+        call's (its success exit, say)."""
+        if self.memo is None or self._fingerprint is None:
+            return walk()
+        summary = self._holding(key) or self._record(key, name, walk)
+        self._replay(summary, TRUE, TRUE)
+        self.set_walk_state(summary.state)
+        self._cond_memo.clear()
+        return summary.returns
+
+    def _holding(self, key: tuple) -> Summary | None:
+        """The summary of KEY when it holds for this image (callees made again as needed)."""
+        hit = self._now.get(key)
+        if hit is not None:
+            return hit
+        assert self.memo is not None
+        summary = self.memo.get(key)
+        if summary is None or any(self._fingerprint(n) != mark
+                                  for n, mark in summary.deps.items()) \
+                or any((n in self.functions) != v for n, v in summary.known.items()) \
+                or any(self._params(n) != v for n, v in summary.binds.items()):
+            return None
+        for effect in summary.effects:
+            if type(effect) is Call:
+                callee = self._holding(effect.key) or self._again(effect.key)
+                if callee.state != effect.state or callee.returns != effect.returns \
+                        or _spellings(callee.returns) != _spellings(effect.returns):
+                    return None
+        self._now[key] = summary
+        return summary
+
+    def _again(self, key: tuple) -> Summary:
+        """Walk the call of KEY again, out of its caller's walk."""
+        name, env, chain, state = key
+        before = self.walk_state()
+        self.resume_state(state)
+        try:
+            return self._summarise(name, {k: v for k, v, _ in env}, chain, key)
+        finally:
+            self.resume_state(before)
+
+    def _replay(self, summary: Summary, entry: Formula, shown: Formula) -> None:
+        """Carry out a summary's effects under a call's conditions, the calls it made
+        expanded in place."""
+        for effect in self._composed(summary, entry, shown):
+            if type(effect) is Call:
+                self._replay(self._now[effect.key], effect.entry, effect.shown)
+            else:
+                self.apply(effect)
+
     def _composed(self, summary: Summary, entry: Formula, shown: Formula) -> list[Effect]:
         """The summary's effects under a call's entry and enclosing conditions; the last
-        composition is kept, as the next image usually reaches the call the same way."""
+        compositions are kept, as the next image usually reaches the call the same ways."""
         if entry == TRUE and shown == TRUE:
             return summary.effects
+        kept = summary.composed
+        for way, effects in kept:
+            if way[0] is entry and way[1] is shown:
+                return effects      # the caller's composition was kept: its calls are too
         way = (entry, shown, _spellings(entry), _spellings(shown))
-        if summary.composed is not None and summary.composed[0] == way:
-            return summary.composed[1]
+        for k, (old, effects) in enumerate(kept):
+            if old == way:
+                kept[k] = (way, effects)    # the objects of this image's way, for the next
+                return effects
         # Effects of one block share their guard objects: each is joined once.
         guards: dict[int, Formula] = {}
         shows: dict[int, Formula] = {}
@@ -267,19 +358,26 @@ class GuardedWalk:
             return hit
 
         effects = [effect.under(under_entry, under_shown) for effect in summary.effects]
-        summary.composed = (way, effects)
+        kept.insert(0, (way, effects))
+        del kept[COMPOSED:]
         return effects
 
     def _summarise(self, name: str, env: dict[str, Formula], chain: tuple[str, ...],
                    key: tuple) -> Summary:
+        return self._record(key, name, lambda: self.returns_true(
+            self.enter(name, TRUE, env, chain, TRUE)))
+
+    def _record(self, key: tuple, name: str, walk: Callable[[], Formula]) -> Summary:
         rec = _Recording()
         rec.deps[name] = self._fingerprint(name)
         self._recording.append(rec)
         try:
-            returns = self.returns_true(self.enter(name, TRUE, env, chain, TRUE))
+            returns = walk()
         finally:
             self._recording.pop()
-        summary = Summary(rec.deps, rec.effects, returns, self.walk_state())
+        summary = Summary(rec.deps, rec.effects, returns, self.walk_state(), rec.known,
+                          rec.binds)
+        self._now[key] = summary
         if None not in rec.deps.values():
             assert self.memo is not None
             self.memo[key] = summary
@@ -526,10 +624,12 @@ class GuardedWalk:
 
     def _bind(self, name: str, args: list, fr: Frame) -> dict[str, Formula]:
         """Parameters of the callee that are used as conditions take the caller's args."""
-        return {pname: self.cond(args[k], fr)
-                for k, pname in self._tracked_params(name) if k < len(args)}
+        params = self._params(name)
+        if self._recording:
+            self._recording[-1].binds[name] = params
+        return {pname: self.cond(args[k], fr) for k, pname in params if k < len(args)}
 
-    def _tracked_params(self, name: str) -> tuple[tuple[int, str], ...]:
+    def _params(self, name: str) -> tuple[tuple[int, str], ...]:
         """The positions and names of a function's bool and pointer parameters (kept by
         fingerprint: a summarised call needs no parse of its callee)."""
         mark = self._fingerprint(name) if self._fingerprint is not None else None
@@ -564,6 +664,15 @@ def summary_key(name: str, env: Mapping[str, Formula], chain: tuple[str, ...],
 
 
 def _spellings(f: Formula) -> tuple:
+    """The atoms of f with their labels, in a fixed order: kept on the formula, which is
+    never changed (a replay compares the ways its calls were reached by them)."""
+    hit = f.__dict__.get("_sp")
+    if hit is None:
+        hit = f.__dict__["_sp"] = _collect_spellings(f)
+    return hit
+
+
+def _collect_spellings(f: Formula) -> tuple:
     out = []
     seen: set[int] = set()
     stack = [f]
