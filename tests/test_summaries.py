@@ -379,3 +379,56 @@ def test_an_entry_with_a_formula_too_deep_is_refused():
                       "params": {}, "fine": []})
     with pytest.raises(ValueError, match="depth"):
         walkstore.decode(doc, load_model())
+
+
+@pytest.fixture
+def recorded(monkeypatch) -> list[str]:
+    """What each walk recorded (calls and the root's walk), in order; summaries start empty."""
+    names: list[str] = []
+    real = walk.GuardedWalk._record
+
+    def counting(self, key, *args):
+        names.append(key[0])
+        return real(self, key, *args)
+
+    monkeypatch.setattr(walk.GuardedWalk, "_record", counting)
+    sites._summaries.clear()
+    yield names
+    sites._summaries.clear()
+
+
+def test_an_edited_callee_is_walked_again_and_its_callers_replayed(recorded: list[str]):
+    """A callee's summary is referred to by its callers' summaries: an edit that leaves
+    when it returns and the VMCS it leaves as they were walks the callee alone."""
+    tree = Tree.open(SHAPES[0])
+    text = tree.read(NESTED_C)
+    _walk(text, tree, True)
+    assert "prepare_vmcs02_rare" in recorded and "entry:" + _ROOT in recorded
+    recorded.clear()
+    edited = _edit_body(text, "prepare_vmcs02_rare", "\tvmcs_write32(GUEST_ES_LIMIT, 7);\n")
+    fast = _walk(edited, tree, True)
+    assert recorded == ["prepare_vmcs02_rare"]
+    assert _dump(fast) == _dump(_walk(edited, tree, False))
+
+
+def test_a_callee_that_leaves_another_state_walks_its_callers_again(recorded: list[str]):
+    """What a caller's walk took from a callee (the VMCS it left, when it returns true)
+    changed: the caller is walked again, and the result is a plain walk's."""
+    model = load_model()
+    other = SWITCHING.replace("&vmx->nested.vmcs02", "&vmx->vmcs01")
+    # The first walk records the root, and the call within it; the second walks the edited
+    # callee again when it checks the root's summary, finds it left vmcs01, not vmcs02,
+    # and walks the root again (which replays the callee just walked).
+    for text, walks in ((SWITCHING, ["entry:" + _ROOT, "load_l2"]),
+                        (other, ["load_l2", "entry:" + _ROOT])):
+        recorded.clear()
+        unit = parse_unit(text, NESTED_C, lazy=True)
+        fast = walk_entry_path(unit.functions, model, _ROOT)
+        plain = walk_entry_path(unit.functions, model, _ROOT, summaries=False)
+        assert _dump(fast) == _dump(plain)
+        assert recorded == walks
+    assert {s.field: s.vmcs for s in fast.writes("vmcs01")} == {
+        "GUEST_ES_LIMIT": "vmcs01", "GUEST_CS_LIMIT": "vmcs01"}
+
+
+_ROOT = "nested_vmx_enter_non_root_mode"

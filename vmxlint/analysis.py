@@ -131,6 +131,13 @@ def analyse(tree: Tree, root: str | None = None, also: Iterable[str] = (),
     same with or without it.
     """
     also = sorted(set(also))
+    same = base is not None and base.text == (tree.read(NESTED_C) or "")
+    if same:
+        # The neighbour's very image asked about other fields costs nothing to make again
+        # from it: not even a read of the cache (whose copy would share nothing with it).
+        result = _unchanged(tree, root, also, base)
+        if result is not None:
+            return result
     content = tree.digest(inputs())
     k = cache.key(__version__, cache.code_digest(), _rules_digest(), root or "", content,
                   *also)
@@ -141,12 +148,9 @@ def analyse(tree: Tree, root: str | None = None, also: Iterable[str] = (),
         from vmxlint.cfront import recall
 
         recall(base.text)       # this image's nested.c is spliced from the neighbour's
-        result = _unchanged(tree, root, also, base)
+        result = None if same else _unchanged(tree, root, also, base)
         if result is not None:
-            # The neighbour's very image asked about other fields costs nothing to make
-            # again from it: only an analysis with moved lines is worth an entry.
-            if base.text != (tree.read(NESTED_C) or ""):
-                cache.put(k, result)
+            cache.put(k, result)    # only an analysis with moved lines is worth an entry
             return result
     result = _analyse(tree, root, also, base, content)
     cache.put(k, result)

@@ -171,8 +171,10 @@ def _backward(step: Step, following: Neighbour | None) -> Pair:
     the same analyses as ``_step`` asks for, reached from the other side."""
     from vmxlint.analysis import analyse
 
-    after = analyse(step.after, base=following)
     post = step.after.read(NESTED_C) or ""
+    # The image after the last step of a run is this step's post-image: a neighbour as it is.
+    after = following.analysis if following is not None and following.text == post \
+        else analyse(step.after, base=following)
     before = analyse(step.before, base=Neighbour(after, post) if following else None)
     return _pair(step, before, following is not None)
 

@@ -4,8 +4,9 @@ A check of one patch runs in a process of its own (b4, a pre-commit hook), so th
 summaries (``vmxlint.cfront.walk``) would be empty in each.  An audit or a check leaves
 them in the cache (``vmxlint.cache``), one entry per walk scope: the rules, the code,
 pycparser and the shim, the control bits and the file.  A summary loaded from disk holds
-exactly when it would have held in the process that made it, as it is checked against the
-fingerprints of the functions it read before every replay.
+exactly when it would have held in the process that made it, as it is checked before
+every replay: its function's fingerprint, the names it asked about, the parameters of the
+callees it bound, and the result and state of each callee's summary it refers to.
 
 With the summaries go two facts about the functions they read, by fingerprint, so that a
 replayed call needs no parse of its callee: which of its parameters the walk tracks, and
