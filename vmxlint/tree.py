@@ -50,6 +50,7 @@ class Tree:
         self.rev = rev
         self.overlay: dict[str, str | None] = dict(overlay or {})
         self._cache: dict[str, str | None] = {}
+        self._digests: dict[tuple[str, ...], str] = {}
 
     @classmethod
     def open(cls, path: str | Path | None = None, rev: str | None = None) -> "Tree":
@@ -112,7 +113,15 @@ class Tree:
         return self.read(relpath) is not None
 
     def digest(self, relpaths: list[str]) -> str:
-        """Content hash of the named files, for the cache."""
+        """Content hash of the named files, for the cache (kept: a tree's files do not
+        change, and an analysis asks for the same lists several times)."""
+        asked = tuple(relpaths)
+        hit = self._digests.get(asked)
+        if hit is None:
+            hit = self._digests[asked] = self._digest(asked)
+        return hit
+
+    def _digest(self, relpaths: tuple[str, ...]) -> str:
         h = hashlib.sha256()
         for rp in relpaths:
             text = self.read(rp)
