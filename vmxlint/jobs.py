@@ -140,7 +140,8 @@ def _lane(lane: int) -> list[tuple[int, Pair]]:
     with _mode(work.incremental):
         while (k := work.ends.claim(lane)) is not None:
             step = work.steps[k]
-            pair = _backward(step, previous) if back else _step(step, previous)
+            pair = _backward(step, previous, work.incremental) if back \
+                else _step(step, previous, work.incremental)
             if work.incremental:
                 previous = Neighbour(pair[0], step.before.read(NESTED_C) or "") if back \
                     else Neighbour(pair[1], step.after.read(NESTED_C) or "")
@@ -152,21 +153,21 @@ def _forward(steps: list[Step], incremental: bool, base: Neighbour | None) -> li
     out: list[Pair] = []
     previous = base if incremental else None    # the last image analysed: fields reused
     for step in steps:
-        out.append(_step(step, previous))
+        out.append(_step(step, previous, incremental))
         if incremental:
             previous = Neighbour(out[-1][1], step.after.read(NESTED_C) or "")
     return out
 
 
-def _step(step: Step, previous: Neighbour | None) -> Pair:
+def _step(step: Step, previous: Neighbour | None, incremental: bool) -> Pair:
     """The pair of one step, the pre-image analysed from PREVIOUS (the image before it)."""
     from vmxlint.analysis import analyse
 
     before = analyse(step.before, base=previous)
-    return _pair(step, before, previous is not None)
+    return _pair(step, before, incremental)
 
 
-def _backward(step: Step, following: Neighbour | None) -> Pair:
+def _backward(step: Step, following: Neighbour | None, incremental: bool) -> Pair:
     """The pair of one step, the post-image analysed from FOLLOWING (an image after it):
     the same analyses as ``_step`` asks for, reached from the other side."""
     from vmxlint.analysis import analyse
@@ -175,8 +176,8 @@ def _backward(step: Step, following: Neighbour | None) -> Pair:
     # The image after the last step of a run is this step's post-image: a neighbour as it is.
     after = following.analysis if following is not None and following.text == post \
         else analyse(step.after, base=following)
-    before = analyse(step.before, base=Neighbour(after, post) if following else None)
-    return _pair(step, before, following is not None)
+    before = analyse(step.before, base=Neighbour(after, post) if incremental else None)
+    return _pair(step, before, incremental)
 
 
 def _pair(step: Step, before: Analysis, incremental: bool) -> Pair:

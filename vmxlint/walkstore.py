@@ -96,8 +96,10 @@ def encode(summaries: Iterable[tuple[tuple, Summary]], params: dict[str, tuple],
     read: set[str] = set()
     for key, s in summaries:
         read.update(d for d in s.deps.values() if d)
+        read.update(mark for mark, defined in s.known.values() if mark and defined)
         out.append(_key(key, table) + [s.deps, [_effect(e, table) for e in s.effects],
-                                       table.ref(s.returns), _state(s.state), s.known,
+                                       table.ref(s.returns), _state(s.state),
+                                       {n: list(v) for n, v in s.known.items()},
                                        {n: [list(p) for p in v] for n, v in s.binds.items()}])
     return json.dumps({
         "format": FORMAT, "formulas": table.rows, "summaries": out,
@@ -200,12 +202,14 @@ def _summary(row: list, formulas: list[Formula], requests: dict) -> tuple[tuple,
     key = _read_key([name, env, chain, state], formulas)
     if not isinstance(deps, dict) or not all(isinstance(d, str) for d in deps.values()):
         raise _Bad("deps")
-    if not isinstance(known, dict) or not all(type(v) is bool for v in known.values()):
+    if not isinstance(known, dict) or not all(
+            type(v) is list and len(v) == 2 and (v[0] is None or type(v[0]) is str)
+            and type(v[1]) is bool for v in known.values()):
         raise _Bad("known")
     return key, Summary({_str(k): v for k, v in deps.items()},
                         [_read_effect(e, formulas, requests) for e in effects],
                         _at(formulas, returns), _read_state(after),
-                        {_str(k): v for k, v in known.items()},
+                        {_str(k): (v[0], v[1]) for k, v in known.items()},
                         {_str(k): tuple((_int(i), _str(n)) for i, n in v)
                          for k, v in binds.items()})
 

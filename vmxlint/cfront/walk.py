@@ -101,13 +101,14 @@ class Summary(Struct):
     """What walking one call did: its effects relative to the call (``Call`` for the calls
     it made), when it returns true, the walk state it leaves, and what it read besides its
     callees: its function's fingerprint (``deps``), whether the names it asked about are
-    defined (``known``), the tracked parameters of the callees it bound (``binds``)."""
+    defined (``known``: with the fingerprint that decided it, which tells without a parse
+    that the answer stands), the tracked parameters of the callees it bound (``binds``)."""
 
     deps: dict[str, Any]
     effects: list[Effect]
     returns: Formula
     state: object
-    known: dict[str, bool] = field(default_factory=dict)
+    known: dict[str, tuple[str | None, bool]] = field(default_factory=dict)
     binds: dict[str, tuple[tuple[int, str], ...]] = field(default_factory=dict)
     # The last replays' effects, by the way the call was reached (a helper is called
     # from several places of an image).
@@ -149,7 +150,7 @@ class SummaryMemo(OrderedDict):
 class _Recording(Struct):
     deps: dict[str, Any] = field(default_factory=dict)
     effects: list[Effect] = field(default_factory=list)
-    known: dict[str, bool] = field(default_factory=dict)
+    known: dict[str, tuple[str | None, bool]] = field(default_factory=dict)
     binds: dict[str, tuple[tuple[int, str], ...]] = field(default_factory=dict)
 
 
@@ -246,7 +247,7 @@ class GuardedWalk:
         """Whether the unit defines function NAME (a summary depends on the answer)."""
         answer = name in self.functions
         if self._recording:
-            self._recording[-1].known[name] = answer
+            self._recording[-1].known[name] = (self._fingerprint(name), answer)
         return answer
 
     def start(self, name: str) -> int:
@@ -296,7 +297,7 @@ class GuardedWalk:
         summary = self.memo.get(key)
         if summary is None or any(self._fingerprint(n) != mark
                                   for n, mark in summary.deps.items()) \
-                or any((n in self.functions) != v for n, v in summary.known.items()) \
+                or not all(self._still(n, mark, v) for n, (mark, v) in summary.known.items()) \
                 or any(self._params(n) != v for n, v in summary.binds.items()):
             return None
         for effect in summary.effects:
@@ -307,6 +308,12 @@ class GuardedWalk:
                     return None
         self._now[key] = summary
         return summary
+
+    def _still(self, name: str, mark: str | None, answer: bool) -> bool:
+        """Whether NAME is defined or not as it was: surely when its fingerprint is the
+        same, else by looking it up (which may parse it)."""
+        return (mark is not None and self._fingerprint(name) == mark) or \
+            (name in self.functions) == answer
 
     def _again(self, key: tuple) -> Summary:
         """Walk the call of KEY again, out of its caller's walk."""
