@@ -346,7 +346,7 @@ def _prepare(tree: Tree, root: str | None) -> _Prepared:
     out.context = _context(tree, root)
     shared = cache.key(cache.code_digest(), _rules_digest(), path.root, out.context,
                        repr(sorted(ctx.cache_helpers.items())), repr(sorted(ctx.absent_caches)))
-    return _Prepared(out, ctx, skipped, Digester(NESTED_C), shared)
+    return _Prepared(out, ctx, skipped, Digester(NESTED_C, path.origins), shared)
 
 
 def _by_field(tree: Tree, ctx, out: Analysis, prep: _Prepared,

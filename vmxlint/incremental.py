@@ -111,9 +111,10 @@ class Digester:
     its atoms are (``logic.atoms``): guards share most of their subformulas, within an
     image and, through the walk's summaries, with the images before it."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, origins: "dict[int, Site] | None" = None) -> None:
         self.path = path            # lines of this file are kept apart (``lines``)
         self._sites: dict[int, tuple[str, frozenset[str], "Site"]] = {}
+        self._origins = origins or {}
 
     def formula(self, f: Formula) -> tuple[str, frozenset[str]]:
         """A digest of f's structure and the names of its atoms."""
@@ -124,6 +125,14 @@ class Digester:
         hit = self._sites.get(id(s))
         if hit is not None:
             return hit[0], hit[1]
+        # A site of this file replayed from a summary digests as the summary's effect does
+        # (only its line and order differ, and neither is digested): kept for the process.
+        origin = self._origins.get(id(s)) if s.path == self.path else None
+        if origin is not None:
+            known = _REPLAYED.get(id(origin))
+            if known is not None and known[2] is origin:
+                self._sites[id(s)] = (known[0], known[1], s)
+                return known[0], known[1]
         where = None if s.path == self.path else s.line
         guard, a1 = self.formula(s.guard)
         local, a2 = self.formula(s.local)
@@ -132,7 +141,16 @@ class Digester:
                      s.field, s.accessor, s.value, s.origin.value, s.member, s.vmcs, s.via,
                      s.callee))
         self._sites[id(s)] = (text, a1 | a2 | a3, s)
+        if origin is not None:
+            if len(_REPLAYED) >= REPLAYED_KEPT:
+                _REPLAYED.clear()
+            _REPLAYED[id(origin)] = (text, a1 | a2 | a3, origin)
         return text, a1 | a2 | a3
+
+
+# Digests of the summaries' effects, by id (the effect is held, so the id stays its own).
+_REPLAYED: dict[int, tuple[str, frozenset[str], "Site"]] = {}
+REPLAYED_KEPT = 65536
 
 
 def formula_digest(f: Formula) -> str:

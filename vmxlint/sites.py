@@ -123,6 +123,9 @@ class EntryPath(Struct):
     labels: dict[str, str] = field(default_factory=dict)   # atom name -> C spelling
     inverted: set[str] = field(default_factory=set)        # atoms whose spelling means "not"
     notes: list[str] = field(default_factory=list)         # embedded tables used, for people
+    # id of a site replayed from a summary -> the summary's effect it was made from (the
+    # same object for every image that replays the summary the same way).
+    origins: dict[int, Site] = field(default_factory=dict)
 
     def writes(self, vmcs: str = "vmcs02") -> list[Site]:
         return [s for s in self.sites if s.kind == "write" and s.vmcs == vmcs]
@@ -277,6 +280,7 @@ class Walker(GuardedWalk):
         self.bits = dict(controls.bits) if controls is not None else {}
         self.bit_helpers = dict(controls.helpers) if controls is not None else {}
         self.sites: list[Site] = list(extra_sites)
+        self.origins: dict[int, Site] = {}
         self.order = 0
         self.vmcs = "vmcs02"
         self.inverted: set[str] = set()
@@ -296,7 +300,8 @@ class Walker(GuardedWalk):
         self._add(Site(kind="entry", order=0, function=root, path=path, line=end,
                        guard=success, local=success, shown=TRUE, chain=(root,), callee=None))
         return EntryPath(root=root, sites=self.sites, success=success,
-                         functions=self.visited, labels=self.labels, inverted=self.inverted)
+                         functions=self.visited, labels=self.labels, inverted=self.inverted,
+                         origins=self.origins)
 
     def _where(self, name: str) -> tuple[str, tuple[int, int]]:
         """The path and the first and last line of a function, without parsing it when
@@ -358,8 +363,9 @@ class Walker(GuardedWalk):
     def apply(self, effect: Effect) -> None:
         if isinstance(effect, Site):
             self.order += 1
-            self.sites.append(effect._but(order=self.order,
-                                          line=effect.line + self.start(effect.function)))
+            site = effect._but(order=self.order, line=effect.line + self.start(effect.function))
+            self.sites.append(site)
+            self.origins[id(site)] = effect
         elif isinstance(effect, Request):
             self.pending.append((effect.guard, effect.deferred))
         elif isinstance(effect, Spelling):
