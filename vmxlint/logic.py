@@ -7,6 +7,7 @@ which is only for display: two atoms are equal when their names are.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from functools import reduce
@@ -244,19 +245,44 @@ def expand(f: Formula, defs: Mapping[str, Formula], rounds: int = 3) -> Formula:
 
 
 def render(f: Formula) -> str:
-    """Readable text, using each atom's C spelling where it has one."""
-    if isinstance(f, Atom):
-        return f.label or f.name
-    if isinstance(f, Not):
-        inner = render(f.arg)
-        simple = isinstance(f.arg, Atom) and re.fullmatch(r"[\w.>()\[\]-]*", inner.replace(
+    """Readable text, using each atom's C spelling where it has one (kept on each formula:
+    guards share their subformulas, which a plain recursion renders again for every path
+    to them)."""
+    return fold(f, "_r", _render_step)
+
+
+def _render_step(g: Formula, kids: list[str]) -> str:
+    if isinstance(g, Atom):
+        return g.label or g.name
+    if isinstance(g, Not):
+        inner = kids[0]
+        simple = isinstance(g.arg, Atom) and re.fullmatch(r"[\w.>()\[\]-]*", inner.replace(
             "->", ">").replace(", ", ","))
         return f"!{inner}" if simple else f"!({inner})"
-    if isinstance(f, (And, Or)):
-        op = " && " if isinstance(f, And) else " || "
-        return op.join(f"({render(a)})" if isinstance(a, (And, Or)) else render(a)
-                       for a in f.args)
-    return str(f)
+    if isinstance(g, (And, Or)):
+        op = " && " if isinstance(g, And) else " || "
+        return op.join(f"({k})" if isinstance(a, (And, Or)) else k
+                       for a, k in zip(g.args, kids))
+    return str(g)
+
+
+def labelled(f: Formula) -> str:
+    """A digest of f's structure with each atom's name and label: two formulas that are
+    equal (atoms compare by name) and also read the same have the same one.  Kept on each
+    formula object."""
+    return fold(f, "_l", _labelled_step)
+
+
+def _labelled_step(g: Formula, kids: list[str]) -> str:
+    if isinstance(g, Atom):
+        parts = ["a", g.name, "\1" if g.label is None else g.label]
+    elif isinstance(g, Not):
+        parts = ["!", *kids]
+    elif isinstance(g, (And, Or)):
+        parts = ["&" if isinstance(g, And) else "|", *kids]
+    else:
+        return str(g)
+    return hashlib.sha256("\0".join(parts).encode("utf-8", "replace")).hexdigest()[:32]
 
 
 # -- the condition language of rules/model/*.toml -------------------------------------

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, MutableMappi
 
 from msgspec import Struct, field
 
-from vmxlint.logic import FALSE, TRUE, And, Atom, Formula, Not, Or, conj, disj, neg
+from vmxlint.logic import FALSE, TRUE, Atom, Formula, conj, disj, labelled, neg
 
 if TYPE_CHECKING:  # pragma: no cover
     from pycparser import c_ast
@@ -304,7 +304,7 @@ class GuardedWalk:
             if type(effect) is Call:
                 callee = self._holding(effect.key) or self._again(effect.key)
                 if callee.state != effect.state or callee.returns != effect.returns \
-                        or _spellings(callee.returns) != _spellings(effect.returns):
+                        or labelled(callee.returns) != labelled(effect.returns):
                     return None
         self._now[key] = summary
         return summary
@@ -343,7 +343,7 @@ class GuardedWalk:
         for way, effects in kept:
             if way[0] is entry and way[1] is shown:
                 return effects      # the caller's composition was kept: its calls are too
-        way = (entry, shown, _spellings(entry), _spellings(shown))
+        way = (entry, shown, labelled(entry), labelled(shown))
         for k, (old, effects) in enumerate(kept):
             if old == way:
                 kept[k] = (way, effects)    # the objects of this image's way, for the next
@@ -666,32 +666,6 @@ class GuardedWalk:
 def summary_key(name: str, env: Mapping[str, Formula], chain: tuple[str, ...],
                 state: object) -> tuple:
     """The memo key of a call.  Atoms compare by name, so the spellings of the bound
-    arguments (which a summary's guards carry for display) are part of it too."""
-    return name, tuple((k, v, _spellings(v)) for k, v in env.items()), chain, state
-
-
-def _spellings(f: Formula) -> tuple:
-    """The atoms of f with their labels, in a fixed order: kept on the formula, which is
-    never changed (a replay compares the ways its calls were reached by them)."""
-    hit = f.__dict__.get("_sp")
-    if hit is None:
-        hit = f.__dict__["_sp"] = _collect_spellings(f)
-    return hit
-
-
-def _collect_spellings(f: Formula) -> tuple:
-    out = []
-    seen: set[int] = set()
-    stack = [f]
-    while stack:
-        g = stack.pop()
-        if id(g) in seen:
-            continue
-        seen.add(id(g))
-        if isinstance(g, Atom):
-            out.append((g.name, g.label))
-        elif isinstance(g, Not):
-            stack.append(g.arg)
-        elif isinstance(g, (And, Or)):
-            stack.extend(reversed(g.args))
-    return tuple(out)
+    arguments (which a summary's guards carry for display) are part of it too
+    (``labelled``)."""
+    return name, tuple((k, v, labelled(v)) for k, v in env.items()), chain, state
