@@ -181,3 +181,27 @@ def test_brace_check_equals_a_token_by_token_scan(body: str) -> None:
 
     text = body + "\n"
     assert unusable_source(text) == _ref_brace_check(text)
+
+
+_PIECES = st.sampled_from(["{", "}", "{}", "/*", "*/", "//", "\"", "'", "\\", "x", "\n",
+                           "\n", "\"}\"", "'{'", "/* } */", "/", "*", "/*/", "**/", "\n}\n"])
+_TEXTS = st.lists(_PIECES, max_size=40).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_TEXTS, st.lists(st.tuples(st.integers(0, 400), st.integers(0, 8), _TEXTS),
+                        min_size=1, max_size=4))
+def test_a_scan_made_from_the_last_one_is_a_scan_made_anew(base: str, edits) -> None:
+    """Each text of a series scanned from the one before (its start and end taken over)
+    reaches the depths, and has the matches, of a scan of it alone."""
+    from vmxlint.cfront import braces
+
+    text = base
+    braces._last[:] = [braces._scan(text, 0, [], [])]
+    for at, cut, piece in edits:
+        at = min(at, len(text))
+        text = text[:at] + piece + text[at + cut:]
+        fresh = braces._scan(text, 0, [], [])
+        assert braces.depths(text) == (min(0, min(fresh.depth, default=0)),
+                                       fresh.depth[-1] if fresh.depth else 0)
+        assert braces._last[0] == fresh

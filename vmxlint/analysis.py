@@ -4,7 +4,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
-import itertools
 import re
 import threading
 from pathlib import Path
@@ -465,23 +464,16 @@ def unusable_source(text: str) -> str | None:
         return "holds a NUL byte"
     if text and not text.endswith("\n"):
         return "is truncated (no newline at its end)"
-    # The braces outside comments and literals, as +1 and -1: the regex finds them (a
-    # thousand in nested.c), Python only adds them up.
-    depth = list(itertools.accumulate(
-        1 if tok == "{" else -1 for tok in _BRACE_SCAN.findall(text) if tok))
-    if depth and min(depth) < 0:
+    from vmxlint.cfront.braces import depths
+
+    # The braces outside comments and literals (the next image of a series is scanned
+    # from the last one, where the two agree).
+    lowest, final = depths(text)
+    if lowest < 0:
         return "has an unbalanced '}'"
-    if depth and depth[-1] > 0:
+    if final > 0:
         return "is truncated (a '{' is never closed)"
     return None
-
-
-# Each match is a run of characters that start nothing, then one comment, literal or
-# brace (only a brace is captured), else the one '/' or quote that starts none, else
-# the end of the text: the scanner never tries a match at a character that cannot start
-# one, which is most of a C file.  A comment runs to the first "*/" or to the end.
-_BRACE_SCAN = re.compile(r'[^/"\'{}]*+(?:/\*.*?\*/|/\*.*|//[^\n]*|"(?:\\.|[^"\\\n])*"|'
-                         r"'(?:\\.|[^'\\\n])*'|([{}])|[/\"']|\Z)", re.S)
 
 
 def _callees_text(text: str, unit, path) -> list[str]:
