@@ -73,10 +73,14 @@ class Tree:
         return tree
 
     def with_overlay(self, files: Mapping[str, str | None]) -> "Tree":
-        """A new view with files replaced (None deletes); this one is unchanged."""
+        """A new view with files replaced (None deletes); this one is unchanged.  The two
+        share the files read from the tree itself (a series' images read the same
+        headers and vmx.c)."""
         merged = dict(self.overlay)
         merged.update(files)
-        return Tree(self.root, self.rev, merged)
+        view = Tree(self.root, self.rev, merged)
+        view._cache = self._cache
+        return view
 
     def read_or_none(self, relpath: str) -> str | None:
         """Text of a file, or None when the tree lacks it or it cannot be read: for the
