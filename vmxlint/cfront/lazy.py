@@ -8,6 +8,7 @@ is parsed (or loaded from the AST cache) on demand with that set.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import threading
@@ -46,9 +47,13 @@ def _certain_name(piece: Piece) -> bool:
     True when the first '(' of the head follows that name: nothing but specifiers and '*'
     stand before the declarator, so its identifier is the name.
     """
-    head = piece.text[:piece.chunk.body - piece.chunk.start]
+    return _certain(piece.text[:piece.chunk.body - piece.chunk.start], piece.name)
+
+
+@functools.lru_cache(maxsize=4096)      # the heads of a file's functions, image after image
+def _certain(head: str, name: str | None) -> bool:
     m = _FIRST_CALL.search(head)
-    return m is not None and m.group(1) == piece.name and head.find("(") == m.end() - 1
+    return m is not None and m.group(1) == name and head.find("(") == m.end() - 1
 
 
 class _Lazy:

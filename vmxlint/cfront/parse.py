@@ -229,6 +229,7 @@ _TYPEDEF_NAME = re.compile(r"\(\s*\*\s*([A-Za-z_]\w*)\s*\)\s*\("
 
 
 @functools.lru_cache(maxsize=2048)     # the chunks of one image are mostly those of the last
+@functools.lru_cache(maxsize=4096)      # a file's chunks, image after image
 def chunk_name(chunk_text: str) -> str | None:
     """Guess the name a chunk defines: the function's, or else the declared object's."""
     head = chunk_text.split("{", 1)[0] if "(" in chunk_text.split("{", 1)[0] else chunk_text
