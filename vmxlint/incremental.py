@@ -76,12 +76,25 @@ class LineMap:
                  ) -> None:
         self.path = path
         p, s = same_lines(old, new)
+        ends = old.count("\n")
         self._prefix = p
-        self._suffix_from = old.count("\n") + 1 - s + 1
-        self._delta = new.count("\n") - old.count("\n")
+        self._suffix_from = ends + 1 - s + 1
+        self._delta = new.count("\n") - ends
         self._old, self._new = Positions(path, old_spans), dict(new_spans)
         self._texts = old, new
         self._same: dict[str, bool] = {}
+        self._seen: dict[int, int | None] = {}
+
+    def many(self, lines: list[int]) -> list[int | None]:
+        """Where each of LINES is (every field's slice holds the VM entries' lines: each
+        line is mapped once)."""
+        seen = self._seen
+        out = []
+        for line in lines:
+            if line not in seen:
+                seen[line] = self(line)
+            out.append(seen[line])
+        return out
 
     def __call__(self, line: int) -> int | None:
         if line <= self._prefix:
@@ -265,7 +278,7 @@ def lines(ctx: "Context", path: str) -> list[int]:
 
 def moved(old: list[int], new: list[int], where: LineMap) -> bool:
     """The new lines are the old ones, moved by the edit."""
-    return len(old) == len(new) and all(where(a) == b for a, b in zip(old, new))
+    return len(old) == len(new) and where.many(old) == new
 
 
 def relocate(findings: Iterable["Finding"], where: LineMap) -> list["Finding"] | None:
