@@ -112,7 +112,7 @@ class Summary(Struct):
     binds: dict[str, tuple[tuple[int, str], ...]] = field(default_factory=dict)
     # The last replays' effects, by the way the call was reached (a helper is called
     # from several places of an image).
-    composed: list[tuple[tuple, list[Effect]]] = field(default_factory=list)
+    composed: list[tuple[tuple[Formula, Formula], list[Effect]]] = field(default_factory=list)
 
 
 class SummaryMemo(OrderedDict):
@@ -303,8 +303,8 @@ class GuardedWalk:
         for effect in summary.effects:
             if type(effect) is Call:
                 callee = self._holding(effect.key) or self._again(effect.key)
-                if callee.state != effect.state or callee.returns != effect.returns \
-                        or labelled(callee.returns) != labelled(effect.returns):
+                if callee.state != effect.state or not _reads_same(callee.returns,
+                                                                   effect.returns):
                     return None
         self._now[key] = summary
         return summary
@@ -343,9 +343,9 @@ class GuardedWalk:
         for way, effects in kept:
             if way[0] is entry and way[1] is shown:
                 return effects      # the caller's composition was kept: its calls are too
-        way = (entry, shown, labelled(entry), labelled(shown))
+        way = (entry, shown)
         for k, (old, effects) in enumerate(kept):
-            if old == way:
+            if _reads_same(old[0], entry) and _reads_same(old[1], shown):
                 kept[k] = (way, effects)    # the objects of this image's way, for the next
                 return effects
         # Effects of one block share their guard objects: each is joined once.
@@ -661,6 +661,11 @@ class GuardedWalk:
         if re.fullmatch(r"-?[1-9]\w*|true|-E[A-Z]+", text):
             return TRUE
         return self.cond(expr, fr)
+
+
+def _reads_same(a: Formula, b: Formula) -> bool:
+    """Equal, and spelled the same (atoms compare by name; their labels are for people)."""
+    return a is b or (a == b and labelled(a) == labelled(b))
 
 
 def summary_key(name: str, env: Mapping[str, Formula], chain: tuple[str, ...],
