@@ -214,10 +214,12 @@ def substitute(f: Formula, env: Mapping[str, Formula]) -> Formula:
 
     The result is kept on each formula object, by env: the checks substitute the same
     few envs into guards that share most of their subformulas, over and over."""
-    if not env:
-        return f
+    names = env.keys()
+    if isinstance(f, Const) or names.isdisjoint(atoms(f)):
+        return f            # nothing to replace: most guards hold none of the atoms
     key = frozenset(env.items())
-    for g in _post_order(f, lambda g: key in g.__dict__.setdefault("_s", {})):
+    for g in _post_order(f, lambda g: names.isdisjoint(atoms(g))
+                         or key in g.__dict__.setdefault("_s", {})):
         if isinstance(g, Atom):
             out = env.get(g.name, g)
         elif isinstance(g, Not):
@@ -231,7 +233,8 @@ def substitute(f: Formula, env: Mapping[str, Formula]) -> Formula:
 
 
 def _substituted(f: Formula, key: frozenset) -> Formula:
-    return f if isinstance(f, Const) else f.__dict__["_s"][key]
+    """What substitute made of f (f itself where it holds none of the atoms)."""
+    return f if isinstance(f, Const) else f.__dict__.get("_s", {}).get(key, f)
 
 
 def expand(f: Formula, defs: Mapping[str, Formula], rounds: int = 3) -> Formula:
