@@ -51,14 +51,12 @@ def analyse_steps(steps: list[Step], incremental: bool = True, jobs: int = 1,
     """(pre-image analysis, post-image analysis) of every step, in order; ``base`` is an
     image analysed before the first step (the previous commit of a range)."""
     jobs = max(1, min(jobs, len(steps)))
-    import multiprocessing
-
-    if jobs == 1 or "fork" not in multiprocessing.get_all_start_methods():
+    context = _fork_context() if jobs > 1 else None
+    if context is None:
         with _mode(incremental):
             return _forward(steps, incremental, base)
     from concurrent.futures import ProcessPoolExecutor
 
-    context = multiprocessing.get_context("fork")
     # Every lane starts from a neighbour, the image before the series (analysed here,
     # usually read from the cache), so that none pays a full analysis of its first image.
     start = _first(steps[0], base) if incremental else None
@@ -74,6 +72,16 @@ def analyse_steps(steps: list[Step], incremental: bool = True, jobs: int = 1,
     finally:
         _PENDING = None
     return [done[i] for i in range(len(steps))]
+
+
+def _fork_context():
+    """The context of the fork start method, or None where there is none (multiprocessing
+    is imported only for more than one process: a check of one patch, b4's, needs none)."""
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return None
+    return multiprocessing.get_context("fork")
 
 
 class _Ends:
