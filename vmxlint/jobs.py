@@ -96,7 +96,6 @@ class _Ends:
         for w in widths:
             done += w
             bounds.append(round(n * done / lanes))
-        self.lanes = lanes
         self.ends = context.RawArray("l", [x for s in range(segments)
                                            for x in (bounds[s], bounds[s + 1] - 1)])
         self.lock = context.Lock()
@@ -181,7 +180,7 @@ def _backward(step: Step, following: Neighbour | None, incremental: bool) -> Pai
     from vmxlint.analysis import analyse
 
     post = step.after.read(NESTED_C) or ""
-    # The image after the last step of a run is this step's post-image: a neighbour as it is.
+    # The pre-image of the step this lane took last is this step's post-image: taken as is.
     after = following.analysis if following is not None and following.text == post \
         else analyse(step.after, base=following)
     before = analyse(step.before, base=Neighbour(after, post) if incremental else None)
