@@ -428,7 +428,8 @@ def test_jobs_option(tmp_path):
 def _naive_skeleton(text: str, spans, reached) -> str:
     """The definition: every line but those of unreached functions, whose preprocessor
     lines stay; comments and whitespace do not count."""
-    from vmxlint.incremental import _COMMENT, _h
+    from vmxlint.incremental import _COMMENT
+    from vmxlint.logic import digest as _h
 
     lines = text.split("\n")
     drop = set()

@@ -15,14 +15,13 @@ the order of earlier queries (``Solver.prime_implicant``).
 from __future__ import annotations
 
 import bisect
-import hashlib
 import operator
 import re
 from typing import TYPE_CHECKING, Iterable, Mapping
 
 from msgspec import Struct, structs
 
-from vmxlint.logic import And, Atom, Const, Formula, Not, atoms, fold
+from vmxlint.logic import Formula, atoms, digest, structure
 from vmxlint.textdiff import same_lines
 from vmxlint.tree import lines as text_lines
 
@@ -131,7 +130,7 @@ class Digester:
 
     def formula(self, f: Formula) -> tuple[str, frozenset[str]]:
         """A digest of f's structure and the names of its atoms."""
-        return formula_digest(f), atoms(f)
+        return structure(f), atoms(f)
 
     def site(self, s: "Site") -> tuple[str, frozenset[str]]:
         """A digest of the site (but its line in ``path``) and its atoms."""
@@ -164,26 +163,6 @@ class Digester:
 # Digests of the summaries' effects, by id (the effect is held, so the id stays its own).
 _REPLAYED: dict[int, tuple[str, frozenset[str], "Site"]] = {}
 REPLAYED_KEPT = 65536
-
-
-def formula_digest(f: Formula) -> str:
-    """A digest of f's structure (atom names, not their spellings), kept on each formula
-    object."""
-    return fold(f, "_d", _digest_step)
-
-
-def _digest_step(g: Formula, kids: list[str]) -> str:
-    if isinstance(g, Const):
-        return str(g)
-    if isinstance(g, Atom):
-        return "a:" + g.name
-    if isinstance(g, Not):
-        return _h("!", *kids)
-    return _h("&" if isinstance(g, And) else "|", *kids)
-
-
-def _h(*parts: str) -> str:
-    return hashlib.sha256("\0".join(parts).encode("utf-8", "replace")).hexdigest()[:32]
 
 
 def cache_effects(ctx: "Context") -> list["Site"]:
@@ -252,7 +231,7 @@ class FieldDigests:
         self._inverted = ctx.path.inverted
         self._names = frozenset(names)
         parts += [self._label(a) for a in sorted(names)]
-        self._common = _h(*parts)
+        self._common = digest(*parts)
 
     def _label(self, a: str) -> str:
         return f"{a}={self._labels.get(a)!r}:{a in self._inverted}"
@@ -267,7 +246,7 @@ class FieldDigests:
             parts.append(f"{bisect.bisect_left(self._at, k)}:{text}")
             names |= found
         parts += [self._label(a) for a in sorted(names - self._names)]
-        return _h(*parts)
+        return digest(*parts)
 
 
 def lines(ctx: "Context", path: str) -> list[int]:
@@ -365,7 +344,7 @@ def _skeleton(text: str, spans: Spans, keep: frozenset[str]) -> str:
         at = b + 1
     kept.extend(lines[at - 1:])
     tokens = " ".join(_COMMENT.sub(" ", "\n".join(kept)).split())
-    return _h(" ".join(spans), tokens)
+    return digest(" ".join(spans), tokens)
 
 
 def edits_read_code(old: str, new: str, old_spans: Spans, reached: Iterable[str]) -> bool:

@@ -276,15 +276,28 @@ def labelled(f: Formula) -> str:
     return fold(f, "_l", _labelled_step)
 
 
+def structure(f: Formula) -> str:
+    """A digest of f's structure and atom names, not their labels.  Kept on each formula
+    object."""
+    return fold(f, "_d", _structure_step)
+
+
 def _labelled_step(g: Formula, kids: list[str]) -> str:
     if isinstance(g, Atom):
-        parts = ["a", g.name, "\1" if g.label is None else g.label]
-    elif isinstance(g, Not):
-        parts = ["!", *kids]
-    elif isinstance(g, (And, Or)):
-        parts = ["&" if isinstance(g, And) else "|", *kids]
-    else:
+        return digest("a", g.name, "\1" if g.label is None else g.label)
+    return _structure_step(g, kids)
+
+
+def _structure_step(g: Formula, kids: list[str]) -> str:
+    if isinstance(g, Const):
         return str(g)
+    if isinstance(g, Atom):
+        return "a:" + g.name
+    return digest("!" if isinstance(g, Not) else "&" if isinstance(g, And) else "|", *kids)
+
+
+def digest(*parts: str) -> str:
+    """A short digest (128 bits of sha256) of strings."""
     return hashlib.sha256("\0".join(parts).encode("utf-8", "replace")).hexdigest()[:32]
 
 

@@ -233,7 +233,7 @@ class _Predicates:
         # A vmcs02 control means what vmcs02.toml derives it from (L0, vmcs12).
         self.controls = model.control_formulas
         self.memo: dict[tuple[str, str], Formula | None] = {}
-        self.bits: dict[str, Formula] = {}
+        self.expanded: dict[str, Formula] = {}     # control bit -> what it means
         for p in model.predicates:
             if p.regex:
                 self.regex.append((re.compile(p.spelling), p))
@@ -242,9 +242,9 @@ class _Predicates:
 
     def control(self, bit: Atom) -> Formula:
         """What a vmcs02 control bit means."""
-        hit = self.bits.get(bit.name)
+        hit = self.expanded.get(bit.name)
         if hit is None:
-            hit = self.bits[bit.name] = expand(bit, self.controls)
+            hit = self.expanded[bit.name] = expand(bit, self.controls)
         return hit
 
     def lookup(self, text: str, function: str) -> Formula | None:

@@ -272,9 +272,7 @@ class GuardedWalk:
             self.emit(Call(key, entry, shown, summary.returns, summary.state))
         else:
             self._replay(summary, entry, shown)
-        self.set_walk_state(summary.state)
-        self._cond_memo.clear()
-        return summary.returns
+        return self._after(summary)
 
     def summarised(self, key: tuple, name: str, walk: Callable[[], Formula]) -> Formula:
         """WALK (a walk of function NAME that yields a formula), summarised under KEY like
@@ -284,6 +282,10 @@ class GuardedWalk:
             return walk()
         summary = self._holding(key) or self._record(key, name, walk)
         self._replay(summary, TRUE, TRUE)
+        return self._after(summary)
+
+    def _after(self, summary: Summary) -> Formula:
+        """The walk goes on where the summarised walk left it: its state, its result."""
         self.set_walk_state(summary.state)
         self._cond_memo.clear()
         return summary.returns
