@@ -671,7 +671,7 @@ def _join(lines: list[str], bare: list[str]) -> str:
                                and not lines[-1].endswith("\n")):
         _MADE[text] = lines, bare       # what _split_lines would make of the text
         while len(_MADE) > _MADE_KEPT:
-            del _MADE[next(iter(_MADE))]
+            _MADE.pop(next(iter(_MADE), ""), None)   # another thread may have dropped it
         return text
     fixed = [ln if ln.endswith("\n") or k == len(lines) - 1 else ln + "\n"
              for k, ln in enumerate(lines)]
