@@ -99,7 +99,13 @@ def key(*parts: str) -> str:
 
 def code_digest() -> str:
     """Hash of the vmxlint package's .py files (read once per process)."""
-    return _digest_py(Path(__file__).resolve().parent)
+    return _digest_py(_package())
+
+
+@functools.lru_cache(maxsize=1)
+def _package() -> Path:
+    # Resolving the path costs system calls; every cache key of every image asks.
+    return Path(__file__).resolve().parent
 
 
 @functools.lru_cache(maxsize=4)

@@ -397,4 +397,10 @@ def load_model(rules_dir: Path | None = None) -> Model:
     if rules_dir is None:
         from vmxlint.model_paths import rules_dir as default_dir
         rules_dir = default_dir()
-    return _load(Path(rules_dir).resolve())
+    return _load(_resolved(Path(rules_dir)))
+
+
+@functools.lru_cache(maxsize=8)
+def _resolved(directory: Path) -> Path:
+    # Every analysed image asks for the model several times; resolving costs system calls.
+    return directory.resolve()

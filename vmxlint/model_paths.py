@@ -1,6 +1,7 @@
 """Where the reference model (``rules/``) lives: in an installed wheel or in a checkout."""
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -12,6 +13,13 @@ def rules_dir() -> Path:
     env = os.environ.get("VMXLINT_RULES_DIR")
     if env:
         return Path(env)
+    return _installed()
+
+
+@functools.lru_cache(maxsize=1)
+def _installed() -> Path:
+    # Where the package was installed does not change while it runs: one stat, not one
+    # per analysed image.
     packaged = _HERE / "_rules"
     if packaged.is_dir():
         return packaged

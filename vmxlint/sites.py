@@ -266,6 +266,11 @@ class _Predicates:
         return None
 
 
+PLACED_MEMO = 65536
+# (id of a summarised site, its order, its line) -> (that site, the site it made)
+_PLACED: dict[tuple[int, int, int], tuple[Site, Site]] = {}
+
+
 class Walker(GuardedWalk):
     """The nested VM-entry path: VMX meaning for the guarded walk's calls and conditions."""
 
@@ -363,7 +368,16 @@ class Walker(GuardedWalk):
     def apply(self, effect: Effect) -> None:
         if isinstance(effect, Site):
             self.order += 1
-            site = effect._but(order=self.order, line=effect.line + self.start(effect.function))
+            line = effect.line + self.start(effect.function)
+            # A replay makes the sites the images before made: the same effect at the same
+            # place in the walk and on the same line is the same site (~1000 an image).
+            key = (id(effect), self.order, line)
+            held = _PLACED.get(key)
+            if held is None or held[0] is not effect:
+                if len(_PLACED) >= PLACED_MEMO:
+                    _PLACED.clear()
+                held = _PLACED[key] = (effect, effect._but(order=self.order, line=line))
+            site = held[1]
             self.sites.append(site)
             self.origins[id(site)] = effect
         elif isinstance(effect, Request):

@@ -47,6 +47,7 @@ class Stats(Struct):
     memo: int = 0        # rebuilt from an encoding kept in this process
     disk: int = 0        # rebuilt from a disk entry
     parsed: int = 0      # parsed by pycparser (a miss)
+    spliced: int = 0     # of those, parsed where an edit changed the last version
 
     @property
     def hits(self) -> int:
@@ -69,7 +70,7 @@ class Uncacheable(Exception):
 def clear() -> None:
     """Forget the trees kept in this process (the disk cache stays) and reset `stats`;
     the pieces and the parses of other pieces kept in process go too."""
-    from vmxlint.cfront import lazy, parse, preprocess
+    from vmxlint.cfront import lazy, parse, preprocess, reparse
 
     with _lock:
         _trees.clear()
@@ -80,6 +81,7 @@ def clear() -> None:
     parse.clear_memo()
     lazy.clear_memo()
     preprocess.clear_memo()
+    reparse.clear()
 
 
 # -- the key ---------------------------------------------------------------------------------
@@ -114,10 +116,14 @@ def key_of(piece: "Piece", types: frozenset[str], scope_hook: bool) -> str:
 # -- parse through the cache -----------------------------------------------------------------
 
 def parse_function(piece: "Piece", types: frozenset[str], path: str,
-                   parse: Callable[["Piece", frozenset[str], str], list[Any]],
+                   parse: Callable[["Piece", frozenset[str], str], tuple[list[Any], bool]],
                    ) -> "list[Any] | Failure":
     """The top-level nodes of a function piece, or its `Failure`: from the cache when it
-    holds the piece's tree, else from `parse(piece, types, path)` (then stored)."""
+    holds the piece's tree, else from `parse(piece, types, path)`, which also says whether
+    it spliced them from the function's last version (`vmxlint.cfront.reparse`).  A tree
+    parsed whole is stored; a spliced one is only kept in process: it was an edit of a
+    function parsed in this process, which the next edit changes again, and making it
+    costs less than its disk entry."""
     from pycparser import c_ast
 
     from vmxlint.cfront import Failure
@@ -134,7 +140,7 @@ def parse_function(piece: "Piece", types: frozenset[str], path: str,
         stats.shared += 1
         return _moved_failure(failed[1], failed[0], line)
     try:
-        nodes = parse(piece, types, path)
+        nodes, spliced = parse(piece, types, path)
     except Exception as exc:  # as the eager parse: the failure costs only this piece
         stats.parsed += 1
         failure = Failure(piece.name, path, line, _message(exc, path))
@@ -144,8 +150,11 @@ def parse_function(piece: "Piece", types: frozenset[str], path: str,
                 _failures.popitem(last=False)
         return failure
     stats.parsed += 1
+    if spliced:
+        stats.spliced += 1
+        _remember(k, path, line, (nodes[0], path, line), nodes[0])
     # Only a lone definition is cached: anything else is not what a function piece gives.
-    if len(nodes) == 1 and type(nodes[0]) is c_ast.FuncDef:
+    elif len(nodes) == 1 and type(nodes[0]) is c_ast.FuncDef:
         _store(k, nodes[0], path, line)
     return nodes
 

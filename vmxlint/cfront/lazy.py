@@ -16,7 +16,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from vmxlint.cfront import Failure, Function, Unit
-from vmxlint.cfront.parse import (Piece, _parser, parse_piece, pieces, run, shim_type_names,
+from vmxlint.cfront.parse import (Piece, _parser, pieces, run, shim_type_names,
                                   skipped)
 
 if TYPE_CHECKING:
@@ -177,12 +177,9 @@ class _Lazy:
         """What the parse of a piece depends on: its text, column and the type names."""
         digest = self._prints.get(index)
         if digest is None:
-            from vmxlint.cfront.astcache import types_digest
-
             piece = self.pieces[index]
-            digest = self._prints[index] = hashlib.sha256("\0".join((
-                piece.text, str(piece.chunk.column),
-                types_digest(self.types_at[index]))).encode()).hexdigest()
+            digest = self._prints[index] = _piece_digest(piece.text, piece.chunk.column,
+                                                         self.types_at[index])
         return digest
 
     def defines(self, name: str) -> bool:
@@ -231,6 +228,26 @@ class _Lazy:
             if isinstance(result, Failure):
                 return result
         return None
+
+
+DIGESTS_MEMO = 4096    # digests of piece texts kept in process
+_digests: dict[tuple[str, int, frozenset[str]], str] = {}
+
+
+def _piece_digest(text: str, column: int, types: frozenset[str]) -> str:
+    """The digest of a piece's parse inputs, kept in process: an image asks it of every
+    function piece, and most are the last image's (the same text object, see
+    `vmxlint.cfront.parse`, so the look-up hashes nothing new)."""
+    key = (text, column, types)
+    digest = _digests.get(key)
+    if digest is None:
+        from vmxlint.cfront.astcache import types_digest
+
+        if len(_digests) >= DIGESTS_MEMO:
+            _digests.clear()
+        digest = _digests[key] = hashlib.sha256("\0".join((
+            text, str(column), types_digest(types))).encode()).hexdigest()
+    return digest
 
 
 # Digests (`_Lazy._digest`) of function pieces that parsed to the one definition their
@@ -305,11 +322,12 @@ def _moved(nodes: list[Any], path: str, first: int, line: int) -> list[Any] | No
         return None
 
 
-def _parse_with(piece: Piece, types: frozenset[str], path: str) -> list[Any]:
-    """Parse one function piece under the type names known at its position; raises."""
-    parser = _parser()
-    parser.kernel_types = set(types)
-    return parse_piece(parser, piece, path)
+def _parse_with(piece: Piece, types: frozenset[str], path: str) -> tuple[list[Any], bool]:
+    """Parse one function piece under the type names known at its position, where it
+    changed when this process parsed its last version; raises."""
+    from vmxlint.cfront import reparse
+
+    return reparse.parse(piece, types, path)
 
 
 def _names(result: list[Any] | Failure) -> list[str]:

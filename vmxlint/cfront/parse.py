@@ -228,7 +228,6 @@ _TYPEDEF_NAME = re.compile(r"\(\s*\*\s*([A-Za-z_]\w*)\s*\)\s*\("
                            r"|([A-Za-z_]\w*)\s*(?:\[[^\]]*\]\s*)*;\s*\Z")
 
 
-@functools.lru_cache(maxsize=2048)     # the chunks of one image are mostly those of the last
 @functools.lru_cache(maxsize=4096)      # a file's chunks, image after image
 def chunk_name(chunk_text: str) -> str | None:
     """Guess the name a chunk defines: the function's, or else the declared object's."""
@@ -289,6 +288,25 @@ def _make_parser() -> Any:
             self.kernel_types: set[str] = set()
             self.chunk_types: set[str] = set()
             self.chunk_calls: set[str] = set()
+            # When a list: each block and block item parsed, with its first and last
+            # token (where its text begins and ends, for `vmxlint.cfront.reparse`).
+            self.record: list[tuple[Any, Any, Any]] | None = None
+
+        def _parse_compound_statement(self) -> Any:
+            if self.record is None:
+                return super()._parse_compound_statement()
+            first = self._peek()
+            node = super()._parse_compound_statement()
+            self.record.append((node, first, self._tokens._buffer[self._tokens._index - 1]))
+            return node
+
+        def _parse_block_item(self) -> Any:
+            if self.record is None:
+                return super()._parse_block_item()
+            first = self._peek()
+            item = super()._parse_block_item()
+            self.record.append((item, first, self._tokens._buffer[self._tokens._index - 1]))
+            return item
 
         def _is_type_in_scope(self, name: str) -> bool:
             # Parsing the shim in front of every chunk costs more than the chunk: look the
@@ -306,6 +324,12 @@ def _make_parser() -> Any:
     KernelParser.uses_scope_hook = hasattr(c_parser.CParser, "_is_type_in_scope")
     parser = KernelParser()
     parser.uses_scope_hook = parser.uses_scope_hook and hasattr(parser, "_scope_stack")
+    # Recording needs the token stream's buffer and the two methods it wraps (private
+    # too): without them no parse is recorded, so no function is spliced.
+    parser.can_record = parser.uses_scope_hook and all(
+        hasattr(c_parser.CParser, m) for m in ("_parse_compound_statement",
+                                               "_parse_block_item")) \
+        and hasattr(parser._tokens, "_buffer") and hasattr(parser._tokens, "_index")
     return parser
 
 
@@ -356,7 +380,7 @@ def _message(exc: BaseException, path: str) -> str:
     return msg if len(msg) <= 300 else msg[:297] + "..."
 
 
-def _line_marker(line: int, path: str) -> str:
+def line_marker(line: int, path: str) -> str:
     if re.fullmatch(r'[^"\\\n\r]*', path):
         return f'# {line} "{path}"\n'
     return f"# {line}\n"  # the filename passed to parse() is kept
@@ -440,11 +464,24 @@ def _make_pieces(text: str, config: Mapping[str, bool] | None) -> list[Piece]:
     text = run.out
     out: list[Piece] = []
     for chunk in done:
-        src = text[chunk.start:chunk.end]
+        src = _interned(text[chunk.start:chunk.end])
         if not src.strip() or src.strip() == ";":
             continue
         out.append(Piece(len(out), chunk, src, chunk_name(src)))
     return out
+
+
+TEXTS_MEMO = 4096   # piece texts kept in process: an image's, and its neighbours'
+_texts: dict[str, str] = {}
+
+
+def _interned(src: str) -> str:
+    """The piece text equal to SRC that an image before gave, when there is one: every
+    memo keyed by a piece's text (its name guess, its parse's digest) then finds it by
+    identity, its hash already made, instead of hashing and comparing it again."""
+    if len(_texts) >= TEXTS_MEMO:
+        _texts.clear()
+    return _texts.setdefault(src, src)
 
 
 # -- a text's preprocessing and split, kept on disk for the processes after ---------------
@@ -537,17 +574,27 @@ def run(parser: Any, piece: Piece, path: str) -> Any:
     return nodes
 
 
-def parse_piece(parser: Any, piece: Piece, path: str) -> list[Any]:
-    """The top-level nodes of PIECE under the parser's current type names; raises on error."""
-    src, chunk = piece.src, piece.chunk
+def chunk_names(src: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The names a chunk's own text shows to be types, and to be called (not types)."""
     # `min_t(` is a call: kernel style glues '(' to a called name, never to a type.
-    parser.chunk_calls = set(_T_CALL.findall(src)) if "_t(" in src else set()
+    calls = set(_T_CALL.findall(src)) if "_t(" in src else set()
     # `(gate_desc *)x` can only be a cast, so gate_desc is a type in this chunk.
-    parser.chunk_types = set(_POINTER_CAST.findall(src)) if "*)" in src.replace(" ", "") \
-        else set()
+    types = set(_POINTER_CAST.findall(src)) if "*)" in src.replace(" ", "") else set()
     # `sev_ret_code fw_err = 0;`: two names in a row can only be a type and a declarator.
-    parser.chunk_types.update(n for n in _DECL_TYPE.findall(src) if n not in _C_KEYWORDS
-                              and n not in _NOT_TYPES)
+    types.update(n for n in _DECL_TYPE.findall(src) if n not in _C_KEYWORDS
+                 and n not in _NOT_TYPES)
+    return frozenset(types), frozenset(calls)
+
+
+def parse_piece(parser: Any, piece: Piece, path: str, text: str | None = None,
+                names: tuple[frozenset[str], frozenset[str]] | None = None) -> list[Any]:
+    """The top-level nodes of PIECE under the parser's current type names; raises on error.
+
+    TEXT, when given, is parsed in place of the piece's text (laid out on the same lines),
+    under NAMES, what `chunk_names` says of the piece's text."""
+    src, chunk = piece.src, piece.chunk
+    types, calls = names if names is not None else chunk_names(src)
+    parser.chunk_types, parser.chunk_calls = set(types), set(calls)
     prelude, skip = "", 0
     if not parser.uses_scope_hook:
         names = (parser.kernel_types | parser.chunk_types
@@ -555,7 +602,8 @@ def parse_piece(parser: Any, piece: Piece, path: str) -> list[Any]:
         names -= parser.chunk_calls
         prelude = "".join(f"typedef int {n};" for n in sorted(names)) + "\n"
         skip = len(names)
-    source = prelude + _line_marker(chunk.line, path) + " " * chunk.column + src + "\n"
+    source = prelude + line_marker(chunk.line, path) + " " * chunk.column \
+        + (src if text is None else text) + "\n"
     return list(parser.parse(source, path).ext[skip:])
 
 
