@@ -63,7 +63,7 @@ def edit_lines(text: str, name: str, line: int, change: str, snippet: str) -> st
     line inserted goes before it."""
     first, last = parse_unit(text, NESTED, lazy=True).spans()[name]
     lines = text.split("\n")
-    at = first - 1 + line % (last - first)
+    at = first - 1 + line % (last - first + 1)
     if change == "delete":
         del lines[at]
     elif change == "duplicate":
@@ -72,7 +72,7 @@ def edit_lines(text: str, name: str, line: int, change: str, snippet: str) -> st
         lines.insert(at, snippet)
     elif change == "replace":
         lines[at] = snippet
-    elif change == "swap":
+    elif change == "swap" and at + 1 < len(lines):
         lines[at], lines[at + 1] = lines[at + 1], lines[at]
     elif change == "append":
         lines[at] += " " + snippet.strip()
