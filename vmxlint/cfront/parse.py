@@ -292,19 +292,20 @@ def _make_parser() -> Any:
             # token (where its text begins and ends, for `vmxlint.cfront.reparse`).
             self.record: list[tuple[Any, Any, Any]] | None = None
 
-        def _parse_compound_statement(self) -> Any:
+        # Whatever arguments pycparser's versions give these (3.12 added new_scope).
+        def _parse_compound_statement(self, *args: Any, **kwargs: Any) -> Any:
             if self.record is None:
-                return super()._parse_compound_statement()
+                return super()._parse_compound_statement(*args, **kwargs)
             first = self._peek()
-            node = super()._parse_compound_statement()
+            node = super()._parse_compound_statement(*args, **kwargs)
             self.record.append((node, first, self._tokens._buffer[self._tokens._index - 1]))
             return node
 
-        def _parse_block_item(self) -> Any:
+        def _parse_block_item(self, *args: Any, **kwargs: Any) -> Any:
             if self.record is None:
-                return super()._parse_block_item()
+                return super()._parse_block_item(*args, **kwargs)
             first = self._peek()
-            item = super()._parse_block_item()
+            item = super()._parse_block_item(*args, **kwargs)
             self.record.append((item, first, self._tokens._buffer[self._tokens._index - 1]))
             return item
 

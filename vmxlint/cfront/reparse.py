@@ -98,6 +98,13 @@ def parse(piece: "Piece", types: frozenset[str], path: str) -> tuple[list[Any], 
     parser.record = record
     try:
         nodes = parse_piece(parser, piece, path, names=names)
+    except Exception:
+        parser.record = None
+        # Recording wraps private methods of pycparser: when the same parse without it
+        # succeeds, another version of pycparser broke them, and nothing is recorded again.
+        nodes = parse_piece(parser, piece, path, names=names)
+        parser.can_record = False
+        return nodes, False
     finally:
         parser.record = None
     fn = _function(nodes, piece.name)
