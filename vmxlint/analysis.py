@@ -437,12 +437,14 @@ def _within_budget(path, model):
         if s.kind == "write" and s.field:
             writes.setdefault(s.field, []).append(s)
     skipped: dict[str, tuple] = {}
+    told: dict[int, str | None] = {}    # by guard: the writes of a block share theirs
     for name, sites in writes.items():
         if len(sites) > MAX_WRITES_PER_FIELD:
             skipped[name] = (sites[0], f"{len(sites)} writes (bound {MAX_WRITES_PER_FIELD})")
             continue
         for s in sites:
-            why = _too_big(s.guard)
+            key = id(s.guard)
+            why = told[key] if key in told else told.setdefault(key, _too_big(s.guard))
             if why:
                 skipped[name] = (s, why)
                 break

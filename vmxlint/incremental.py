@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Iterable, Mapping
 from msgspec import Struct, structs
 
 from vmxlint.logic import Formula, atoms, digest, structure
-from vmxlint.textdiff import same_lines
+from vmxlint.model import PerModel
+from vmxlint.textdiff import newlines, same_lines
 from vmxlint.tree import lines as text_lines
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -75,10 +76,10 @@ class LineMap:
                  ) -> None:
         self.path = path
         p, s = same_lines(old, new)
-        ends = old.count("\n")
+        ends = newlines(old)
         self._prefix = p
         self._suffix_from = ends + 1 - s + 1
-        self._delta = new.count("\n") - ends
+        self._delta = newlines(new) - ends
         self._old, self._new = Positions(path, old_spans), dict(new_spans)
         self._texts = old, new
         self._same: dict[str, bool] = {}
@@ -167,16 +168,26 @@ REPLAYED_KEPT = 65536
 
 def cache_effects(ctx: "Context") -> list["Site"]:
     """Sites that keep a software cache consistent: every field's slice holds them."""
-    helpers = set(ctx.cache_helpers)
-    for fm in ctx.model.fields.values():
-        helpers.update(fm.cache_helpers)
+    helpers, stores = _cache_model(ctx.model)
+    helpers = helpers | set(ctx.cache_helpers)
     out = []
     for s in ctx.path.sites:
-        if s.kind == "store" and ctx.model.caches.cache_of(s.value or "") is not None:
-            out.append(s)
+        if s.kind == "store":
+            value = s.value or ""
+            if value not in stores:
+                stores[value] = ctx.model.caches.cache_of(value) is not None
+            if stores[value]:
+                out.append(s)
         elif s.kind == "call" and s.callee in helpers:
             out.append(s)
     return out
+
+
+# The fields' cache helpers, and whether a store's text keeps a cache, as asked before:
+# every image asks it of every store on the path.
+_cache_model = PerModel(lambda model: (
+    frozenset(h for fm in model.fields.values() for h in fm.cache_helpers),
+    dict[str, bool]()))
 
 
 class Slices(Struct):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Generic, TypeVar
 
 from msgspec import Struct, field
 
@@ -25,6 +25,26 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 _TOKEN_RE = re.compile(r"\s*(?:(?P<par>[()])|(?P<word>[a-z][a-z0-9_]*(?:\.[A-Za-z0-9_]+)*)"
                        r"|(?P<param>\$[a-z_][a-z0-9_]*)|(?P<bad>\S))")
 _KEYWORDS = ("true", "false", "not", "and", "or")
+
+
+T = TypeVar("T")
+
+
+class PerModel(Generic[T]):
+    """What MAKE makes of a model, made once per model for the process (every image of a
+    series asks it); a few models are kept (the tests load others)."""
+
+    def __init__(self, make: "Callable[[Model], T]") -> None:
+        self._make = make
+        self._held: dict[int, tuple[Model, T]] = {}
+
+    def __call__(self, model: "Model") -> T:
+        held = self._held.get(id(model))
+        if held is None or held[0] is not model:     # the id of a model gone: made anew
+            held = self._held[id(model)] = (model, self._make(model))
+            while len(self._held) > 4:
+                self._held.pop(next(iter(self._held)))
+        return held[1]
 
 
 class ModelError(VmxlintError):

@@ -23,6 +23,7 @@ from msgspec import Struct, field, structs
 from vmxlint.cfront.walk import (Effect, Frame, GuardedWalk, SummaryMemo, Under, norm,
                                  summary_key)
 from vmxlint.logic import TRUE, Atom, Formula, Not, conj, disj, expand, neg, parse_expr
+from vmxlint.model import PerModel
 
 if TYPE_CHECKING:  # pragma: no cover
     from vmxlint.cfront import Function
@@ -209,21 +210,6 @@ def save_summaries() -> None:
         memo.loaded = len(memo)
 
 
-def _predicates(model: "Model") -> "_Predicates":
-    """The model's predicates, with the spellings looked up so far in this process: a
-    look-up expands the vmcs02 controls in what the predicate means, and every image of
-    a series asks about the same spellings."""
-    held = _PREDICATES.get(id(model))
-    if held is None or held[0] is not model:
-        held = _PREDICATES[id(model)] = (model, _Predicates(model))
-        while len(_PREDICATES) > 4:
-            _PREDICATES.pop(next(iter(_PREDICATES)))
-    return held[1]
-
-
-_PREDICATES: dict[int, tuple["Model", "_Predicates"]] = {}
-
-
 class _Predicates:
     """C spellings -> model predicates, from rules/model/predicates.toml."""
 
@@ -269,6 +255,12 @@ class _Predicates:
 PLACED_MEMO = 65536
 # (id of a summarised site, its order, its line) -> (that site, the site it made)
 _PLACED: dict[tuple[int, int, int], tuple[Site, Site]] = {}
+
+
+# The model's predicates, with the spellings looked up so far in this process: a look-up
+# expands the vmcs02 controls in what the predicate means, and every image of a series
+# asks about the same spellings.
+_predicates = PerModel(_Predicates)
 
 
 class Walker(GuardedWalk):

@@ -45,20 +45,34 @@ def common_suffix(a: str, b: str) -> int:
     return lo
 
 
+_counted: dict[int, tuple[str, int]] = {}
+
+
+def newlines(text: str) -> int:
+    """How many newlines TEXT holds, kept for the last few texts (by identity: an image's
+    text is asked again and again, by every stage that maps its lines)."""
+    held = _counted.get(id(text))
+    if held is None or held[0] is not text:
+        if len(_counted) >= 8:
+            _counted.pop(next(iter(_counted)))
+        held = _counted[id(text)] = (text, text.count("\n"))
+    return held[1]
+
+
 @functools.lru_cache(maxsize=8)     # an image and its neighbour are compared by several stages
 def same_lines(a: str, b: str) -> tuple[int, int]:
     """(p, s): how many lines a and b share at their start, and then at their end, as
     comparing their lines ("\\n" ends one) one by one from each end finds them; the
     lines counted at the end do not overlap those at the start in either text."""
     if a == b:
-        return a.count("\n") + 1, 0
+        return newlines(a) + 1, 0
     pos = common_prefix(a, b)
     p = a.count("\n", 0, pos)
     # A text that ends inside the common prefix shares its last line when the other text
     # ends that line there too.
     if (pos == len(a) and b[pos] == "\n") or (pos == len(b) and a[pos] == "\n"):
         p += 1
-    n = min(a.count("\n"), b.count("\n")) + 1
+    n = min(newlines(a), newlines(b)) + 1
     q = common_suffix(a, b)
     la, lb = len(a), len(b)
     s = a.count("\n", la - q)
