@@ -407,6 +407,51 @@ def test_lanes_meet_and_start_from_a_neighbour(monkeypatch):
     assert [s[1] for s in alone] == [None] * 7 and [s[2] for s in alone] == text[1:]
 
 
+def test_only_the_first_patch_writes_its_trees(monkeypatch):
+    """The trees parsed for a series' first patch go to the disk cache (a check of one
+    patch: the tree's functions and the one it edits); those of the later patches, and
+    of every lane, stay in the process (the functions the series edits)."""
+    from vmxlint import jobs
+    from vmxlint.cfront import astcache
+
+    tree = Tree.open(FIXTURES / "trees" / "shape-modern")
+    images = [tree] + [tree.with_overlay({NESTED_C: f"/* {k} */\n"}) for k in range(1, 5)]
+    steps = [jobs.Step(images[k], images[k + 1]) for k in range(4)]
+
+    def spy(step, previous, incremental):
+        return (step.after.read(NESTED_C), astcache._local.__dict__.get("only", False)), None
+
+    monkeypatch.setattr(jobs, "_step", spy)
+    monkeypatch.setattr(jobs, "_backward", spy)
+    assert [p[0][1] for p in jobs.analyse_steps(steps, True)] == [False, True, True, True]
+    assert [p[0][1] for p in jobs.analyse_steps(steps, True, jobs=2)] == [True] * 4
+    assert not astcache._local.__dict__.get("only", False)
+
+
+def test_trees_parsed_in_process_only_are_not_written(tmp_path, monkeypatch):
+    from vmxlint import cache
+    from vmxlint.cfront import astcache, parse_unit
+
+    astcache.flush()                    # what earlier tests left pending goes first
+    monkeypatch.delenv("VMXLINT_NO_CACHE")
+    monkeypatch.setenv("VMXLINT_CACHE_DIR", str(tmp_path / "cache"))
+    astcache.clear()
+    text = Tree.open(FIXTURES / "trees" / "shape-modern").read(NESTED_C)
+
+    def written() -> int:
+        astcache.flush()
+        return sum(astcache.FORMAT.encode() in p.read_bytes()
+                   for p in cache.cache_dir().glob("*.json"))
+
+    with astcache.in_process_only():
+        kept = parse_unit(text, NESTED_C, lazy=True).functions["prepare_vmcs02"]
+    assert written() == 0 and astcache.stats.parsed == 1
+    again = parse_unit(text, NESTED_C, lazy=True).functions["prepare_vmcs02"]
+    assert again.node is kept.node and astcache.stats.parsed == 1
+    parse_unit(text, NESTED_C, lazy=True).functions["prepare_vmcs02_rare"]
+    assert written() == 1
+
+
 def test_jobs_option(tmp_path):
     import subprocess
     import sys

@@ -15,6 +15,7 @@ shape that is not exactly what `encode` writes is a miss.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import hashlib
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
     from vmxlint.cfront import Failure
     from vmxlint.cfront.parse import Piece
 
-__all__ = ("Stats", "stats", "parse_function", "encode", "decode", "clear", "flush")
+__all__ = ("Stats", "stats", "parse_function", "encode", "decode", "clear", "flush",
+           "in_process_only")
 
 FORMAT = "vmxlint-ast 1"
 MEMO_SIZE = 1024           # trees (and encoded trees) kept in process, each
@@ -61,6 +63,22 @@ _trees: OrderedDict[tuple[str, str, int], Any] = OrderedDict()
 _encoded: OrderedDict[str, Any] = OrderedDict()
 _pending: list[tuple[str, Any, str, int]] = []   # trees parsed, not yet on disk
 _registered = False
+
+
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def in_process_only() -> Any:
+    """Within, the trees parsed are kept in this process and not written to the disk cache
+    (this thread's parses): those of the images of a series after its first, the functions
+    its patches edit, which the next patch or version of the series edits again."""
+    before = getattr(_local, "only", False)
+    _local.only = True
+    try:
+        yield
+    finally:
+        _local.only = before
 
 
 class Uncacheable(Exception):
@@ -152,10 +170,12 @@ def parse_function(piece: "Piece", types: frozenset[str], path: str,
     stats.parsed += 1
     if spliced:
         stats.spliced += 1
-        _remember(k, path, line, (nodes[0], path, line), nodes[0])
     # Only a lone definition is cached: anything else is not what a function piece gives.
-    elif len(nodes) == 1 and type(nodes[0]) is c_ast.FuncDef:
-        _store(k, nodes[0], path, line)
+    if len(nodes) == 1 and type(nodes[0]) is c_ast.FuncDef:
+        if spliced or getattr(_local, "only", False):
+            _remember(k, path, line, (nodes[0], path, line), nodes[0])
+        else:
+            _store(k, nodes[0], path, line)
     return nodes
 
 
