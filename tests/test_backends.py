@@ -37,3 +37,45 @@ def test_same_findings_on_a_real_tree(kernel_tree: Path, monkeypatch) -> None:
     pytest.importorskip("dd.cudd")
     assert _findings(kernel_tree, "cudd", monkeypatch) == \
         _findings(kernel_tree, "python", monkeypatch)
+
+
+ATOMS = ["vmcs12.dirty", "evmcs.active", "evmcs.clean.GUEST_GRP1", "evmcs.clean.GUEST_GRP2",
+         "l0.ept", "l2.pae_paging"]
+
+
+def _formulas():
+    from hypothesis import strategies as st
+
+    from vmxlint.logic import Atom, conj, disj, neg
+
+    leaf = st.sampled_from(ATOMS).map(Atom)
+    return st.recursive(leaf, lambda kids: st.one_of(
+        kids.map(neg), st.lists(kids, min_size=2, max_size=3).map(lambda a: conj(*a)),
+        st.lists(kids, min_size=2, max_size=3).map(lambda a: disj(*a))), max_leaves=8)
+
+
+def test_a_solver_answers_as_a_fresh_one_whatever_it_was_asked_before() -> None:
+    """A solver keeps its answers, and adds an atom's axioms when a query first mentions
+    it: what it answers after other queries is what a new solver answers."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from vmxlint.checks import _clean_means_evmcs
+    from vmxlint.logic import Atom, Solver
+
+    axioms = [Atom("l0.ept").__or__(Atom("vmcs12.dirty"))]
+
+    @settings(max_examples=80, deadline=None)
+    @given(st.lists(st.tuples(st.booleans(), _formulas(), _formulas()), min_size=1,
+                    max_size=8))
+    def asked(queries) -> None:
+        shared = Solver(axioms, per_atom=_clean_means_evmcs)
+        for _ in range(2):          # the second time, from the kept answers
+            for implication, a, b in queries:
+                fresh = Solver(axioms, per_atom=_clean_means_evmcs)
+                if implication:
+                    assert shared.implies(a, b) == fresh.implies(a, b)
+                else:
+                    assert shared.satisfiable(a) == fresh.satisfiable(a)
+
+    asked()

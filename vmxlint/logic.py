@@ -407,6 +407,7 @@ def _without_networkx(module: str):
 
 
 SMALL_BDD = 64 * 1024 * 1024    # bytes CUDD may plan its tables for
+ANSWERS_KEPT = 1 << 16          # answers of queries a solver keeps
 
 
 class Solver:
@@ -427,6 +428,7 @@ class Solver:
         self._vars: dict[str, str] = {}
         self._names: dict[str, str] = {}
         self._memo: dict[Formula, object] = {}
+        self._answers: dict[object, bool] = {}
         self._axioms = self._bdd.true
         self._per_atom = per_atom
         for ax in axioms:
@@ -465,14 +467,29 @@ class Solver:
         self._memo[f] = u
         return u
 
-    # Each query builds its nodes before it reads the axioms: building may add some.
+    # Each query builds its nodes before it reads the axioms: building may add some.  The
+    # answers are kept: a field checked again for the next image asks mostly what it
+    # asked before (the axioms only grow with atoms the formulas did not mention).
     def satisfiable(self, f: Formula) -> bool:
-        u = self._node(f)
-        return (self._axioms & u) != self._bdd.false
+        hit = self._answers.get(f)
+        if hit is None:
+            u = self._node(f)
+            hit = self._answer(f, (self._axioms & u) != self._bdd.false)
+        return hit
 
     def implies(self, a: Formula, b: Formula) -> bool:
-        u, w = self._node(a), self._node(b)
-        return (self._axioms & u & ~w) == self._bdd.false
+        key = (a, b)
+        hit = self._answers.get(key)
+        if hit is None:
+            u, w = self._node(a), self._node(b)
+            hit = self._answer(key, (self._axioms & u & ~w) == self._bdd.false)
+        return hit
+
+    def _answer(self, key: object, answer: bool) -> bool:
+        if len(self._answers) >= ANSWERS_KEPT:
+            self._answers.clear()
+        self._answers[key] = answer
+        return answer
 
     def equivalent(self, a: Formula, b: Formula) -> bool:
         return self.implies(a, b) and self.implies(b, a)
