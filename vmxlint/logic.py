@@ -470,20 +470,41 @@ class Solver:
     # Each query builds its nodes before it reads the axioms: building may add some.  The
     # answers are kept: a field checked again for the next image asks mostly what it
     # asked before (the axioms only grow with atoms the formulas did not mention).
-    def satisfiable(self, f: Formula) -> bool:
-        hit = self._answers.get(f)
+    def satisfiable(self, *fs: Formula) -> bool:
+        """Whether the conjunction of FS can hold.  Its BDD is made from each part's: the
+        conjunction of the parts as a formula would flatten them, and its BDD be made
+        again from every conjunct of every guard."""
+        hit = self._answers.get(fs)
         if hit is None:
-            u = self._node(f)
-            hit = self._answer(f, (self._axioms & u) != self._bdd.false)
+            u = self._all(fs)
+            hit = self._answer(fs, (self._axioms & u) != self._bdd.false)
         return hit
 
     def implies(self, a: Formula, b: Formula) -> bool:
-        key = (a, b)
+        return self.implies_some((a,), (b,))
+
+    def implies_some(self, premises: tuple[Formula, ...], alternatives: tuple[Formula, ...]
+                     ) -> bool:
+        """Whether the conjunction of PREMISES implies the disjunction of ALTERNATIVES
+        (made from each part's BDD, as ``satisfiable``)."""
+        key = (premises, alternatives)
         hit = self._answers.get(key)
         if hit is None:
-            u, w = self._node(a), self._node(b)
+            u, w = self._all(premises), self._bdd.false
+            for f in alternatives:
+                w = w | self._node(f)
             hit = self._answer(key, (self._axioms & u & ~w) == self._bdd.false)
         return hit
+
+    def _all(self, fs: tuple[Formula, ...]):
+        """The BDD of the conjunction of FS, the axioms left out (they are the largest:
+        conjoined last, once)."""
+        if len(fs) == 1:
+            return self._node(fs[0])
+        u = self._bdd.true
+        for f in fs:
+            u = u & self._node(f)
+        return u
 
     def _answer(self, key: object, answer: bool) -> bool:
         if len(self._answers) >= ANSWERS_KEPT:

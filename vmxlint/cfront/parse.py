@@ -465,9 +465,10 @@ def _make_pieces(text: str, config: Mapping[str, bool] | None) -> list[Piece]:
     text = run.out
     out: list[Piece] = []
     for chunk in done:
-        src = _interned(text[chunk.start:chunk.end])
-        if not src.strip() or src.strip() == ";":
-            continue
+        src = text[chunk.start:chunk.end]
+        if not src or src.isspace() or (src.count(";") == 1 and src.strip() == ";"):
+            continue        # blank, or a lone ';' (told without copying every definition)
+        src = _interned(src)
         out.append(Piece(len(out), chunk, src, chunk_name(src)))
     return out
 

@@ -73,14 +73,16 @@ def wrong_group(ctx: Context) -> Iterator[Finding]:
                 guard=render(w.guard), gated_by=gated, inputs=missed)
 
 
+_ENLIGHTENED_AGAIN = (Atom("evmcs.active"), Atom("vmcs02.initialized"))
+
+
 @check("VMX302")
 def ungated_write(ctx: Context) -> Iterator[Finding]:
     for w in ctx.writes:
         if not _vmcs12_write(ctx, w):
             continue
         # Writes done once per vmcs02 (prepare_vmcs02_constant_state) are not redone.
-        if not ctx.solver.satisfiable(conj(w.guard, Atom("evmcs.active"),
-                                           Atom("vmcs02.initialized"))):
+        if not ctx.solver.satisfiable(w.guard, *_ENLIGHTENED_AGAIN):
             continue
         groups = sorted(input_groups(ctx, w))
         if groups and not gates(ctx, w):

@@ -39,8 +39,9 @@ def _as_clean_replay(ctx: Context, w: Site) -> Formula:
 
 
 def coverage(ctx: Context, name: str, before: int, *, stale_ok: bool = False,
-             skip: Site | None = None) -> Formula:
-    """When some write gives the field its value for an entry at position ``before``.
+             skip: Site | None = None) -> tuple[Formula, ...]:
+    """When some write gives the field its value for an entry at position ``before``: the
+    disjuncts (asked part by part; a finding shows their disjunction).
 
     With ``stale_ok`` a dirty-only write counts as persisting whatever its value: VMX201
     asks whether any write exists, VMX202 whether the value it left is still right.
@@ -55,7 +56,7 @@ def coverage(ctx: Context, name: str, before: int, *, stale_ok: bool = False,
             g = _as_clean_replay(ctx, w)
         cover.append(g)
     cover += ctx.restore_cover(name)
-    return disj(*cover)
+    return tuple(cover)
 
 
 def _entry(ctx: Context) -> Site | None:
@@ -70,10 +71,10 @@ def missing_write(ctx: Context) -> Iterator[Finding]:
     # Every field VM entry may consume, written or not: deleting the only write of a
     # field must not make it disappear from the question.
     for name in sorted(ctx.consumed_fields()):
-        need = conj(ctx.consumed(name), entry.guard)
-        have = coverage(ctx, name, entry.order, stale_ok=True)
-        if ctx.solver.implies(need, have):
+        cover = coverage(ctx, name, entry.order, stale_ok=True)
+        if ctx.solver.implies_some((ctx.consumed(name), entry.guard), cover):
             continue
+        need, have = conj(ctx.consumed(name), entry.guard), disj(*cover)
         writes = ctx.writes_of(name)
         anchor = min(writes, key=lambda w: w.order) if writes else entry
         cex = counterexample(ctx, need, have, keep=atoms(ctx.consumed(name)), field=name)
@@ -96,10 +97,11 @@ def stale_rare_write(ctx: Context) -> Iterator[Finding]:
                 or not ctx.dirty_only(w):
             continue
         # An entry with clean vmcs12 on which w would have run, had vmcs12 been dirty.
-        need = conj(ctx.consumed(w.field), entry.guard, clean_entry, _as_clean_replay(ctx, w))
-        have = coverage(ctx, w.field, entry.order, skip=w)
-        if ctx.solver.implies(need, have):
+        parts = (ctx.consumed(w.field), entry.guard, clean_entry, _as_clean_replay(ctx, w))
+        cover = coverage(ctx, w.field, entry.order, skip=w)
+        if ctx.solver.implies_some(parts, cover):
             continue
+        need, have = conj(*parts), disj(*cover)
         cex = counterexample(ctx, need, have, field=w.field,
                              keep=atoms(ctx.consumed(w.field)) | {DIRTY, "evmcs.active"})
         yield ctx.finding(

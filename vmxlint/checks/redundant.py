@@ -5,7 +5,7 @@ from typing import Iterator
 
 from vmxlint.checks import Context, check
 from vmxlint.findings import Finding
-from vmxlint.logic import FALSE, Atom, conj, disj, neg, render
+from vmxlint.logic import FALSE, Atom, conj, neg, render
 from vmxlint.sites import Provenance, Site
 
 
@@ -22,14 +22,14 @@ def covering(ctx: Context, w: Site) -> list[Site] | None:
     consumed_somewhere = False
     for c in _consumers_after(ctx, w):
         need = ctx.consumed(w.field) if c.kind == "entry" else conj()
-        premise = conj(w.guard, c.guard, need)
-        if not ctx.solver.satisfiable(premise):
+        premise = (w.guard, c.guard, need)      # a conjunction, asked part by part
+        if not ctx.solver.satisfiable(*premise):
             continue
         consumed_somewhere = True
         later = [x for x in ctx.writes_of(w.field) if w.order < x.order < c.order]
-        if not ctx.solver.implies(premise, disj(*(x.guard for x in later))):
+        if not ctx.solver.implies_some(premise, tuple(x.guard for x in later)):
             return None
-        used += [x for x in later if ctx.solver.satisfiable(conj(premise, x.guard))
+        used += [x for x in later if ctx.solver.satisfiable(*premise, x.guard)
                  and x not in used]
     return used if consumed_somewhere and used else None
 
@@ -73,11 +73,10 @@ def duplicate_write(ctx: Context) -> Iterator[Finding]:
         for x in ctx.writes_of(w.field):
             if x.order <= w.order or not x.direct or x.function in bracketing:
                 continue
-            both = conj(w.guard, x.guard)
-            if not ctx.solver.satisfiable(both):
+            if not ctx.solver.satisfiable(w.guard, x.guard):
                 continue
             between = [c for c in _consumers_after(ctx, w) if c.order < x.order
-                       and ctx.solver.satisfiable(conj(both, c.guard))]
+                       and ctx.solver.satisfiable(w.guard, x.guard, c.guard)]
             if between or covering(ctx, w) is not None or _restored(ctx, w, x):
                 continue
             yield ctx.finding(
@@ -98,7 +97,7 @@ def hot_path_constant(ctx: Context) -> Iterator[Finding]:
             continue
         if w.origin not in (Provenance.CONSTANT, Provenance.L0_CONFIG) or w.guard == FALSE:
             continue
-        if ctx.solver.satisfiable(conj(w.guard, steady)):
+        if ctx.solver.satisfiable(w.guard, steady):
             yield ctx.finding(
                 "VMX103", w, {"field": w.field, "function": w.function},
                 guard=render(w.guard))
