@@ -58,8 +58,19 @@ class _Version(Struct):
     types: frozenset[str]
     names: tuple[frozenset[str], frozenset[str]]    # `parse.chunk_names` of src
     tree: Any
-    layout: Layout
-    declared: frozenset[str]                        # every name declared in the function
+    # What the parser recorded, until a splice asks for the layout (a function parsed
+    # whole and never edited again in the process, as in a check of one patch, costs
+    # only the recording).
+    record: list[tuple[Any, Any, Any]] | None = None
+    laid: tuple[Layout, frozenset[str]] | None = None   # and every name declared in it
+
+    def layout(self) -> tuple[Layout, frozenset[str]]:
+        if self.laid is None:
+            within, declared = _walk([self.tree])
+            self.laid = (_layout(self.record or [], self.src, self.line, self.column,
+                                 within), declared)
+            self.record = None
+        return self.laid
 
 
 _lock = threading.Lock()
@@ -92,7 +103,7 @@ def parse(piece: "Piece", types: frozenset[str], path: str) -> tuple[list[Any], 
         except Exception:   # noqa: BLE001 - whatever went wrong, the whole parse decides
             spliced = None
         if spliced is not None:
-            _keep(path, piece, types, names, *spliced)
+            _keep(path, piece, types, names, spliced[0], laid=spliced[1:])
             return [spliced[0]], True
     record: list[tuple[Any, Any, Any]] = []
     parser.record = record
@@ -109,8 +120,7 @@ def parse(piece: "Piece", types: frozenset[str], path: str) -> tuple[list[Any], 
         parser.record = None
     fn = _function(nodes, piece.name)
     if fn is not None:
-        within, declared = _walk([fn])
-        _keep(path, piece, types, names, fn, _layout(record, piece, within), declared)
+        _keep(path, piece, types, names, fn, record=record)
     return nodes, False
 
 
@@ -123,10 +133,9 @@ def _function(nodes: list[Any], name: str) -> Any:
 
 
 def _keep(path: str, piece: "Piece", types: frozenset[str],
-          names: tuple[frozenset[str], frozenset[str]], tree: Any, layout: Layout,
-          declared: frozenset[str]) -> None:
+          names: tuple[frozenset[str], frozenset[str]], tree: Any, **made: Any) -> None:
     version = _Version(piece.src, piece.chunk.column, piece.chunk.line, types, names, tree,
-                       layout, declared)
+                       **made)
     with _lock:
         _versions[(path, piece.name)] = version       # type: ignore[index]
         _versions.move_to_end((path, piece.name))     # type: ignore[arg-type]
@@ -136,15 +145,14 @@ def _keep(path: str, piece: "Piece", types: frozenset[str],
 
 # -- what the parser recorded ----------------------------------------------------------------
 
-def _layout(record: list[tuple[Any, Any, Any]], piece: "Piece", within: set[int],
-            skip: Callable[[int], bool] = lambda offset: False) -> Layout:
-    """The layout of a parse of PIECE's text from the parser's record, for the nodes
-    WITHIN the tree (the parser backtracks: a node it made may not be in it); a token's
-    offset comes from its line and column.  SKIP leaves out the blocks that open at an
-    offset."""
+def _layout(record: list[tuple[Any, Any, Any]], src: str, first: int, column: int,
+            within: set[int], skip: Callable[[int], bool] = lambda offset: False) -> Layout:
+    """The layout of a parse of SRC (a piece's text, from line FIRST and COLUMN) from the
+    parser's record, for the nodes WITHIN the tree (the parser backtracks: a node it made
+    may not be in it); a token's offset comes from its line and column.  SKIP leaves out
+    the blocks that open at an offset."""
     from pycparser import c_ast
 
-    src, first, column = piece.src, piece.chunk.line, piece.chunk.column
     starts = [0]
     at = src.find("\n")
     while at >= 0:
@@ -213,7 +221,8 @@ def _splice(parser: Any, last: _Version, piece: "Piece", path: str,
         return None
     tail = min(common_suffix(old, new), len(old) - same, len(new) - same)
     shift = len(new) - len(old)
-    cut = _cut(last.layout, same, len(old) - tail)
+    layout, declared_before = last.layout()
+    cut = _cut(layout, same, len(old) - tail)
     if cut is None:
         return None
     region = new[cut.start:cut.end + shift]
@@ -238,7 +247,7 @@ def _splice(parser: Any, last: _Version, piece: "Piece", path: str,
         return None
     made = list(fn.body.block_items or [])
     within, named = _walk(made)
-    declared = last.declared | named
+    declared = declared_before | named
     types, calls = names
     if any(n in parser.kernel_types or n in types or (_looks_like_type(n) and n not in calls)
            for n in declared):
@@ -250,8 +259,9 @@ def _splice(parser: Any, last: _Version, piece: "Piece", path: str,
         return None
     # The new statements' own blocks and items, from the parse of the skeleton (the
     # skeleton's body block is the spliced block's, made below).
-    fresh = _layout(record, piece, within, skip=lambda at: at == body + 1)
-    return tree, _moved_layout(last.layout, cut, fresh, move, rebuilt), declared
+    fresh = _layout(record, new, piece.chunk.line, piece.chunk.column, within,
+                    skip=lambda at: at == body + 1)
+    return tree, _moved_layout(layout, cut, fresh, move, rebuilt), declared
 
 
 def _cut(layout: Layout, start: int, end: int) -> _Cut | None:
