@@ -184,7 +184,8 @@ def test_brace_check_equals_a_token_by_token_scan(body: str) -> None:
 
 
 _PIECES = st.sampled_from(["{", "}", "{}", "/*", "*/", "//", "\"", "'", "\\", "x", "\n",
-                           "\n", "\"}\"", "'{'", "/* } */", "/", "*", "/*/", "**/", "\n}\n"])
+                           "\n", "\"}\"", "'{'", "/* } */", "/", "*", "/*/", "**/", "\n}\n",
+                           "\\\n", "\"\\\n"])    # a backslash continues a literal
 _TEXTS = st.lists(_PIECES, max_size=40).map("".join)
 
 

@@ -5,9 +5,10 @@ A scan is a sequence of regex matches, each starting where the one before ended,
 the matches from a place on depend only on the text from there.  So the next image of a
 series is scanned from the last scan: the matches that end before the last line the two
 texts share at their start are taken over (a match looks ahead at most to the end of the
-line it ends on), the edited part is scanned, and once that scan ends a match where the
-last scan ended one, within the text the two share at their end, the rest is the last
-scan's, shifted.
+line it ends on, and of the lines a backslash continues it on: a quote that starts no
+literal is told only there), the edited part is scanned, and once that scan ends a match
+where the last scan ended one, within the text the two share at their end, the rest is
+the last scan's, shifted.
 """
 from __future__ import annotations
 
@@ -84,6 +85,8 @@ def _from(old: _Scan, text: str) -> _Scan:
     if a == text:
         return old
     start = a.rfind("\n", 0, common_prefix(a, text))
+    while start > 0 and a[start - 1] == "\\":     # a literal goes on past that newline
+        start = a.rfind("\n", 0, start)
     keep = bisect.bisect_right(old.ends, start) if start >= 0 else 0
     pos = old.ends[keep - 1] if keep else 0
     tail = len(text) - common_suffix(a, text)
