@@ -294,20 +294,18 @@ def _make_parser() -> Any:
 
         # Whatever arguments pycparser's versions give these (3.12 added new_scope).
         def _parse_compound_statement(self, *args: Any, **kwargs: Any) -> Any:
-            if self.record is None:
-                return super()._parse_compound_statement(*args, **kwargs)
-            first = self._peek()
-            node = super()._parse_compound_statement(*args, **kwargs)
-            self.record.append((node, first, self._tokens._buffer[self._tokens._index - 1]))
-            return node
+            return self._recorded(super()._parse_compound_statement, args, kwargs)
 
         def _parse_block_item(self, *args: Any, **kwargs: Any) -> Any:
+            return self._recorded(super()._parse_block_item, args, kwargs)
+
+        def _recorded(self, parse: Any, args: tuple, kwargs: dict) -> Any:
             if self.record is None:
-                return super()._parse_block_item(*args, **kwargs)
+                return parse(*args, **kwargs)
             first = self._peek()
-            item = super()._parse_block_item(*args, **kwargs)
-            self.record.append((item, first, self._tokens._buffer[self._tokens._index - 1]))
-            return item
+            made = parse(*args, **kwargs)
+            self.record.append((made, first, self._tokens._buffer[self._tokens._index - 1]))
+            return made
 
         def _is_type_in_scope(self, name: str) -> bool:
             # Parsing the shim in front of every chunk costs more than the chunk: look the
