@@ -43,7 +43,7 @@ class PerModel(Generic[T]):
         if held is None or held[0] is not model:     # the id of a model gone: made anew
             held = self._held[id(model)] = (model, self._make(model))
             while len(self._held) > 4:
-                self._held.pop(next(iter(self._held)))
+                self._held.pop(next(iter(self._held), -1), None)   # (another thread)
         return held[1]
 
 

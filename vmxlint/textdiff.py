@@ -54,7 +54,7 @@ def newlines(text: str) -> int:
     held = _counted.get(id(text))
     if held is None or held[0] is not text:
         if len(_counted) >= 8:
-            _counted.pop(next(iter(_counted)))
+            _counted.pop(next(iter(_counted), -1), None)     # (another thread)
         held = _counted[id(text)] = (text, text.count("\n"))
     return held[1]
 

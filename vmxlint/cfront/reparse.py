@@ -12,12 +12,12 @@ move).
 
 The result is the tree a parse of the whole function gives.  Whatever could make the two
 differ is parsed whole instead: a difference outside one block's statements (the head, a
-brace), statements that start with ``else`` or end with a label (or follow one that ends a
-block), a name declared in the function that the
-parser would otherwise take for a type (the statements parsed alone do not see the
-declarations before them), another set of names the function's text shows to be types
-or calls, a typedef or a directive in the function, a block pycparser reshaped (a
-switch's body), a parse error, or anything unexpected.
+brace), statements that start with ``else`` or end with a label (or follow a label that
+ends a block), a name declared in the function that the parser would otherwise take for
+a type (the statements parsed alone do not see the declarations before them), another
+set of names the function's text shows to be types or calls, a typedef or a directive in
+the function, a block pycparser reshaped (a switch's body), a parse error, or anything
+unexpected.
 """
 from __future__ import annotations
 
@@ -267,9 +267,9 @@ def _splice(parser: Any, last: _Version, piece: "Piece", path: str,
 def _cut(layout: Layout, start: int, end: int) -> _Cut | None:
     """The innermost block whose statements hold the old text from START to END, with
     the statements around it, or None when no block does."""
-    holding = sorted((span[0], node, span) for node, span in layout.blocks.values()
-                     if span[0] <= start and end <= span[1])
-    for _, block, (opens, closes) in reversed(holding):
+    holding = sorted(((node, span) for node, span in layout.blocks.values()
+                      if span[0] <= start and end <= span[1]), key=lambda b: b[1][0])
+    for block, (opens, closes) in reversed(holding):
         items = block.block_items or []
         spans = [layout.items.get(id(n)) for n in items]
         if any(s is None or s[0] is not n for s, n in zip(spans, items)):
