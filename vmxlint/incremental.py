@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping
 from msgspec import Struct, structs
 
 from vmxlint.logic import Formula, atoms, digest, structure
+from vmxlint.memo import kept
 from vmxlint.model import PerModel
 from vmxlint.textdiff import newlines, same_lines
 from vmxlint.tree import lines as text_lines
@@ -155,9 +156,7 @@ class Digester:
                      s.callee))
         self._sites[id(s)] = (text, a1 | a2 | a3, s)
         if origin is not None:
-            if len(_REPLAYED) >= REPLAYED_KEPT:
-                _REPLAYED.clear()
-            _REPLAYED[id(origin)] = (text, a1 | a2 | a3, origin)
+            kept(_REPLAYED, id(origin), (text, a1 | a2 | a3, origin), REPLAYED_KEPT)
         return text, a1 | a2 | a3
 
 
@@ -328,9 +327,7 @@ def skeleton(text: str, spans: Spans, reached: Iterable[str]) -> str:
     key = (text, tuple(spans.items()), frozenset(reached))
     hit = _SKELETONS.get(key)
     if hit is None:
-        if len(_SKELETONS) >= 4:
-            _SKELETONS.clear()
-        hit = _SKELETONS[key] = _skeleton(text, spans, key[2])
+        hit = kept(_SKELETONS, key, _skeleton(text, spans, key[2]), 4)
     return hit
 
 

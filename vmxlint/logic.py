@@ -14,6 +14,7 @@ from functools import reduce
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from msgspec import Struct
+from vmxlint.memo import kept
 
 
 class Formula:
@@ -477,7 +478,7 @@ class Solver:
         hit = self._answers.get(fs)
         if hit is None:
             u = self._all(fs)
-            hit = self._answer(fs, (self._axioms & u) != self._bdd.false)
+            hit = kept(self._answers, fs, (self._axioms & u) != self._bdd.false, ANSWERS_KEPT)
         return hit
 
     def implies(self, a: Formula, b: Formula) -> bool:
@@ -493,7 +494,8 @@ class Solver:
             u, w = self._all(premises), self._bdd.false
             for f in alternatives:
                 w = w | self._node(f)
-            hit = self._answer(key, (self._axioms & u & ~w) == self._bdd.false)
+            hit = kept(self._answers, key, (self._axioms & u & ~w) == self._bdd.false,
+                       ANSWERS_KEPT)
         return hit
 
     def _all(self, fs: tuple[Formula, ...]):
@@ -505,12 +507,6 @@ class Solver:
         for f in fs:
             u = u & self._node(f)
         return u
-
-    def _answer(self, key: object, answer: bool) -> bool:
-        if len(self._answers) >= ANSWERS_KEPT:
-            self._answers.clear()
-        self._answers[key] = answer
-        return answer
 
     def equivalent(self, a: Formula, b: Formula) -> bool:
         return self.implies(a, b) and self.implies(b, a)

@@ -23,6 +23,7 @@ from msgspec import Struct, field, structs
 from vmxlint.cfront.walk import (Effect, Frame, GuardedWalk, SummaryMemo, Under, norm,
                                  summary_key)
 from vmxlint.logic import TRUE, Atom, Formula, Not, conj, disj, expand, neg, parse_expr
+from vmxlint.memo import kept
 from vmxlint.model import PerModel
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -366,9 +367,8 @@ class Walker(GuardedWalk):
             key = (id(effect), self.order, line)
             held = _PLACED.get(key)
             if held is None or held[0] is not effect:
-                if len(_PLACED) >= PLACED_MEMO:
-                    _PLACED.clear()
-                held = _PLACED[key] = (effect, effect._but(order=self.order, line=line))
+                held = kept(_PLACED, key, (effect, effect._but(order=self.order, line=line)),
+                            PLACED_MEMO)
             site = held[1]
             self.sites.append(site)
             self.origins[id(site)] = effect

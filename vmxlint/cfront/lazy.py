@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 from vmxlint.cfront import Failure, Function, Unit
 from vmxlint.cfront.parse import (Piece, _parser, pieces, run, shim_type_names,
                                   skipped)
+from vmxlint.memo import kept
 
 if TYPE_CHECKING:
     from pycparser import c_ast
@@ -243,10 +244,8 @@ def _piece_digest(text: str, column: int, types: frozenset[str]) -> str:
     if digest is None:
         from vmxlint.cfront.astcache import types_digest
 
-        if len(_digests) >= DIGESTS_MEMO:
-            _digests.clear()
-        digest = _digests[key] = hashlib.sha256("\0".join((
-            text, str(column), types_digest(types))).encode()).hexdigest()
+        digest = kept(_digests, key, hashlib.sha256("\0".join((
+            text, str(column), types_digest(types))).encode()).hexdigest(), DIGESTS_MEMO)
     return digest
 
 

@@ -13,6 +13,7 @@ from msgspec import Struct, structs
 
 from vmxlint.cfront.preprocess import (Run, adopt, config_key, known, preprocessed,
                                        rewrite_body, type_argument_pattern)
+from vmxlint.memo import kept
 from vmxlint.textdiff import common_prefix
 
 if TYPE_CHECKING:
@@ -479,9 +480,8 @@ def _interned(src: str) -> str:
     """The piece text equal to SRC that an image before gave, when there is one: every
     memo keyed by a piece's text (its name guess, its parse's digest) then finds it by
     identity, its hash already made, instead of hashing and comparing it again."""
-    if len(_texts) >= TEXTS_MEMO:
-        _texts.clear()
-    return _texts.setdefault(src, src)
+    hit = _texts.get(src)
+    return hit if hit is not None else kept(_texts, src, src, TEXTS_MEMO)
 
 
 # -- a text's preprocessing and split, kept on disk for the processes after ---------------

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, MutableMappi
 from msgspec import Struct, field
 
 from vmxlint.logic import FALSE, TRUE, Atom, Formula, conj, disj, labelled, neg
+from vmxlint.memo import kept
 
 if TYPE_CHECKING:  # pragma: no cover
     from pycparser import c_ast
@@ -649,9 +650,7 @@ class GuardedWalk:
             hit = tuple((k, p.name) for k, p in enumerate(params)
                         if getattr(p, "name", None) and self._trackable(p.type))
             if mark:
-                if len(TRACKED_PARAMS) >= PARAMS_MEMO:
-                    TRACKED_PARAMS.clear()
-                TRACKED_PARAMS[mark] = hit
+                kept(TRACKED_PARAMS, mark, hit, PARAMS_MEMO)
         return hit
 
     def _truth(self, expr, fr: Frame) -> Formula:
