@@ -11,6 +11,7 @@ import re
 import time
 from pathlib import Path
 
+import msgspec.structs as structs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -351,12 +352,12 @@ def test_git_range_reuses_the_previous_commit_exactly(tmp_path, monkeypatch):
     assert any(f.status == "new" for f in fast.findings)
 
 
-def _step_series(tree: Tree, n: int) -> bytes:
+def _step_series(tree: Tree, n: int, value: int = 0) -> bytes:
     cur = tree.read(NESTED_C)
     mails = []
     for k in range(n):
         new = cur.replace("{\n", "{\n\t/* step %d */\n" % k, 1) if k % 2 else _edit_body(
-            cur, "prepare_vmcs02", f"\tvmcs_write32(GUEST_SYSENTER_CS, {k});\n")
+            cur, "prepare_vmcs02", f"\tvmcs_write32(GUEST_SYSENTER_CS, {value + k});\n")
         mails.append(_mail(cur, new, k))
         cur = new
     return "".join(mails).encode()
@@ -426,6 +427,67 @@ def test_only_the_first_patch_writes_its_trees(monkeypatch):
     assert [p[0][1] for p in jobs.analyse_steps(steps, True)] == [False, True, True, True]
     assert [p[0][1] for p in jobs.analyse_steps(steps, True, jobs=2)] == [True] * 4
     assert not astcache._local.__dict__.get("only", False)
+
+
+def test_a_series_leaves_nothing_only_the_collector_frees(tmp_path, monkeypatch):
+    """What a step leaves is frozen when it ends (``jobs._settle``): garbage in cycles
+    would then be kept to the end.  A series makes none: its walk, splices, guards'
+    conditions, trees encoded for the disk cache and decoded."""
+    import gc
+
+    from vmxlint.cfront import astcache, parse_unit
+
+    astcache.flush()
+    monkeypatch.delenv("VMXLINT_NO_CACHE")
+    monkeypatch.setenv("VMXLINT_CACHE_DIR", str(tmp_path / "cache"))
+    astcache.clear()
+    tree = Tree.open(FIXTURES / "trees" / "shape-modern")
+    for value in (100, 200):    # what a process makes once: imports, the cache's decoders
+        check(read_mails(_step_series(tree, 5, value), "warm"), tree)
+        astcache.flush()
+        astcache.clear()
+    mails = read_mails(_step_series(tree, 5), "series")
+    before = astcache.Stats(**structs.asdict(astcache.stats))
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        check(mails, tree, include_existing=True)
+        astcache.flush()
+        node = parse_unit(tree.read(NESTED_C), NESTED_C).functions["prepare_vmcs02"].node
+        astcache.decode(astcache.encode(node, NESTED_C, 1), NESTED_C, 1)
+        gc.collect()
+        left = [type(o).__name__ for o in gc.garbage]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    after = astcache.stats
+    assert after.spliced > before.spliced and after.parsed > after.spliced
+    assert left == []
+
+
+def test_steps_are_frozen_and_thawed_at_the_end(monkeypatch):
+    """Each step's survivors are frozen as it ends, everything thawed when the series is
+    done, also when a step fails."""
+    import gc
+
+    from vmxlint import jobs
+
+    tree = Tree.open(FIXTURES / "trees" / "shape-modern")
+    steps = [jobs.Step(tree, tree.with_overlay({NESTED_C: f"/* {k} */\n"})) for k in range(3)]
+    frozen: list[int] = []
+
+    def spy(step, previous, incremental):
+        frozen.append(gc.get_freeze_count())
+        if len(frozen) == 5:
+            raise RuntimeError("a step that fails")
+        return None, None
+
+    monkeypatch.setattr(jobs, "_step", spy)
+    jobs.analyse_steps(steps, True)
+    assert frozen[0] < frozen[1] <= frozen[2] and gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError):
+        jobs.analyse_steps(steps, True)
+    assert gc.get_freeze_count() == 0
 
 
 def test_trees_parsed_in_process_only_are_not_written(tmp_path, monkeypatch):

@@ -324,56 +324,68 @@ def parse_expr(text: str, params: Mapping[str, Formula] | None = None) -> Formul
         pos = m.end()
         while pos < len(text) and text[pos].isspace():
             pos += 1
-    params = params or {}
-    stream = iter(tokens + [""])
-    cur = [next(stream)]
+    return _ExprParser(text, tokens, params or {}).parse()
 
-    def take() -> str:
-        tok = cur[0]
-        cur[0] = next(stream)
+
+class _ExprParser:
+    """Recursive descent over the tokens of one condition (methods, not nested functions:
+    recursive closures are reference cycles the collector would have to find)."""
+
+    def __init__(self, text: str, tokens: list[str], params: Mapping[str, Formula]) -> None:
+        self.text, self.params = text, params
+        self.tokens, self.at = tokens + [""], 0
+
+    @property
+    def cur(self) -> str:
+        return self.tokens[self.at]
+
+    def take(self) -> str:
+        tok = self.tokens[self.at]
+        self.at = min(self.at + 1, len(self.tokens) - 1)
         return tok
 
-    def p_or() -> Formula:
-        f = p_and()
-        while cur[0] == "or":
-            take()
-            f = disj(f, p_and())
+    def parse(self) -> Formula:
+        result = self.p_or()
+        if self.cur != "":
+            raise ExprError(f"unexpected {self.cur!r} in condition {self.text!r}")
+        return result
+
+    def p_or(self) -> Formula:
+        f = self.p_and()
+        while self.cur == "or":
+            self.take()
+            f = disj(f, self.p_and())
         return f
 
-    def p_and() -> Formula:
-        f = p_not()
-        while cur[0] == "and":
-            take()
-            f = conj(f, p_not())
+    def p_and(self) -> Formula:
+        f = self.p_not()
+        while self.cur == "and":
+            self.take()
+            f = conj(f, self.p_not())
         return f
 
-    def p_not() -> Formula:
-        if cur[0] == "not":
-            take()
-            return neg(p_not())
-        return p_atom()
+    def p_not(self) -> Formula:
+        if self.cur == "not":
+            self.take()
+            return neg(self.p_not())
+        return self.p_atom()
 
-    def p_atom() -> Formula:
-        tok = take()
+    def p_atom(self) -> Formula:
+        tok, text = self.take(), self.text
         if tok == "(":
-            f = p_or()
-            if take() != ")":
+            f = self.p_or()
+            if self.take() != ")":
                 raise ExprError(f"missing ')' in condition {text!r}")
             return f
         if tok in ("true", "false"):
             return TRUE if tok == "true" else FALSE
         if tok.startswith("$"):
-            if tok[1:] not in params:
+            if tok[1:] not in self.params:
                 raise ExprError(f"unknown parameter {tok} in condition {text!r}")
-            return params[tok[1:]]
+            return self.params[tok[1:]]
         if not tok or tok in (")", "and", "or"):
             raise ExprError(f"unexpected {tok or 'end'!r} in condition {text!r}")
         return Atom(tok)
-
-    result = p_or()
-    if cur[0] != "":
-        raise ExprError(f"unexpected {cur[0]!r} in condition {text!r}")
-    return result
 
 
 # -- reasoning ------------------------------------------------------------------------

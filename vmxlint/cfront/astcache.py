@@ -341,7 +341,11 @@ def encode(tree: "c_ast.Node", path: str, first: int) -> list[Any]:
                 raise Uncacheable(f"{name}.{slot}")
         return out
 
-    return node(tree)
+    try:
+        return node(tree)
+    finally:
+        # A recursive closure is a reference cycle: unbound, none is left to the collector.
+        node = None  # type: ignore[assignment]
 
 
 def _decode_or_none(data: Any, path: str, first: int) -> "c_ast.FuncDef | None":
@@ -415,4 +419,7 @@ def decode(data: Any, path: str, first: int) -> "c_ast.Node":
             setattr(n, slot, x)
         return n
 
-    return node(data)
+    try:
+        return node(data)
+    finally:
+        node = None  # type: ignore[assignment]  # as in encode

@@ -327,26 +327,33 @@ class _Mover:
     def _copy(self, node: Any, after: bool) -> Any:
         from vmxlint.cfront.astcache import _schema
 
-        schema = _schema()
-        new = object.__new__
-
-        def copy(n: Any) -> Any:
+        schema, new, copies = _schema(), object.__new__, self.copies
+        # An explicit stack, not a recursive closure (a reference cycle the collector
+        # would have to find): each node is made, then its children are filled in.
+        root = new(schema[type(node).__name__][0])
+        todo = [(node, root)]
+        while todo:
+            n, out = todo.pop()
             cls, slots, kids = schema[type(n).__name__]
-            out = new(cls)
             out.coord = self._place(n.coord, after)
             for slot, child in zip(slots, kids):
                 v = getattr(n, slot)
                 if v is None or type(v) is str:
                     pass
                 elif child:
-                    v = [copy(x) for x in v] if type(v) is list else copy(v)
+                    if type(v) is list:
+                        made = [new(schema[type(x).__name__][0]) for x in v]
+                        todo.extend(zip(v, made))
+                        v = made
+                    else:
+                        made = new(schema[type(v).__name__][0])
+                        todo.append((v, made))
+                        v = made
                 elif type(v) is list:
                     v = list(v)
                 setattr(out, slot, v)
-            self.copies[id(n)] = out
-            return out
-
-        return copy(node)
+            copies[id(n)] = out
+        return root
 
 
 def _rebuild(root: Any, cut: _Cut, made: list[Any], move: _Mover,
