@@ -801,3 +801,12 @@ def test_kernel_series_of_edits_is_spliced_exactly(kernel_tree: Path) -> None:
         assert got == real(text, None).out, k
         full += max(sizes, default=0) > len(text) // 2
     assert full <= bodies // 3 // 10
+
+
+@given(st.text(alphabet=st.sampled_from(" \t\n\f\v\r\u00a0\u2003\x1c;ab{}"), max_size=12))
+@example(";")
+@example("\u2003;\n")
+def test_a_lone_semicolon_is_what_strip_leaves(text: str):
+    """The split drops a piece that is a ';' and white space alone: the pattern that tells
+    it without scanning a definition agrees with strip() on every text."""
+    assert bool(cparse._LONE_SEMICOLON.match(text)) == (text.strip() == ";")

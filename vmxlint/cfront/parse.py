@@ -191,6 +191,7 @@ def _ends_bare_macro(text: str, start: int, end: int) -> bool:
 
 
 _NON_SPACE = re.compile(r"[^ \t\n\f\v]")
+_LONE_SEMICOLON = re.compile(r"\s*;\s*\Z")   # \s is str.isspace's set, as strip() strips
 
 
 def _first_non_space(text: str, pos: int, limit: int) -> int:
@@ -465,8 +466,8 @@ def _make_pieces(text: str, config: Mapping[str, bool] | None) -> list[Piece]:
     out: list[Piece] = []
     for chunk in done:
         src = text[chunk.start:chunk.end]
-        if not src or src.isspace() or (src.count(";") == 1 and src.strip() == ";"):
-            continue        # blank, or a lone ';' (told without copying every definition)
+        if not src or src.isspace() or _LONE_SEMICOLON.match(src):
+            continue        # blank, or a lone ';' (told without scanning every definition)
         src = _interned(src)
         out.append(Piece(len(out), chunk, src, chunk_name(src)))
     return out
