@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from vmxlint.analysis import analyse
-from vmxlint.logic import bdd_class
+from vmxlint.logic import ExprError, bdd_class, parse_expr
 from vmxlint.tree import Tree
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -79,3 +79,11 @@ def test_a_solver_answers_as_a_fresh_one_whatever_it_was_asked_before() -> None:
                     assert shared.satisfiable(a) == fresh.satisfiable(a)
 
     asked()
+
+
+@pytest.mark.parametrize("text", ["(", "a and", "not", "(a or b", "a b", ")"])
+def test_a_condition_cut_short_is_an_expr_error(text: str):
+    """A condition that ends where an operand is due is refused with the model's error
+    (the parser's token stream once ran dry into a StopIteration instead)."""
+    with pytest.raises(ExprError):
+        parse_expr(text)

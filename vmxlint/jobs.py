@@ -88,7 +88,7 @@ def _settling() -> Iterator[None]:
     made); the collector's youngest generation would walk them again and again as later
     steps allocate (a collection of 0.04-0.07 s in each lane of a series of 40).  Frozen,
     only what the current step made is walked.  Nothing a step makes forms cycles
-    (``tests/test_jobs.py`` checks), so nothing freed by the collector alone is kept."""
+    (``tests/test_incremental.py`` checks), so nothing freed by the collector alone is kept."""
     try:
         yield
     finally:
