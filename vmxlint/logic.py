@@ -351,17 +351,18 @@ class _ExprParser:
         return result
 
     def p_or(self) -> Formula:
-        f = self.p_and()
-        while self.cur == "or":
-            self.take()
-            f = disj(f, self.p_and())
-        return f
+        return self._chain("or", self.p_and, disj)
 
     def p_and(self) -> Formula:
-        f = self.p_not()
-        while self.cur == "and":
+        return self._chain("and", self.p_not, conj)
+
+    def _chain(self, word: str, operand: Callable[[], Formula],
+               join: Callable[..., Formula]) -> Formula:
+        """Operands joined by WORD, left to right."""
+        f = operand()
+        while self.cur == word:
             self.take()
-            f = conj(f, self.p_not())
+            f = join(f, operand())
         return f
 
     def p_not(self) -> Formula:
