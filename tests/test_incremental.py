@@ -601,3 +601,24 @@ def test_the_quick_test_before_the_skeletons():
     assert read(old.replace("int x;", "long x;")) is True             # outside every body
     assert read(old.replace("\n\nvoid g", "\nint y;\n\nvoid g")) is True
     assert read(old.replace("{\n\tb();", "{\n\tb();\n\tb();")) is False
+
+
+@pytest.mark.parametrize("where", ["fixture", "kernel"])
+def test_a_fields_digest_reads_what_its_slice_must_provide(where: str, request):
+    """The field digest takes whether the image must provide the field's value from the
+    field's place in the analysis (written, or named by ``also``) instead of cutting the
+    field's own context: the two agree for every field, with and without ``also``."""
+    from vmxlint.incremental import slices
+
+    tree = Tree.open(FIXTURES / "trees" / "shape-modern") if where == "fixture" \
+        else Tree.open(request.getfixturevalue("kernel_612"))
+    prep = analysis._prepare(tree, None)
+    written = set(prep.out.written)
+    some = sorted(prep.ctx.model.fields)[::7] + ["NOT_A_FIELD"]
+    for also in ((), some):
+        ctx = prep.ctx.with_also(also)
+        cut = slices(ctx)
+        for name in cut.own:
+            consumed = name in ctx.also or name in written
+            sub = ctx.restrict(name, cut.of(name))
+            assert (name in sub.consumed_fields()) == (consumed and name in ctx.model.fields)

@@ -369,15 +369,16 @@ def _by_field(tree: Tree, ctx, out: Analysis, prep: _Prepared,
         codes = set(registered())
         digests = FieldDigests(ctx, cut, prep.shared, prep.digester)
     for name, consumed in todo:
-        sub = ctx.restrict(name, cut.of(name))
-        d = digests.of(sub, name)
-        at = lines(sub, NESTED_C)
+        sites = cut.of(name)
+        d = digests.of(name, consumed)
+        at = lines(sites, NESTED_C)
         reused = None
         if where is not None and base.analysis.digests.get(name) == d \
                 and moved(base.analysis.lines.get(name, []), at, where):
             reused = relocate([f for f in base.analysis.findings
                                if f.field == name and f.code in codes], where)
-        checked = reused if reused is not None else list(run_checks(sub))
+        # The field's own context is made only to check it (most fields are reused).
+        checked = reused if reused is not None else list(run_checks(ctx.restrict(name, sites)))
         prep.fields[name, consumed] = (d, at, checked)
     found: list[Finding] = []
     for k in asked:

@@ -227,6 +227,7 @@ class FieldDigests:
     def __init__(self, ctx: "Context", cut: Slices, shared: str, digester: Digester) -> None:
         self.cut = cut
         self.digester = digester
+        self._known = ctx.model.fields
         self._at = [k for k, _ in cut.common]
         names: set[str] = set()
         parts = [shared]
@@ -246,10 +247,15 @@ class FieldDigests:
     def _label(self, a: str) -> str:
         return f"{a}={self._labels.get(a)!r}:{a in self._inverted}"
 
-    def of(self, sub: "Context", name: str) -> str:
-        """The digest of one field (``sub`` is its slice): its own sites with how many
-        common sites precede each, which fixes the slice's order, and their atoms."""
-        parts = [self._common, name, repr(name in sub.consumed_fields())]
+    def of(self, name: str, provided: bool) -> str:
+        """The digest of one field: whether the image must provide its value (it writes
+        the field, or ``also`` names it), its own sites with how many common sites
+        precede each, which fixes the slice's order, and their atoms.
+
+        Whether the value must be provided is what ``Context.consumed_fields`` of the
+        field's slice says of it: the slice's only writes are the field's own (the
+        common sites are VM entries, stores and calls)."""
+        parts = [self._common, name, repr(provided and name in self._known)]
         names: set[str] = set()
         for k, s in self.cut.own[name]:
             text, found = self.digester.site(s)
@@ -259,10 +265,10 @@ class FieldDigests:
         return digest(*parts)
 
 
-def lines(ctx: "Context", path: str) -> list[int]:
-    """The lines of the slice's sites in ``path``, in order: the part of a slice its
+def lines(sites: Iterable["Site"], path: str) -> list[int]:
+    """The lines of a slice's sites in ``path``, in order: the part of a slice its
     digest leaves out."""
-    return [s.line for s in ctx.path.sites if s.path == path]
+    return [s.line for s in sites if s.path == path]
 
 
 def moved(old: list[int], new: list[int], where: LineMap) -> bool:
