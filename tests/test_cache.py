@@ -138,9 +138,7 @@ def test_well_checksummed_but_wrong_shape_is_a_miss(cdir, body):
     """Even an entry with a valid header is checked against the record's fields."""
     cache.put(K, sample())
     entry = cache.entry_path(cdir, K)
-    import hashlib
-    entry.write_bytes(cache.MAGIC + f" {K} {hashlib.sha256(body).hexdigest()}\n".encode()
-                      + body)
+    entry.write_bytes(cache.MAGIC + f" {K} {cache.checksum(body)}\n".encode() + body)
     assert cache.get(K, Analysis) is None
 
 
@@ -337,7 +335,8 @@ def uncached() -> Analysis:
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(junk=st.one_of(st.binary(max_size=4096),
                       st.just(pickle.dumps(_Payload())),
-                      st.sampled_from([b"", b"\x00" * 64, b"vmxlint-cache 2\n{}"])))
+                      st.sampled_from([b"", b"\x00" * 64, cache.MAGIC + b"\n{}",
+                                       b"vmxlint-cache 2\n{}"])))
 def test_analysis_through_any_corrupt_entry_equals_uncached(cdir, uncached, junk):
     from vmxlint.analysis import analyse
     from vmxlint.tree import Tree
