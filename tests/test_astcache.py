@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pycparser import c_ast
 
@@ -453,6 +453,11 @@ _EDITS = st.sampled_from(["", "\n", "\n\n\n", "{", "}", "}\n", ";", "(", ")", "t
 @settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, len(_BASE)), st.integers(0, 30), _EDITS),
                 min_size=1, max_size=4))
+# "prepare_vmcs02//**_early(": the parameter list commented out, the definition runs on
+# into the next one; the name guess came from a call in the first body (found by
+# hypothesis: the lazy unit took the guess as certain and missed the first definition).
+@example(edits=[(588, 0, "/*"), (589, 0, "/*")])
+@example(edits=[(575, 0, "/*"), (576, 0, "/*")])
 def test_lazy_equals_eager_after_random_edits(edits: list[tuple[int, int, str]]) -> None:
     text = mutated(_BASE, edits)
     # Through the memo (trees of earlier examples, often moved) and fresh.

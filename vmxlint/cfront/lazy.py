@@ -45,8 +45,11 @@ def parse_lazy(text: Any, path: str, config: Mapping[str, bool] | None) -> Unit:
 def _certain_name(piece: Piece) -> bool:
     """Tell whether a function piece, if it parses, defines the function its name guess says.
 
-    True when the first '(' of the head follows that name: nothing but specifiers and '*'
-    stand before the declarator, so its identifier is the name.
+    True when the first '(' of the head follows that name and nothing but words, blanks
+    and '*' stand before it (specifiers, the declarator's pointers): its identifier is
+    the name.  A head holding a brace or a ';' holds more than one declaration (a
+    definition whose parameter list an edit commented out, run together with the next),
+    which only a parse can tell apart.
     """
     return _certain(piece.text[:piece.chunk.body - piece.chunk.start], piece.name)
 
@@ -54,7 +57,11 @@ def _certain_name(piece: Piece) -> bool:
 @functools.lru_cache(maxsize=4096)      # the heads of a file's functions, image after image
 def _certain(head: str, name: str | None) -> bool:
     m = _FIRST_CALL.search(head)
-    return m is not None and m.group(1) == name and head.find("(") == m.end() - 1
+    return m is not None and m.group(1) == name and head.find("(") == m.end() - 1 \
+        and _SPECIFIERS.fullmatch(head, 0, m.start()) is not None
+
+
+_SPECIFIERS = re.compile(r"[\w\s*]*")
 
 
 class _Lazy:
