@@ -42,7 +42,9 @@ def parses(text: str, name: str) -> tuple[Any, Any, bool]:
     """(the splice's result, the whole parse's, whether it was spliced): a dump of the
     nodes, or the error's type and message."""
     state = parse_lazy(text, NESTED, None)._lazy
-    index = state.candidates[name][0]
+    # The piece its name guess points to: an edit may leave a brace in its head, and a
+    # piece whose name is not certain is parsed (and may fail) before anything asks.
+    index = (state.candidates.get(name) or state.named[name])[0]
     piece, types = state.pieces[index], state.types_at[index]
     try:
         nodes, spliced = reparse.parse(piece, types, NESTED)
