@@ -47,9 +47,9 @@ def _certain_name(piece: Piece) -> bool:
 
     True when the first '(' of the head follows that name and nothing but words, blanks
     and '*' stand before it (specifiers, the declarator's pointers): its identifier is
-    the name.  A head holding a brace or a ';' holds more than one declaration (a
-    definition whose parameter list an edit commented out, run together with the next),
-    which only a parse can tell apart.
+    the name.  Anything else there, a brace or a ';' say, may be more than one
+    declaration (a definition whose parameter list an edit commented out, run together
+    with the next), which only a parse can tell apart.
     """
     return _certain(piece.text[:piece.chunk.body - piece.chunk.start], piece.name)
 
