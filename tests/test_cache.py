@@ -347,3 +347,51 @@ def test_analysis_through_any_corrupt_entry_equals_uncached(cdir, uncached, junk
     assert analyse(Tree.open(TREE)) == uncached
     assert analyse(Tree.open(TREE)) == uncached     # and the recomputed entry is good
     assert not ran_code()
+
+
+# -- analyses as the cache keeps them (vmxlint.stored) ----------------------------------
+
+_TEXT = st.text(alphabet=st.sampled_from("ab \0\u00e91"), max_size=6).map(
+    lambda s: s * 60 if s.endswith("1") else s)     # some long, some starting with NUL
+_VALUE = st.one_of(_TEXT, st.lists(st.one_of(_TEXT, st.integers(), st.lists(_TEXT)),
+                                   max_size=4),
+                   st.dictionaries(_TEXT, st.one_of(_TEXT, st.booleans()), max_size=3),
+                   st.integers(), st.none())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.sampled_from(["guard", "covering_guards", "x"]),
+                                   _VALUE), max_size=4), max_size=5))
+def test_an_analysis_stored_reads_back_as_a_plain_entry(details):
+    """Long detail strings written once and referred to: read back, the analysis is the
+    one a plain entry gives, whatever the strings hold (NUL at their start included)."""
+    from vmxlint.stored import Stored, restored, stored
+
+    a = Analysis(findings=[Finding(code="VMX101", name="n", severity="warning", message="m",
+                                   path="p", line=k + 1, details=tuple(d))
+                           for k, d in enumerate(details)])
+    plain = msgspec.json.decode(msgspec.json.encode(a), type=Analysis)
+    entry = msgspec.json.decode(msgspec.json.encode(stored(a)), type=Stored)
+    assert restored(entry) == plain
+    assert len(entry.strings) == len(set(entry.strings))
+
+
+def test_a_stored_analysis_is_smaller_and_a_dangling_reference_a_miss(cdir):
+    """A guard repeated by findings is written once; an entry whose reference points at no
+    string is a miss, and the analysis is made again."""
+    from vmxlint.stored import Stored, restored, stored
+
+    guard = "!(vmcs12->guest_cr4 & X86_CR4_CET) && " * 40
+    a = Analysis(findings=[Finding(code="VMX101", name="n", severity="warning", message="m",
+                                   path="p", line=k, details=(("guard", guard),
+                                                              ("covering_guards", [guard])))
+                           for k in range(1, 6)])
+    assert len(msgspec.json.encode(stored(a))) < len(msgspec.json.encode(a)) / 4
+    entry = stored(a)
+    broken = Stored(entry.analysis, [])
+    assert restored(broken) is None
+    cache.put(K, broken)
+    from vmxlint.analysis import _cached
+    assert _cached(K) is None
+    cache.put(K, entry)
+    assert _cached(K) == msgspec.json.decode(msgspec.json.encode(a), type=Analysis)

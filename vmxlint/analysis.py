@@ -140,7 +140,7 @@ def analyse(tree: Tree, root: str | None = None, also: Iterable[str] = (),
     content = tree.digest(inputs())
     k = cache.key(__version__, cache.code_digest(), _rules_digest(), root or "", content,
                   *also)
-    hit = cache.get(k, Analysis)
+    hit = _cached(k)
     if hit is not None:
         return hit
     if base is not None:
@@ -149,11 +149,25 @@ def analyse(tree: Tree, root: str | None = None, also: Iterable[str] = (),
         recall(base.text)       # this image's nested.c is spliced from the neighbour's
         result = None if same else _unchanged(tree, root, also, base)
         if result is not None:
-            cache.put(k, result)    # only an analysis with moved lines is worth an entry
+            _keep(k, result)    # only an analysis with moved lines is worth an entry
             return result
     result = _analyse(tree, root, also, base, content)
-    cache.put(k, result)
+    _keep(k, result)
     return result
+
+
+def _cached(k: str) -> Analysis | None:
+    """The analysis the disk cache holds under K (``vmxlint.stored``), or None."""
+    from vmxlint.stored import Stored, restored
+
+    entry = cache.get(k, Stored)
+    return restored(entry) if entry is not None else None
+
+
+def _keep(k: str, result: Analysis) -> None:
+    from vmxlint.stored import stored
+
+    cache.put(k, stored(result))
 
 
 def _context(tree: Tree, root: str | None) -> str:
