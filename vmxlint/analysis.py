@@ -165,6 +165,7 @@ def _cached(k: str) -> Analysis | None:
 
 
 def _keep(k: str, result: Analysis) -> None:
+    """Write RESULT to the disk cache under K, its long detail strings once each."""
     from vmxlint.stored import stored
 
     cache.put(k, stored(result))
