@@ -195,3 +195,16 @@ def test_deeply_nested_mime_still_gives_one_reply(tmp_path):
     (msg,) = messages(text, tmp_path)
     assert msg["To"] == "Dev Eloper <dev@example.org>"
     assert "VMX101 (warning): GUEST_RIP is written twice" in msg.get_content()
+
+
+@pytest.mark.parametrize("fmt", ["default", "json", "sarif", "b4-json", "patchwork"])
+def test_mails_are_read_only_for_the_format_that_quotes_them(fmt):
+    """A series' report holds every mail; reading them again cost a check of 40 patches
+    20 ms, and only the reply quotes them."""
+    report = Report([FINDING], mails={PATCH: MAIL.format(headers="From: d <dev@example.org>\n"
+                                                                 "Subject: s")})
+    write_report(report, fmt, io.StringIO())
+    assert report.patches == {}
+    write_report(report, "email", io.StringIO())
+    assert report.patches[PATCH].subject == "s"
+    assert report.patch(PatchRef("unknown")).subject is None

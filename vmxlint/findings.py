@@ -125,13 +125,18 @@ class Report(Struct):
     source: SourceLookup | None = None
     # What the analysis could not take from the tree (embedded tables used), once each.
     notes: list[str] = field(default_factory=list)
-    # Each checked mail read once: headers and file diffs for the formats that quote them.
+    # The checked mails read so far (``patch``): headers and file diffs for the formats
+    # that quote them.
     patches: dict[PatchRef, PatchView] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        for ref, raw in self.mails.items():
-            if ref not in self.patches:
-                self.patches[ref] = view_of(raw)
+    def patch(self, ref: PatchRef) -> PatchView:
+        """The view of the mail of REF, read when a format first asks (only the reply
+        quotes mails: reading the 40 mails of a series again took 20 ms)."""
+        view = self.patches.get(ref)
+        if view is None:
+            raw = self.mails.get(ref)
+            view = self.patches[ref] = view_of(raw) if raw is not None else PatchView()
+        return view
 
     def summary(self) -> dict[str, object]:
         by_sev = {s: 0 for s in SEVERITIES}

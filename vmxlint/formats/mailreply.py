@@ -257,7 +257,6 @@ def write(report: Report, out: TextIO) -> None:
         if patch is None:
             headers, body = _plain_message(report, findings)
         else:
-            headers, body = _patch_reply(patch, findings,
-                                         report.patches.get(patch) or PatchView())
+            headers, body = _patch_reply(patch, findings, report.patch(patch))
         generator.flatten(_message(headers, body), unixfrom=True)
         out.write("\n")
