@@ -408,6 +408,83 @@ def test_lanes_meet_and_start_from_a_neighbour(monkeypatch):
     assert [s[1] for s in alone] == [None] * 7 and [s[2] for s in alone] == text[1:]
 
 
+def _lane_steps(n: int = 5) -> list:
+    from vmxlint import jobs
+
+    tree = Tree.open(FIXTURES / "trees" / "shape-modern")
+    images = [tree] + [tree.with_overlay({NESTED_C: f"/* {k} */\n"}) for k in range(1, n + 1)]
+    return [jobs.Step(images[k], images[k + 1]) for k in range(n)]
+
+
+def _wait_for_the_back_lane(n: int) -> None:
+    """Wait until the first segment's back lane, whose steps end at N - 1, took one (so
+    that both lanes take part)."""
+    from vmxlint import jobs
+
+    ends = jobs._PENDING.ends.ends
+    for _ in range(HANG_GUARD * 100):
+        if ends[1] != n - 1:
+            break
+        time.sleep(0.01)
+
+
+def _no_child_left() -> bool:
+    try:
+        os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("how", ["raises", "dies"])
+def test_a_failing_lane_fails_the_series_and_leaves_no_process(monkeypatch, capfd, how):
+    """What the back lane's process raises is raised by the series, once every process
+    ended; a process that dies without its results (killed, out of memory) is an error,
+    never a series with patches missing; what a lane printed is kept."""
+    import sys
+
+    from vmxlint import jobs
+
+    steps = _lane_steps()
+
+    def front(step, previous, incremental):
+        _wait_for_the_back_lane(len(steps))
+        return (step.after.read(NESTED_C), None), None
+
+    def back(step, previous, incremental):
+        print("lane warning", file=sys.stderr)
+        if how == "dies":
+            sys.stderr.flush()
+            os._exit(9)
+        raise ValueError("lane failed")
+
+    monkeypatch.setattr(jobs, "_step", front)
+    monkeypatch.setattr(jobs, "_backward", back)
+    want = ValueError if how == "raises" else jobs.WorkerDied
+    with pytest.raises(want, match="lane failed" if how == "raises" else "lane 1 ended"):
+        jobs.analyse_steps(steps, True, jobs=2)
+    assert "lane warning" in capfd.readouterr().err
+    assert jobs._PENDING is None and _no_child_left()
+
+
+def test_lanes_give_their_pairs_back_in_order(monkeypatch):
+    """Three lanes (two segments): every step's pair once, in the series' order, and no
+    process left behind."""
+    from vmxlint import jobs
+
+    steps = _lane_steps(9)
+
+    def spy(step, previous, incremental):
+        _wait_for_the_back_lane(6)      # the first segment: steps 0-5
+        return (step.after.read(NESTED_C), os.getpid()), None
+
+    monkeypatch.setattr(jobs, "_step", spy)
+    monkeypatch.setattr(jobs, "_backward", spy)
+    pairs = jobs.analyse_steps(steps, True, jobs=3)
+    assert [p[0][0] for p in pairs] == [s.after.read(NESTED_C) for s in steps]
+    assert len({p[0][1] for p in pairs}) >= 2 and _no_child_left()
+
+
 def test_only_the_first_patch_writes_its_trees(monkeypatch):
     """The trees parsed for a series' first patch go to the disk cache (a check of one
     patch: the tree's functions and the one it edits); those of the later patches, and

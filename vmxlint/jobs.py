@@ -11,7 +11,8 @@ patches is decided as they go, so neither waits for the other, however the patch
 vary.  A lane starts from the image before the series (analysed once, before the
 processes start) and goes on incrementally: the back lane analyses a patch's post-image
 from the image after it, then the pre-image from the post-image.  This process is the
-first lane.  The findings are the same whichever way they are computed.
+first lane; the others are forked from it (where the system cannot fork, this process
+takes every patch).  The findings are the same whichever way they are computed.
 """
 from __future__ import annotations
 
@@ -52,31 +53,111 @@ def analyse_steps(steps: list[Step], incremental: bool = True, jobs: int = 1,
     """(pre-image analysis, post-image analysis) of every step, in order; ``base`` is an
     image analysed before the first step (the previous commit of a range)."""
     jobs = max(1, min(jobs, len(steps)))
-    context = _fork_context() if jobs > 1 else None
-    if context is None:
+    if jobs == 1 or not hasattr(os, "fork"):
         with _mode(incremental), _settling():
             return _forward(steps, incremental, base)
-    from concurrent.futures import ProcessPoolExecutor
-
     # Every lane starts from a neighbour, the image before the series (analysed here,
     # usually read from the cache), so that none pays a full analysis of its first image.
     start = _first(steps[0], base) if incremental else None
     global _PENDING
-    _PENDING = _Work(steps, incremental, start, _Ends(len(steps), jobs, context))
+    ends = _Ends(len(steps), jobs)
+    _PENDING = _Work(steps, incremental, start, ends)
     try:
         # Forked: the workers inherit the work and this process's memos, nothing pickled.
         # Frozen for the fork: a worker's collector never walks what it inherited, which
         # would copy the pages the objects sit on (1,500 fewer page faults a batch).
         with _settling():
             _settle()
-            with ProcessPoolExecutor(max_workers=jobs - 1, mp_context=context) as pool:
-                others = [pool.submit(_lane, k) for k in range(1, jobs)]
+            workers: list[_Worker] = []
+            try:
+                workers.extend(_Worker(k) for k in range(1, jobs))
                 done = dict(_lane(0))
-                for future in others:
-                    done.update(future.result())
+            finally:
+                # Every worker is waited for, whatever happened here (no process is left
+                # behind); what one raised is raised once all are done.
+                results = [w.result() for w in workers]
+            for ok, value in results:
+                if not ok:
+                    raise value
+                done.update(value)
     finally:
+        ends.close()
         _PENDING = None
     return [done[i] for i in range(len(steps))]
+
+
+class _Worker:
+    """A forked process that runs one lane and sends back its pairs (pickled, through a
+    pipe).  Plain ``os.fork``: a pool of ``concurrent.futures`` and the shared array and
+    lock of ``multiprocessing`` cost a batch 25 ms of imports and set-up before the first
+    patch, and the lanes need none of what they offer."""
+
+    def __init__(self, lane: int) -> None:
+        import sys
+
+        _flush(sys.stdout, sys.stderr)      # nothing buffered is written twice
+        self.lane = lane
+        read, write = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:               # the worker: never returns
+            os.close(read)
+            _work(lane, write)
+        os.close(write)
+        self.pipe = read
+
+    def result(self) -> tuple[bool, Any]:
+        """(True, the lane's pairs) or (False, the exception it raised), once it ended."""
+        import pickle
+
+        chunks = []
+        try:
+            while chunk := os.read(self.pipe, 1 << 20):
+                chunks.append(chunk)
+        finally:
+            os.close(self.pipe)
+            _, status = os.waitpid(self.pid, 0)
+        try:
+            return pickle.loads(b"".join(chunks))
+        except Exception:   # noqa: BLE001 - nothing, or a part: the worker died
+            return False, WorkerDied(f"the process of lane {self.lane} ended without its "
+                                     f"results (wait status {status})")
+
+
+class WorkerDied(RuntimeError):
+    """A forked worker ended without sending its results (killed, or out of memory)."""
+
+
+def _work(lane: int, pipe: int) -> None:
+    """Run LANE in this forked worker, send its pairs (or what it raised) down PIPE, and
+    leave without running the exit handlers of the process it was forked from."""
+    import pickle
+
+    code = 1
+    try:
+        try:
+            message = (True, _lane(lane))
+        except BaseException as exc:    # noqa: BLE001 - every failure goes to the first lane
+            message = (False, exc)
+        try:
+            data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:        # noqa: BLE001 - an exception that does not pickle
+            data = pickle.dumps((False, RuntimeError(f"lane {lane}: {message[1]!r} ({exc})")))
+        with os.fdopen(pipe, "wb") as out:
+            out.write(data)
+        code = 0
+    finally:
+        import sys
+
+        _flush(sys.stdout, sys.stderr)      # what the lane printed (a warning) is kept
+        os._exit(code)
+
+
+def _flush(*streams: Any) -> None:
+    for stream in streams:
+        try:
+            stream.flush()
+        except (OSError, ValueError):       # closed, or a reader that went away
+            pass
 
 
 @contextlib.contextmanager
@@ -99,36 +180,33 @@ def _settle() -> None:
     gc.freeze()
 
 
-def _fork_context():
-    """The context of the fork start method, or None where there is none (multiprocessing
-    is imported only for more than one process: a check of one patch, b4's, needs none)."""
-    import multiprocessing
-
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return None
-    return multiprocessing.get_context("fork")
-
-
 class _Ends:
     """The two ends of each segment still to do, shared by the processes: lane 2s is the
     front of segment s, lane 2s + 1 its back (with an odd number of lanes, the last
-    segment has a front lane only)."""
+    segment has a front lane only).  They sit in a shared anonymous mapping, and a byte in
+    a pipe is the lock that makes a claim whole."""
 
-    def __init__(self, n: int, lanes: int, context: Any) -> None:
+    def __init__(self, n: int, lanes: int) -> None:
+        import mmap
+
         segments = -(-lanes // 2)
         widths = [2] * (lanes // 2) + [1] * (lanes % 2)    # lanes per segment
         bounds, done = [0], 0
         for w in widths:
             done += w
             bounds.append(round(n * done / lanes))
-        self.ends = context.RawArray("l", [x for s in range(segments)
-                                           for x in (bounds[s], bounds[s + 1] - 1)])
-        self.lock = context.Lock()
+        self._map = mmap.mmap(-1, 16 * segments)            # shared with forked processes
+        self.ends = memoryview(self._map).cast("q")
+        for s in range(segments):
+            self.ends[2 * s], self.ends[2 * s + 1] = bounds[s], bounds[s + 1] - 1
+        self._take, self._give = os.pipe()
+        os.write(self._give, b"\0")
 
     def claim(self, lane: int) -> int | None:
         """The next step for LANE, or None when its segment is done."""
         s, back = divmod(lane, 2)
-        with self.lock:
+        os.read(self._take, 1)          # the lock: one byte, taken by one process at a time
+        try:
             front, last = self.ends[2 * s], self.ends[2 * s + 1]
             if front > last:
                 return None
@@ -137,6 +215,15 @@ class _Ends:
                 return last
             self.ends[2 * s] = front + 1
             return front
+        finally:
+            os.write(self._give, b"\0")
+
+    def close(self) -> None:
+        """Give back the pipe and the mapping (the processes that use them are done)."""
+        self.ends.release()
+        self._map.close()
+        os.close(self._take)
+        os.close(self._give)
 
 
 class _Work(Struct):
