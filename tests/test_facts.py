@@ -1,6 +1,7 @@
 """Facts from the tree: encodings, vmcs12 members, shadow lists, eVMCS groups."""
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -337,3 +338,29 @@ def test_stale_check_ignores_the_point_release_only(kernel_612: Path, tmp_path: 
     assert name is not None
     doc.write_text(text.replace(name.group(0), f"{name.group(1)} = 0x1234"))
     assert check(changed) == 1
+
+
+def test_fact_files_are_what_the_fact_modules_read() -> None:
+    """The files an analysis's facts are cached by are the ones the modules read (the
+    list is written out so that a cached analysis imports none of them)."""
+    from vmxlint.facts import fact_files
+
+    assert fact_files() == (encodings.PATHS + vmcs12.PATHS + shadow.PATHS + evmcs.PATHS
+                            + evmcs.BITS_PATHS)
+
+
+def test_an_analysis_with_cached_facts_imports_no_fact_module(tmp_path: Path) -> None:
+    """An image analysed whose facts are in the cache imports none of the fact modules
+    (a new process, the cache primed by a first one that analysed another image)."""
+    tree = Path(__file__).resolve().parent.parent / "fixtures" / "trees" / "shape-modern"
+    code = ("import sys; from vmxlint.analysis import analyse; from vmxlint.tree import "
+            f"Tree, NESTED_C; t = Tree.open({str(tree)!r}); "
+            "analyse(t.with_overlay({NESTED_C: t.read(NESTED_C) + sys.argv[1]})); "
+            "print(sorted(m for m in sys.modules if m.startswith('vmxlint.facts.')))")
+    env = {"VMXLINT_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
+    run = [subprocess.run([sys.executable, "-c", code, tail], capture_output=True,
+                          text=True, env=env, check=True).stdout
+           for tail in ("", "int unused_by_the_path(void) { return 0; }\n")]
+    assert "vmxlint.facts.encodings" in run[0]
+    assert not {"encodings", "evmcs", "shadow", "vmcs12"} & {
+        m.rsplit(".", 1)[-1] for m in ast.literal_eval(run[1])}
