@@ -491,7 +491,10 @@ class Solver:
         hit = self._answers.get(fs)
         if hit is None:
             u = self._all(fs)
-            hit = kept(self._answers, fs, (self._axioms & u) != self._bdd.false, ANSWERS_KEPT)
+            # The conjunction meets the axioms unless it implies their negation: CUDD
+            # tells that (``<=``) without making its conjunction with the axioms, the
+            # largest BDD of the solver.
+            hit = kept(self._answers, fs, not u <= ~self._axioms, ANSWERS_KEPT)
         return hit
 
     def implies(self, a: Formula, b: Formula) -> bool:
@@ -507,8 +510,7 @@ class Solver:
             u, w = self._all(premises), self._bdd.false
             for f in alternatives:
                 w = w | self._node(f)
-            hit = kept(self._answers, key, (self._axioms & u & ~w) == self._bdd.false,
-                       ANSWERS_KEPT)
+            hit = kept(self._answers, key, (u & ~w) <= ~self._axioms, ANSWERS_KEPT)
         return hit
 
     def _all(self, fs: tuple[Formula, ...]):
