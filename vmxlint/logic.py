@@ -492,8 +492,8 @@ class Solver:
         if hit is None:
             u = self._all(fs)
             # The conjunction meets the axioms unless it implies their negation: CUDD
-            # tells that (``<=``) without making its conjunction with the axioms, the
-            # largest BDD of the solver.
+            # tells that (``<=``) without making its conjunction with the axioms, a BDD
+            # that would serve this one answer.
             hit = kept(self._answers, fs, not u <= ~self._axioms, ANSWERS_KEPT)
         return hit
 
@@ -514,8 +514,8 @@ class Solver:
         return hit
 
     def _all(self, fs: tuple[Formula, ...]):
-        """The BDD of the conjunction of FS, the axioms left out (they are the largest:
-        conjoined last, once)."""
+        """The BDD of the conjunction of FS, the axioms left out (the queries compare it
+        with their negation)."""
         if len(fs) == 1:
             return self._node(fs[0])
         u = self._bdd.true
