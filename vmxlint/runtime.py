@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 from msgspec import Struct
 
+from vmxlint.memo import kept
+from vmxlint.model import PerModel
 from vmxlint.sites import WRITE_ACCESSORS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,11 +56,22 @@ def scan(tree: "Tree", model: "Model") -> dict[str, list[Writer]]:
 
 def absent_caches(tree: "Tree", model: "Model") -> set[str]:
     """Caches the tree predates: its marker files exist but hold no marker of the cache."""
-    texts = [t for t in (tree.read_or_none(rel) for rel in model.caches.marker_files) if t]
+    texts = tuple(t for t in (tree.read_or_none(rel) for rel in model.caches.marker_files)
+                  if t)
     if not texts:
         return set()
-    return {kind for kind, rx in model.caches.present.items()
-            if not any(rx.search(t) for t in texts)}
+    seen = _absent(model)
+    hit = seen.get(texts)
+    if hit is None:
+        hit = kept(seen, texts, frozenset(
+            kind for kind, rx in model.caches.present.items()
+            if not any(rx.search(t) for t in texts)), 8)
+    return set(hit)
+
+
+# The answer for the marker files' texts, by model: every image of a series asks it of
+# the same headers, and a marker that is absent is searched for through all of them.
+_absent = PerModel(lambda model: dict[tuple[str, ...], frozenset[str]]())
 
 
 # A store ``lhs=rhs`` (``|=``, ``&=``) in a body with whitespace removed; it starts where

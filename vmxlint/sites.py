@@ -360,14 +360,17 @@ class Walker(GuardedWalk):
     # -- the guarded walk's hooks -----------------------------------------------------------
     def apply(self, effect: Effect) -> None:
         if isinstance(effect, Site):
-            self.order += 1
-            line = effect.line + self.start(effect.function)
+            self.order = order = self.order + 1
+            # (The function's first line as ``start`` gives it, without the call: ~1000
+            # effects an image.)
+            start = self._starts.get(effect.function)
+            line = effect.line + (start if start is not None else self.start(effect.function))
             # A replay makes the sites the images before made: the same effect at the same
             # place in the walk and on the same line is the same site (~1000 an image).
-            key = (id(effect), self.order, line)
+            key = (id(effect), order, line)
             held = _PLACED.get(key)
             if held is None or held[0] is not effect:
-                held = kept(_PLACED, key, (effect, effect._but(order=self.order, line=line)),
+                held = kept(_PLACED, key, (effect, effect._but(order=order, line=line)),
                             PLACED_MEMO)
             site = held[1]
             self.sites.append(site)
