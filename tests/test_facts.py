@@ -342,7 +342,7 @@ def test_stale_check_ignores_the_point_release_only(kernel_612: Path, tmp_path: 
 
 def test_fact_files_are_what_the_fact_modules_read() -> None:
     """The files an analysis's facts are cached by are the ones the modules read (the
-    list is written out so that a cached analysis imports none of them)."""
+    package holds the lists, so that a cached analysis imports none of the modules)."""
     from vmxlint.facts import fact_files
 
     assert fact_files() == (encodings.PATHS + vmcs12.PATHS + shadow.PATHS + evmcs.PATHS

@@ -458,7 +458,8 @@ def test_a_failing_lane_fails_the_series_and_leaves_no_process(monkeypatch, capf
     monkeypatch.setattr(jobs, "_step", front)
     monkeypatch.setattr(jobs, "_backward", back)
     want = ValueError if how == "raises" else jobs.WorkerDied
-    with pytest.raises(want, match="lane failed" if how == "raises" else "lane 1 ended"):
+    with pytest.raises(want, match="lane failed" if how == "raises"
+                       else "lane 1 ended without its results .exit status 9."):
         jobs.analyse_steps(steps, True, jobs=2)
     assert "lane warning" in capfd.readouterr().err
     assert jobs._PENDING is None and _no_child_left()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import sys
 from typing import TYPE_CHECKING, Any, Iterator
 
 from msgspec import Struct
@@ -93,8 +94,6 @@ class _Worker:
     patch, and the lanes need none of what they offer."""
 
     def __init__(self, lane: int) -> None:
-        import sys
-
         _flush(sys.stdout, sys.stderr)      # nothing buffered is written twice
         self.lane = lane
         read, write = os.pipe()
@@ -119,8 +118,10 @@ class _Worker:
         try:
             return pickle.loads(b"".join(chunks))
         except Exception:   # noqa: BLE001 - nothing, or a part: the worker died
+            code = os.waitstatus_to_exitcode(status)
+            how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
             return False, WorkerDied(f"the process of lane {self.lane} ended without its "
-                                     f"results (wait status {status})")
+                                     f"results ({how})")
 
 
 class WorkerDied(RuntimeError):
@@ -146,8 +147,6 @@ def _work(lane: int, pipe: int) -> None:
             out.write(data)
         code = 0
     finally:
-        import sys
-
         _flush(sys.stdout, sys.stderr)      # what the lane printed (a warning) is kept
         os._exit(code)
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import re
 
+from vmxlint.facts import ENCODINGS_PATHS
 from vmxlint.facts._common import FIELD_NAME, Loaded, braced_body, load_source, \
     read_embedded, strip_comments, table
 
-PATHS = ("arch/x86/include/asm/vmx.h",)
+PATHS = ENCODINGS_PATHS
 TOML = "encodings.toml"
 
 WIDTHS = ("16", "64", "32", "natural")                  # bits 14:13

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import re
 
+from vmxlint.facts import EVMCS_PATHS, EVMCS_BITS_PATHS
 from vmxlint.facts._common import FIELD_NAME, IDENT, Loaded, braced_body, load_source, \
     read_embedded, strip_comments, table
 
-PATHS = ("arch/x86/kvm/vmx/hyperv_evmcs.c", "arch/x86/kvm/vmx/evmcs.c")
-BITS_PATHS = ("arch/x86/include/asm/hyperv-tlfs.h",)
+PATHS = EVMCS_PATHS
+BITS_PATHS = EVMCS_BITS_PATHS
 TOML = "evmcs.toml"
 PREFIX = "HV_VMX_ENLIGHTENED_CLEAN_FIELD_"
 

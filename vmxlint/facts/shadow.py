@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 
+from vmxlint.facts import SHADOW_PATHS
 from vmxlint.facts._common import FIELD_NAME, IDENT, Loaded, load_source, read_embedded, \
     strip_comments, table
 
-PATHS = ("arch/x86/kvm/vmx/vmcs_shadow_fields.h", "arch/x86/kvm/vmx_shadow_fields.h")
+PATHS = SHADOW_PATHS
 TOML = "shadow.toml"
 
 _ENTRY_RE = re.compile(

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import re
 
+from vmxlint.facts import VMCS12_PATHS
 from vmxlint.facts._common import FIELD_NAME, IDENT, Loaded, braced_body, load_source, \
     read_embedded, strip_comments, table
 
-PATHS = ("arch/x86/kvm/vmx/vmcs12.c",)
+PATHS = VMCS12_PATHS
 TOML = "vmcs12.toml"
 
 _ENTRY_RE = re.compile(rf"\b(FIELD|FIELD64)\s*\(\s*({FIELD_NAME})\s*,\s*({IDENT})\s*\)")
