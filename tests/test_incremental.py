@@ -329,6 +329,23 @@ def test_code_edit_in_a_walked_function_is_analysed_again(prepared):
     assert fast.findings == analysis._analyse(moved, None, []).findings
 
 
+def test_the_same_image_with_a_part_not_analysed_is_not_analysed_again(monkeypatch):
+    """A series whose earlier patch left a function that does not parse (VMX004): the
+    next patch's pre-image, the image just analysed, is taken as it is (it used to be
+    parsed, walked and written to the cache again at every later patch)."""
+    tree = Tree.open(FIXTURES / "trees" / "shape-modern")
+    text = _edit_body(tree.read(NESTED_C), "prepare_vmcs02_rare", "\tif (x) a(); b(); else c();\n")
+    broken = tree.with_overlay({NESTED_C: text})
+    post = analysis._analyse(broken, None, [])
+    assert any(f.code == "VMX004" for f in post.findings)
+    calls: list[int] = []
+    real = analysis._analyse
+    monkeypatch.setattr(analysis, "_analyse", lambda *a, **k: calls.append(1) or real(*a, **k))
+    pre = analyse(broken, base=Neighbour(post, text))
+    assert not calls
+    assert pre.findings == real(broken, None, []).findings and pre.also == []
+
+
 def test_git_range_reuses_the_previous_commit_exactly(tmp_path, monkeypatch):
     """Each commit of a range starts from the one before; same findings as on its own."""
     from test_git import add_comment, commit_edit, drop_sysenter_cs, git, scratch_repo
