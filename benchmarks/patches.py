@@ -87,8 +87,9 @@ def sites(lines: list[str]) -> dict[str, list[Site]]:
         for i in range(lo + 1, hi):
             w = _WRITE.match(lines[i])
             if w and _balanced(w.group(4)):
-                found += [Site(fn, i, "or-bit"), Site(fn, i, "duplicate"),
-                          Site(fn, i, "insert-read")]
+                found.append(Site(fn, i, "or-bit"))
+                if _statement_level(lines, i):
+                    found += [Site(fn, i, "duplicate"), Site(fn, i, "insert-read")]
                 if _MEMBER.match(w.group(4)):
                     found.append(Site(fn, i, "member"))
                 continue
@@ -97,6 +98,14 @@ def sites(lines: list[str]) -> dict[str, list[Site]]:
                 found.append(Site(fn, i, "negate"))
         out[fn] = found
     return out
+
+
+def _statement_level(lines: list[str], i: int) -> bool:
+    """Whether a statement added after line ``i`` stays valid C in the same block: not
+    after the unbraced body of an ``if``/``else`` (``if (c) write; added; else`` does not
+    parse, and an analysis of it would say the function's writes are unknown)."""
+    before = lines[i - 1].rstrip()
+    return before == "" or before.endswith((";", "{", "}"))
 
 
 def pick(lines: list[str], n: int, seed: int = SEED, skip: int = 0) -> list[Site]:
