@@ -13,7 +13,7 @@ from pycparser import c_ast
 
 from test_cfront import mutated
 from vmxlint import cache
-from vmxlint.cfront import Unit, astcache, parse_unit, preprocess, recall
+from vmxlint.cfront import Unit, astcache, lazy, parse_unit, preprocess, recall
 from vmxlint.cfront import parse as cparse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,6 +125,36 @@ def test_a_look_up_parses_only_that_function(cdir: Path) -> None:
     assert astcache.stats.parsed == 3
     assert unit.failures == []
     assert astcache.stats.parsed == 30
+
+
+def test_a_function_whose_tree_is_cached_parses_without_building_it(cdir: Path) -> None:
+    """Asking whether a function parses reads its cached entry as far as the name it
+    defines: no tree is built (a check asks it of every function the entry path calls);
+    the encoding read is kept for a look-up that wants the tree."""
+    text = "".join(f"int f{i}(int x)\n{{\n\treturn x + {i};\n}}\n\n" for i in range(30))
+    parse_unit(text, "many.c", lazy=True).failures
+    astcache.flush()
+    astcache.clear()
+    lazy.PARSED_FINE.clear()        # as in a new process
+    unit = parse_unit(text, "many.c", lazy=True)
+    assert unit.failure("f9") is None and unit.failure("f10") is None
+    assert astcache.stats.hits == astcache.stats.parsed == 0 and not astcache._trees
+    assert unit.functions["f9"].start_line == 46
+    assert (astcache.stats.memo, astcache.stats.disk, astcache.stats.parsed) == (1, 0, 0)
+
+
+def test_a_cached_tree_of_another_function_does_not_say_it_parses(cdir: Path) -> None:
+    text = "int f(int x)\n{\n\treturn x;\n}\n\nint g(int x)\n{\n\treturn -x;\n}\n"
+    unit = parse_unit(text, "two.c", lazy=True)
+    pieces = {p.name: p for p in cparse.pieces(text, None)}
+    types = cparse.shim_type_names()
+    unit.failures
+    astcache.flush()
+    astcache.clear()
+    assert astcache.defines(pieces["f"], types, "f")
+    assert not astcache.defines(pieces["f"], types, "g")
+    assert not astcache.defines(pieces["g"], types | {"other_t"}, "g")   # another key
+    assert astcache.stats.hits == astcache.stats.parsed == 0
 
 
 def test_failures_of_a_lazy_unit() -> None:

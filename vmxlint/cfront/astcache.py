@@ -224,6 +224,53 @@ def _load(k: str, path: str, line: int) -> "c_ast.FuncDef | None":
     return tree
 
 
+def defines(piece: "Piece", types: frozenset[str], name: str) -> bool:
+    """Whether the cache holds the piece's tree (parsed under TYPES) and it defines NAME:
+    then a parse of the piece gives that one definition, which is all a caller asking
+    whether the function parses needs.  No tree is built: the encoding is read as far
+    as the definition's name, and kept for a load that wants the tree."""
+    from vmxlint import cache
+    from vmxlint.cfront.parse import _parser
+
+    k = key_of(piece, types, bool(_parser().uses_scope_hook))
+    with _lock:
+        data = _encoded.get(k)
+    if type(data) is tuple:         # a tree parsed in this process, not yet encoded
+        return _named(data[0], name)
+    if data is None:
+        data = _from_entry(cache.get(k, list))
+        if data is None or not _encoded_name(data) == name:
+            return False
+        with _lock:
+            _encoded.setdefault(k, data)
+            while len(_encoded) > MEMO_SIZE:
+                _encoded.popitem(last=False)
+        return True
+    return _encoded_name(data) == name
+
+
+def _named(tree: Any, name: str) -> bool:
+    from pycparser import c_ast
+
+    return type(tree) is c_ast.FuncDef and tree.decl is not None and tree.decl.name == name
+
+
+def _encoded_name(data: Any) -> str | None:
+    """The name a function definition's encoding defines, or None (any other shape)."""
+    schema = _schema()
+    try:
+        head = schema["FuncDef"][1]
+        if data[0] != "FuncDef" or len(data) != 3 + len(head):
+            return None
+        decl = data[3 + head.index("decl")]
+        if decl[0] != "Decl" or len(decl) != 3 + len(schema["Decl"][1]):
+            return None
+        found = decl[3 + schema["Decl"][1].index("name")]
+    except (TypeError, IndexError, KeyError, ValueError):
+        return None
+    return found if type(found) is str else None
+
+
 def _store(k: str, tree: "c_ast.FuncDef", path: str, line: int) -> None:
     global _registered
     _remember(k, path, line, (tree, path, line), tree)
