@@ -47,7 +47,8 @@ class Analysis(Struct, forbid_unknown_fields=True):
     notes: list[str] = field(default_factory=list)
     written: list[str] = field(default_factory=list)   # fields the entry path writes
     # For reuse by the next image (vmxlint.incremental): each checked field's digest and
-    # the nested.c lines of its slice, and the first and last line of each function.
+    # the nested.c lines of its own sites (under ``COMMON``, those of the sites every
+    # slice holds), and the first and last line of each function.
     digests: dict[str, str] = field(default_factory=dict)
     lines: dict[str, list[int]] = field(default_factory=dict)
     spans: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -380,28 +381,43 @@ def _by_field(tree: Tree, ctx, out: Analysis, prep: _Prepared,
     asked = [(name, name in ctx.also or name in written) for name in cut.own
              if name not in prep.skipped]
     todo = [k for k in asked if k not in prep.fields]
+    common = lines((s for _, s in cut.common), NESTED_C)
     if todo:
         where = LineMap(NESTED_C, base.text, tree.read(NESTED_C) or "",
                         base.analysis.spans, out.spans) if base is not None else None
+        # A slice's lines are the common sites' and its own, in an order its digest
+        # fixes: when the digests are equal, the slice moved if both parts did.
+        if where is None or not moved(base.analysis.lines.get(COMMON, [-1]), common, where):
+            where = None
         codes = set(registered())
+        before: dict[str, list[Finding]] = {}
+        for f in base.analysis.findings if where is not None else ():
+            if f.field and f.code in codes:
+                before.setdefault(f.field, []).append(f)
         digests = FieldDigests(ctx, cut, prep.shared, prep.digester)
     for name, consumed in todo:
-        sites = cut.of(name)
         d = digests.of(name, consumed)
-        at = lines(sites, NESTED_C)
+        at = lines((s for _, s in cut.own[name]), NESTED_C)
         reused = None
         if where is not None and base.analysis.digests.get(name) == d \
-                and moved(base.analysis.lines.get(name, []), at, where):
-            reused = relocate([f for f in base.analysis.findings
-                               if f.field == name and f.code in codes], where)
+                and moved(base.analysis.lines.get(name, [-1]), at, where):
+            reused = relocate(before.get(name, []), where)
         # The field's own context is made only to check it (most fields are reused).
-        checked = reused if reused is not None else list(run_checks(ctx.restrict(name, sites)))
+        checked = reused if reused is not None else \
+            list(run_checks(ctx.restrict(name, cut.of(name))))
         prep.fields[name, consumed] = (d, at, checked)
     found: list[Finding] = []
+    if asked:
+        out.lines[COMMON] = common
     for k in asked:
         out.digests[k[0]], out.lines[k[0]], checked = prep.fields[k]
         found.extend(checked)
     return found
+
+
+# The key of ``Analysis.lines`` that holds the lines of the sites every slice holds (no
+# field is named so).
+COMMON = ""
 
 
 # Documented bounds (rules/VMX006-analysis-budget.toml); real trees stay far below them
