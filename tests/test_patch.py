@@ -8,9 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import vmxlint.tree as vtree
 from vmxlint.mail import read_mails
 from vmxlint.patch import Applied, Problem, apply_patch
 from vmxlint.tree import Tree
+from vmxlint.tree import lines as tree_lines
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 INPUTS = FIXTURES / "inputs"
@@ -309,3 +311,6 @@ def test_a_made_text_is_split_as_it_was_made(parts) -> None:
     made = P._MADE.pop(text, None)
     assert P._split_lines(text) == (made or P._split_lines(text))
     assert made is None or made == (lines, bare)
+    # The lines every later stage reads are the ones the text was made from.
+    assert tree_lines(text) == text.split("\n")
+    assert made is None or tree_lines(text) is tree_lines(text) is not vtree._split(text)

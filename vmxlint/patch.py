@@ -15,7 +15,7 @@ import re
 import unidiff
 from msgspec import Struct, field
 
-from vmxlint.tree import Tree
+from vmxlint.tree import Tree, given_lines
 
 __all__ = ["Applied", "Problem", "apply_patch"]
 
@@ -670,6 +670,7 @@ def _join(lines: list[str], bare: list[str]) -> str:
     if ended == len(lines) or (ended == len(lines) - 1 and lines[-1]
                                and not lines[-1].endswith("\n")):
         _MADE[text] = lines, bare       # what _split_lines would make of the text
+        given_lines(text, bare)
         while len(_MADE) > _MADE_KEPT:
             _MADE.pop(next(iter(_MADE), ""), None)   # another thread may have dropped it
         return text
