@@ -54,6 +54,23 @@ def _certain_name(piece: Piece) -> bool:
     return _certain(piece.text[:piece.chunk.body - piece.chunk.start], piece.name)
 
 
+def _certain_function(piece: Piece) -> bool:
+    """A function piece without the word "typedef" whose name is certain
+    (`_certain_name`), answered once per piece text: the pieces of an image are mostly
+    the last image's texts (the same objects, see `vmxlint.cfront.parse`)."""
+    key = (piece.text, piece.chunk.body - piece.chunk.start, piece.name)
+    held = _CERTAIN.get(key)
+    if held is None:
+        held = kept(_CERTAIN, key, "typedef" not in piece.text and _certain_name(piece),
+                    CERTAIN_KEPT)
+    return held
+
+
+# (piece text, where its body starts in it, its name guess) -> `_certain_function`.
+_CERTAIN: dict[tuple[str, int, str | None], bool] = {}
+CERTAIN_KEPT = 4096
+
+
 @functools.lru_cache(maxsize=4096)      # the heads of a file's functions, image after image
 def _certain(head: str, name: str | None) -> bool:
     m = _FIRST_CALL.search(head)
@@ -86,23 +103,27 @@ class _Lazy:
         parser = _parser()
         parser.kernel_types = set(shim_type_names())
         known: frozenset[str] = frozenset(parser.kernel_types)
+        # (An image has some 180 pieces, 170 of them functions: the loop reads each
+        # piece's attributes once.)
         for piece in pieces(text, config):
-            if piece.is_function and piece.name:
-                unit.record_span(piece.name, piece.chunk.line, piece.chunk.end_line)
-            if skipped(piece, parser.kernel_types):
+            chunk, name = piece.chunk, piece.name
+            function = chunk.body >= 0
+            if function:
+                if name:
+                    unit.record_span(name, chunk.line, chunk.end_line)
+            elif skipped(piece, parser.kernel_types):
                 continue
             self.order.append(piece)
-            if piece.name:
-                self.named.setdefault(piece.name, []).append(piece.index)
+            if name:
+                self.named.setdefault(name, []).append(piece.index)
             # Without the word "typedef" a piece can teach no type name, parsed or not (the
             # body rewrite neither makes nor breaks the word, so the raw text can tell).
             if len(known) != len(parser.kernel_types):   # names are only ever added
                 known = frozenset(parser.kernel_types)
             self.types_at[piece.index] = known
-            if piece.is_function and piece.name and "typedef" not in piece.text \
-                    and _certain_name(piece):
+            if function and name and _certain_function(piece):
                 self.waiting[piece.index] = (piece, known)
-                self.candidates.setdefault(piece.name, []).append(piece.index)
+                self.candidates.setdefault(name, []).append(piece.index)
                 continue
             result = _run(parser, piece, path, known)
             self.results[piece.index] = result
