@@ -166,3 +166,17 @@ def test_property_input_bound(size) -> None:
     finally:
         mail.MAX_INPUT = old
     assert bool(mails[0].problem) == (size > bound)
+
+
+def test_a_guard_is_judged_against_the_bounds_of_the_moment(monkeypatch) -> None:
+    """Whether a guard is over a bound is kept on the guard (a series' images share
+    most guards), and asked again under other bounds."""
+    guard = conj(*(disj(Atom(f"a{i}"), neg(Atom(f"b{i}"))) for i in range(40)))
+    assert analysis._too_big(guard) is None and "_big" in guard.__dict__
+    assert analysis._too_big(guard) is None
+    monkeypatch.setattr(analysis, "MAX_GUARD_TERMS", 50)
+    assert analysis._too_big(guard) == "a guard of 80 terms (bound 50)"
+    monkeypatch.setattr(analysis, "MAX_GUARD_TERMS", 20_000)
+    monkeypatch.setattr(analysis, "MAX_GUARD_ATOMS", 60)
+    assert analysis._too_big(guard) == "a guard over 80 conditions (bound 60)"
+    assert analysis._too_big(logic.TRUE) is None

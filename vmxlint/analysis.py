@@ -438,7 +438,20 @@ def _terms(f) -> int:
 
 
 def _too_big(guard) -> str | None:
-    """Why a guard is over a bound, or None."""
+    """Why a guard is over a bound, or None; kept on the guard object (a series' images
+    share most guards, through the walk's summaries, and an image asks of each write's)."""
+    from vmxlint.logic import Const
+
+    if isinstance(guard, Const):
+        return None
+    bounds = (MAX_GUARD_TERMS, MAX_GUARD_ATOMS)
+    held = guard.__dict__.get("_big")
+    if held is None or held[0] != bounds:
+        held = guard.__dict__["_big"] = (bounds, _over_bound(guard))
+    return held[1]
+
+
+def _over_bound(guard) -> str | None:
     from vmxlint.logic import atoms
 
     terms = _terms(guard)
