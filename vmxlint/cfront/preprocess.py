@@ -13,6 +13,7 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 from msgspec import Struct, structs
 
+from vmxlint.memo import kept
 from vmxlint.textdiff import common_prefix, common_suffix
 
 DEFAULT_CONFIG: dict[str, bool] = {
@@ -140,6 +141,7 @@ def clear_memo() -> None:
     """Forget the texts kept for splicing."""
     with _recent_lock:
         _recent.clear()
+    _regions.clear()
 
 
 def _spliced(done: Run, new: str, config: Mapping[str, bool] | None) -> Run | None:
@@ -182,10 +184,10 @@ def _spliced(done: Run, new: str, config: Mapping[str, bool] | None) -> Run | No
     i, j = bisect.bisect_right(lines, before), bisect.bisect_right(lines, through)
     state = done.marks[i - 1][1] if i else Branches.START
     leaves = done.marks[j - 1][1] if j > i else state
-    again = _whole(region, config, state)
+    again = _region(region, config, state, done.key)
     if not again.closed or again.out != done.out[first:last] or again.end != leaves:
         return None
-    run = _whole(fresh, config, state)
+    run = _region(fresh, config, state, done.key)
     if not run.closed or run.end != leaves:
         return None
     moved = fresh.count("\n") - region.count("\n")
@@ -193,6 +195,22 @@ def _spliced(done: Run, new: str, config: Mapping[str, bool] | None) -> Run | No
         + [(line + moved, s) for line, s in done.marks[j:]]
     return Run(done.out[:first] + run.out + done.out[last:], True, marks, done.end, new,
                done.key)
+
+
+def _region(text: str, config: Mapping[str, bool] | None, state: State,
+            key: tuple) -> Run:
+    """`_whole` over a region of lines (KEY is the config's `config_key`), kept for the
+    last few regions: the old region a splice does again is mostly the new region of the
+    last edit of the same function, done then (a series edits its functions in turn)."""
+    k = (text, state, key)
+    hit = _regions.get(k)
+    if hit is None:
+        hit = kept(_regions, k, _whole(text, config, state), REGIONS_KEPT)
+    return hit
+
+
+_regions: dict[tuple[str, State, tuple], Run] = {}
+REGIONS_KEPT = 64
 
 
 def _line_offset(text: str, n: int) -> int:
