@@ -8,7 +8,6 @@ is parsed (or loaded from the AST cache) on demand with that set.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import re
 import threading
@@ -42,27 +41,23 @@ def parse_lazy(text: Any, path: str, config: Mapping[str, bool] | None) -> Unit:
     return unit
 
 
-def _certain_name(piece: Piece) -> bool:
-    """Tell whether a function piece, if it parses, defines the function its name guess says.
+def _certain_function(piece: Piece) -> bool:
+    """Tell whether a function piece without the word "typedef", if it parses, defines
+    the function its name guess says (else only a parse of it says which it defines).
 
     True when the first '(' of the head follows that name and nothing but words, blanks
     and '*' stand before it (specifiers, the declarator's pointers): its identifier is
     the name.  Anything else there, a brace or a ';' say, may be more than one
     declaration (a definition whose parameter list an edit commented out, run together
-    with the next), which only a parse can tell apart.
+    with the next), which only a parse can tell apart.  Answered once per piece text:
+    the pieces of an image are mostly the last image's texts (the same objects, see
+    `vmxlint.cfront.parse`).
     """
-    return _certain(piece.text[:piece.chunk.body - piece.chunk.start], piece.name)
-
-
-def _certain_function(piece: Piece) -> bool:
-    """A function piece without the word "typedef" whose name is certain
-    (`_certain_name`), answered once per piece text: the pieces of an image are mostly
-    the last image's texts (the same objects, see `vmxlint.cfront.parse`)."""
     key = (piece.text, piece.chunk.body - piece.chunk.start, piece.name)
     held = _CERTAIN.get(key)
     if held is None:
-        held = kept(_CERTAIN, key, "typedef" not in piece.text and _certain_name(piece),
-                    CERTAIN_KEPT)
+        held = kept(_CERTAIN, key, "typedef" not in piece.text
+                    and _certain(piece.text[:key[1]], piece.name), CERTAIN_KEPT)
     return held
 
 
@@ -71,7 +66,6 @@ _CERTAIN: dict[tuple[str, int, str | None], bool] = {}
 CERTAIN_KEPT = 4096
 
 
-@functools.lru_cache(maxsize=4096)      # the heads of a file's functions, image after image
 def _certain(head: str, name: str | None) -> bool:
     m = _FIRST_CALL.search(head)
     return m is not None and m.group(1) == name and head.find("(") == m.end() - 1 \
