@@ -16,6 +16,7 @@ import unidiff
 from msgspec import Struct, field
 
 from vmxlint.tree import Tree, given_lines
+from vmxlint.tree import lines as text_lines
 
 __all__ = ["Applied", "Problem", "apply_patch"]
 
@@ -651,13 +652,13 @@ class _Index(dict):
 
 def _split_lines(text: str) -> tuple[list[str], list[str]]:
     """The lines with their "\\n" and without it (only "\\n" ends a line: kernel files
-    hold form feeds)."""
+    hold form feeds); both are read, never changed."""
+    split = text_lines(text)        # a patched file's are the ones it was joined from
+    bare = split[:-1] if not split[-1] else split   # ends with a newline, or is empty
     made = _MADE.get(text)
     if made is not None:
-        return made
-    bare = text.split("\n")
-    if not bare[-1]:
-        bare.pop()                  # the text ends with a newline, or is empty
+        return made, bare
+    if bare is not split:
         return [p + "\n" for p in bare], bare
     return [p + "\n" for p in bare[:-1]] + [bare[-1]], bare
 
@@ -669,7 +670,7 @@ def _join(lines: list[str], bare: list[str]) -> str:
     ended = text.count("\n")
     if ended == len(lines) or (ended == len(lines) - 1 and lines[-1]
                                and not lines[-1].endswith("\n")):
-        _MADE[text] = lines, bare       # what _split_lines would make of the text
+        _MADE[text] = lines             # what _split_lines would make of the text
         given_lines(text, bare)
         while len(_MADE) > _MADE_KEPT:
             _MADE.pop(next(iter(_MADE), ""), None)   # another thread may have dropped it
@@ -682,7 +683,7 @@ def _join(lines: list[str], bare: list[str]) -> str:
 # The lines of the last texts a patch made: a series applies each patch to the text the
 # one before made, and splitting a file of thousands of lines again cost more than the
 # rest of applying a patch.  Never changed once made.
-_MADE: dict[str, tuple[list[str], list[str]]] = {}
+_MADE: dict[str, list[str]] = {}
 _MADE_KEPT = 4
 
 

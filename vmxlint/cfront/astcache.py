@@ -239,13 +239,12 @@ def defines(piece: "Piece", types: frozenset[str], name: str) -> bool:
         return _named(data[0], name)
     if data is None:
         data = _from_entry(cache.get(k, list))
-        if data is None or _encoded_name(data) != name:
+        if data is None:
             return False
         with _lock:
             _encoded.setdefault(k, data)
             while len(_encoded) > MEMO_SIZE:
                 _encoded.popitem(last=False)
-        return True
     return _encoded_name(data) == name
 
 
