@@ -413,8 +413,8 @@ def test_lanes_meet_and_start_from_a_neighbour(monkeypatch):
     seen = [pair[0] for pair in jobs.analyse_steps(steps, True, jobs=2)]
     assert [s[2] for s in seen] == text[1:]
     pids = [s[0] for s in seen]
-    front = pids.count(os.getpid())             # this process is the front lane
-    assert 1 <= front <= 6 and pids == [os.getpid()] * front + [pids[-1]] * (7 - front)
+    front = 7 - pids.count(os.getpid())         # this process is the back lane
+    assert 1 <= front <= 6 and pids == [pids[0]] * front + [os.getpid()] * (7 - front)
     assert [s[1] for s in seen[:front]] == text[:front]     # each from the one before
     assert [s[1] for s in seen[front:]] == text[front + 1:7] + [text[0]]
     alone = [pair[0] for pair in jobs.analyse_steps(steps, False, jobs=3)]
@@ -432,12 +432,12 @@ def _lane_steps(n: int = 5) -> list:
 def _both_lanes_begun(n: int) -> None:
     """Wait until both lanes of the first segment, whose steps end at N - 1, took a step:
     each lane calls this after its own first claim, so that both take part however the
-    processes are scheduled (a forked lane may otherwise take every step alone)."""
+    processes are scheduled (a lane may otherwise take every step alone)."""
     from vmxlint import jobs
 
     ends = jobs._PENDING.ends.ends
     for _ in range(HANG_GUARD * 100):
-        if ends[0] > 0 and ends[1] != n - 1:
+        if ends[0] > 0 and ends[1] < n - 1:
             break
         time.sleep(0.01)
 
@@ -450,36 +450,124 @@ def _no_child_left() -> bool:
     return False
 
 
-@pytest.mark.parametrize("how", ["raises", "dies"])
+@pytest.mark.parametrize("how", ["raises", "dies", "raises here"])
 def test_a_failing_lane_fails_the_series_and_leaves_no_process(monkeypatch, capfd, how):
-    """What the back lane's process raises is raised by the series, once every process
+    """What a forked lane's process raises is raised by the series, once every process
     ended; a process that dies without its results (killed, out of memory) is an error,
-    never a series with patches missing; what a lane printed is kept."""
+    never a series with patches missing; what a lane printed is kept.  When this
+    process's own lane fails, the forked lanes are stopped, not waited for to the end."""
+    import mmap
     import sys
 
     from vmxlint import jobs
 
     steps = _lane_steps()
+    finished = memoryview(mmap.mmap(-1, 8)).cast("q")
 
     def front(step, previous, incremental):
-        _both_lanes_begun(len(steps))
-        return (step.after.read(NESTED_C), None), None
-
-    def back(step, previous, incremental):
         print("lane warning", file=sys.stderr)
         if how == "dies":
             sys.stderr.flush()
             os._exit(9)
-        raise ValueError("lane failed")
+        if how == "raises":
+            raise ValueError("lane failed")
+        time.sleep(HANG_GUARD)          # stopped by this process, else the test hangs
+        finished[0] = 1
+        return (step.after.read(NESTED_C), None), None
+
+    def back(step, previous, incremental):
+        _both_lanes_begun(len(steps))
+        if how == "raises here":
+            raise ValueError("lane failed")
+        return (step.after.read(NESTED_C), None), None
 
     monkeypatch.setattr(jobs, "_step", front)
     monkeypatch.setattr(jobs, "_backward", back)
-    want = ValueError if how == "raises" else jobs.WorkerDied
-    with pytest.raises(want, match="lane failed" if how == "raises"
-                       else "lane 1 ended without its results .exit status 9."):
+    want = jobs.WorkerDied if how == "dies" else ValueError
+    with pytest.raises(want, match="lane 0 ended without its results .exit status 9."
+                       if how == "dies" else "lane failed"):
         jobs.analyse_steps(steps, True, jobs=2)
     assert "lane warning" in capfd.readouterr().err
-    assert jobs._PENDING is None and _no_child_left()
+    assert jobs._PENDING is None and _no_child_left() and finished[0] == 0
+
+
+def test_the_front_lane_starts_before_the_series_is_applied(monkeypatch):
+    """With -j, the first front lane is forked once the series has two steps: it takes
+    the first while this process is still making the others (applying the patches), and
+    makes the ones it takes next itself; every step's pair comes back once, in order."""
+    import mmap
+
+    from vmxlint import jobs
+
+    steps = _lane_steps(6)
+    flags = memoryview(mmap.mmap(-1, 16)).cast("q")     # [all made here, step 0 done]
+    here = os.getpid()
+
+    def made():
+        yield from steps[:2]
+        for _ in range(HANG_GUARD * 100):       # this process: until lane 0 did step 0
+            if os.getpid() != here or flags[1]:
+                break
+            time.sleep(0.01)
+        yield from steps[2:]
+        if os.getpid() == here:
+            flags[0] = 1
+
+    def spy(step, previous, incremental):
+        seen = (step.after.read(NESTED_C), os.getpid(), flags[0])
+        if os.getpid() != here:
+            flags[1] = 1
+        return seen, None
+
+    monkeypatch.setattr(jobs, "_step", spy)
+    monkeypatch.setattr(jobs, "_backward", spy)
+    pairs = jobs.analyse_steps(made(), True, jobs=2)
+    assert [p[0][0] for p in pairs] == [s.after.read(NESTED_C) for s in steps]
+    assert pairs[0][0][1] != here and pairs[0][0][2] == 0 and _no_child_left()
+
+
+def test_a_series_that_fails_to_apply_stops_its_lanes(monkeypatch):
+    """What applying the series raises once the front lane is forked is raised, and the
+    lane's process is stopped, not waited for to the end."""
+    import mmap
+
+    from vmxlint import jobs
+
+    steps = _lane_steps(4)
+    here = os.getpid()
+    finished = memoryview(mmap.mmap(-1, 8)).cast("q")
+
+    def made():
+        yield from steps[:2]
+        if os.getpid() == here:
+            raise ValueError("cannot apply")
+        yield from steps[2:]
+
+    def spy(step, previous, incremental):
+        time.sleep(HANG_GUARD)          # stopped by this process, else the test hangs
+        finished[0] = 1
+        return None, None
+
+    monkeypatch.setattr(jobs, "_step", spy)
+    with pytest.raises(ValueError, match="cannot apply"):
+        jobs.analyse_steps(made(), True, jobs=2)
+    assert jobs._PENDING is None and _no_child_left() and finished[0] == 0
+
+
+def test_made_steps_are_made_once_as_asked():
+    from vmxlint import jobs
+
+    pulled = []
+
+    def source():
+        for k in range(3):
+            pulled.append(k)
+            yield k
+
+    made = jobs.Made(source())
+    assert made.get(1) == 1 and pulled == [0, 1]
+    assert made.get(5) is None and pulled == [0, 1, 2]
+    assert made.get(0) == 0 and made.all() == [0, 1, 2] and pulled == [0, 1, 2]
 
 
 def test_lanes_give_their_pairs_back_in_order(monkeypatch):

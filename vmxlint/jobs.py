@@ -10,17 +10,23 @@ patch, the back lane the last one left, until they meet.  Which lane gets how ma
 patches is decided as they go, so neither waits for the other, however the patches' costs
 vary.  A lane starts from the image before the series (analysed once, before the
 processes start) and goes on incrementally: the back lane analyses a patch's post-image
-from the image after it, then the pre-image from the post-image.  This process is the
-first lane; the others are forked from it (where the system cannot fork, this process
-takes every patch).  The findings are the same whichever way they are computed.
+from the image after it, then the pre-image from the post-image.
+
+The steps come as the patches are applied (``Made``).  The first segment's front lane
+is forked as soon as the series has two of them: it goes on applying the patches itself
+(its copy of the generator that applies them) while this process applies them all, then
+works the first segment's back lane and forks the other lanes (where the system cannot
+fork, this process takes every patch).  The findings are the same whichever way they are
+computed.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from msgspec import Struct
 
@@ -49,30 +55,69 @@ def cpu_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def analyse_steps(steps: list[Step], incremental: bool = True, jobs: int = 1,
+class Made:
+    """The steps of a series as they are made (a generator applying its patches), kept;
+    a process forked before the last one was made goes on making them itself."""
+
+    def __init__(self, steps: Iterable[Step]) -> None:
+        self._source = iter(steps)
+        self._made: list[Step] = []
+        self._ended = False
+
+    def get(self, k: int) -> Step | None:
+        """Step K, made now if it was not yet; None when the series has fewer."""
+        while len(self._made) <= k and not self._ended:
+            step = next(self._source, None)
+            if step is None:
+                self._ended = True
+            else:
+                self._made.append(step)
+        return self._made[k] if k < len(self._made) else None
+
+    def all(self) -> list[Step]:
+        """Every step, the rest made now."""
+        self._made.extend(self._source)
+        self._ended = True
+        return self._made
+
+
+def analyse_steps(steps: Iterable[Step], incremental: bool = True, jobs: int = 1,
                   base: Neighbour | None = None) -> list[Pair]:
     """(pre-image analysis, post-image analysis) of every step, in order; ``base`` is an
-    image analysed before the first step (the previous commit of a range)."""
-    jobs = max(1, min(jobs, len(steps)))
-    if jobs == 1 or not hasattr(os, "fork"):
+    image analysed before the first step (the previous commit of a range).  STEPS may be
+    a generator that applies the series' patches: with ``jobs`` > 1 the analyses start
+    before the last one is applied."""
+    made = Made(steps)
+    if jobs == 1 or made.get(1) is None or not hasattr(os, "fork"):
         with _mode(incremental), _settling():
-            return _forward(steps, incremental, base)
+            return _forward(made.all(), incremental, base)
     # Every lane starts from a neighbour, the image before the series (analysed here,
     # usually read from the cache), so that none pays a full analysis of its first image.
-    start = _first(steps[0], base) if incremental else None
+    start = _first(made.get(0), base) if incremental else None
     global _PENDING
-    ends = _Ends(len(steps), jobs)
-    _PENDING = _Work(steps, incremental, start, ends)
+    ends = _Ends(jobs)
+    _PENDING = _Work(made, incremental, start, ends)
     try:
         # Forked: the workers inherit the work and this process's memos, nothing pickled.
         # Frozen for the fork: a worker's collector never walks what it inherited, which
         # would copy the pages the objects sit on (1,500 fewer page faults a batch).
         with _settling():
             _settle()
-            workers: list[_Worker] = []
+            workers: list[Child] = []
             try:
-                workers.extend(_Worker(k) for k in range(1, jobs))
-                done = dict(_lane(0))
+                # The first front lane is forked now; it makes its steps itself, while
+                # this process applies the rest of the series' patches.
+                workers.append(Child(functools.partial(_lane, 0), "lane 0"))
+                n = len(made.all())
+                lanes = min(jobs, n)
+                ends.known(n, lanes)
+                workers.extend(Child(functools.partial(_lane, k), f"lane {k}")
+                               for k in range(2, lanes))
+                done = dict(_lane(1))
+            except BaseException:
+                for w in workers:
+                    w.stop()        # what they would send is not awaited
+                raise
             finally:
                 # Every worker is waited for, whatever happened here (no process is left
                 # behind); what one raised is raised once all are done.
@@ -84,28 +129,37 @@ def analyse_steps(steps: list[Step], incremental: bool = True, jobs: int = 1,
     finally:
         ends.close()
         _PENDING = None
-    return [done[i] for i in range(len(steps))]
+    return [done[i] for i in range(n)]
 
 
-class _Worker:
-    """A forked process that runs one lane and sends back its pairs (pickled, through a
-    pipe).  Plain ``os.fork``: a pool of ``concurrent.futures`` and the shared array and
-    lock of ``multiprocessing`` cost a batch 25 ms of imports and set-up before the first
-    patch, and the lanes need none of what they offer."""
+class Child:
+    """A forked process that runs one function and sends back what it returned (pickled,
+    through a pipe), or what it raised.  Plain ``os.fork``: a pool of
+    ``concurrent.futures`` and the shared array and lock of ``multiprocessing`` cost a
+    batch 25 ms of imports and set-up before the first patch, and the lanes need none of
+    what they offer."""
 
-    def __init__(self, lane: int) -> None:
+    def __init__(self, run: Callable[[], Any], name: str) -> None:
         _flush(sys.stdout, sys.stderr)      # nothing buffered is written twice
-        self.lane = lane
+        self.name = name
         read, write = os.pipe()
         self.pid = os.fork()
-        if self.pid == 0:               # the worker: never returns
+        if self.pid == 0:               # the child: never returns
             os.close(read)
-            _work(lane, write)
+            _answer(run, name, write)
         os.close(write)
         self.pipe = read
 
+    def stop(self) -> None:
+        """End the process now (its results are not wanted)."""
+        import signal
+
+        with contextlib.suppress(OSError):
+            os.kill(self.pid, signal.SIGKILL)
+
     def result(self) -> tuple[bool, Any]:
-        """(True, the lane's pairs) or (False, the exception it raised), once it ended."""
+        """(True, what the function returned) or (False, the exception it raised), once
+        the process ended."""
         import pickle
 
         chunks = []
@@ -117,37 +171,37 @@ class _Worker:
             _, status = os.waitpid(self.pid, 0)
         try:
             return pickle.loads(b"".join(chunks))
-        except Exception:   # noqa: BLE001 - nothing, or a part: the worker died
+        except Exception:   # noqa: BLE001 - nothing, or a part: the process died
             code = os.waitstatus_to_exitcode(status)
             how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
-            return False, WorkerDied(f"the process of lane {self.lane} ended without its "
+            return False, WorkerDied(f"the process of {self.name} ended without its "
                                      f"results ({how})")
 
 
 class WorkerDied(RuntimeError):
-    """A forked worker ended without sending its results (killed, or out of memory)."""
+    """A forked process ended without sending its results (killed, or out of memory)."""
 
 
-def _work(lane: int, pipe: int) -> None:
-    """Run LANE in this forked worker, send its pairs (or what it raised) down PIPE, and
+def _answer(run: Callable[[], Any], name: str, pipe: int) -> None:
+    """Run RUN in this forked process, send what it returned (or raised) down PIPE, and
     leave without running the exit handlers of the process it was forked from."""
     import pickle
 
     code = 1
     try:
         try:
-            message = (True, _lane(lane))
-        except BaseException as exc:    # noqa: BLE001 - every failure goes to the first lane
+            message = (True, run())
+        except BaseException as exc:    # noqa: BLE001 - every failure goes to the parent
             message = (False, exc)
         try:
             data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
         except Exception as exc:        # noqa: BLE001 - an exception that does not pickle
-            data = pickle.dumps((False, RuntimeError(f"lane {lane}: {message[1]!r} ({exc})")))
+            data = pickle.dumps((False, RuntimeError(f"{name}: {message[1]!r} ({exc})")))
         with os.fdopen(pipe, "wb") as out:
             out.write(data)
         code = 0
     finally:
-        _flush(sys.stdout, sys.stderr)      # what the lane printed (a warning) is kept
+        _flush(sys.stdout, sys.stderr)      # what the process printed (a warning) is kept
         os._exit(code)
 
 
@@ -183,29 +237,50 @@ class _Ends:
     """The two ends of each segment still to do, shared by the processes: lane 2s is the
     front of segment s, lane 2s + 1 its back (with an odd number of lanes, the last
     segment has a front lane only).  They sit in a shared anonymous mapping, and a byte in
-    a pipe is the lock that makes a claim whole."""
+    a pipe is the lock that makes a claim whole.  Until the series' length is known
+    (``known``), the first segment has no back end: lane 0 alone claims, from the start."""
 
-    def __init__(self, n: int, lanes: int) -> None:
+    _OPEN = 1 << 62     # the back end of a segment whose length is not known yet
+
+    def __init__(self, lanes: int) -> None:
         import mmap
 
         segments = -(-lanes // 2)
+        self._map = mmap.mmap(-1, 16 * segments)            # shared with forked processes
+        self.ends = memoryview(self._map).cast("q")
+        self.ends[0], self.ends[1] = 0, self._OPEN
+        for s in range(1, segments):
+            self.ends[2 * s], self.ends[2 * s + 1] = 1, 0     # empty until known
+        self._take, self._give = os.pipe()
+        os.write(self._give, b"\0")
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        os.read(self._take, 1)          # the lock: one byte, taken by one process at a time
+        try:
+            yield
+        finally:
+            os.write(self._give, b"\0")
+
+    def known(self, n: int, lanes: int) -> None:
+        """The series has N steps, shared by LANES lanes: each segment's ends (the first
+        segment's front where lane 0 has come to)."""
         widths = [2] * (lanes // 2) + [1] * (lanes % 2)    # lanes per segment
         bounds, done = [0], 0
         for w in widths:
             done += w
             bounds.append(round(n * done / lanes))
-        self._map = mmap.mmap(-1, 16 * segments)            # shared with forked processes
-        self.ends = memoryview(self._map).cast("q")
-        for s in range(segments):
-            self.ends[2 * s], self.ends[2 * s + 1] = bounds[s], bounds[s + 1] - 1
-        self._take, self._give = os.pipe()
-        os.write(self._give, b"\0")
+        with self._locked():
+            front = self.ends[0]
+            self.ends[1] = max(bounds[1], front) - 1
+            for s in range(1, len(widths)):
+                self.ends[2 * s] = max(bounds[s], front)
+                self.ends[2 * s + 1] = bounds[s + 1] - 1
 
     def claim(self, lane: int) -> int | None:
         """The next step for LANE, or None when its segment is done."""
         s, back = divmod(lane, 2)
-        os.read(self._take, 1)          # the lock: one byte, taken by one process at a time
-        try:
+        with self._locked():
             front, last = self.ends[2 * s], self.ends[2 * s + 1]
             if front > last:
                 return None
@@ -214,8 +289,6 @@ class _Ends:
                 return last
             self.ends[2 * s] = front + 1
             return front
-        finally:
-            os.write(self._give, b"\0")
 
     def close(self) -> None:
         """Give back the pipe and the mapping (the processes that use them are done)."""
@@ -226,7 +299,7 @@ class _Ends:
 
 
 class _Work(Struct):
-    steps: list[Step]
+    steps: Made
     incremental: bool
     start: Neighbour | None
     ends: _Ends
@@ -261,7 +334,9 @@ def _lane(lane: int) -> list[tuple[int, Pair]]:
     # functions the series edits (see _forward).
     with _mode(work.incremental), in_process_only():
         while (k := work.ends.claim(lane)) is not None:
-            step = work.steps[k]
+            step = work.steps.get(k)
+            if step is None:
+                break           # lane 0, before the series' length was known: it is done
             pair = _backward(step, previous, work.incremental) if back \
                 else _step(step, previous, work.incremental)
             if work.incremental:

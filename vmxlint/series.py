@@ -8,12 +8,14 @@ patch introduces, resolves, or leaves unanalysed.
 from __future__ import annotations
 
 import functools
+from typing import Iterator
 
 from msgspec import Struct, field
 
 from vmxlint.analysis import BLIND, MAX_PATCHES, UNANALYSED, Analysis, inputs
 from vmxlint.findings import Finding, PatchRef, compare
 from vmxlint.incremental import Neighbour
+from vmxlint.jobs import Step
 from vmxlint.tree import NESTED_C, Tree, lines
 
 
@@ -46,20 +48,59 @@ def check(mails: list, tree: Tree, include_existing: bool = False,
     findings are the same without (the tests compare both ways).  ``jobs``: processes the
     analyses are spread over (vmxlint.jobs)."""
     from vmxlint.anchor import on_hunk
-    from vmxlint.jobs import Step, analyse_steps
+    from vmxlint.jobs import analyse_steps
+
+    # The patches are applied in order (cheap) as the images are analysed (the cost,
+    # spread over ``jobs``, which may start before the last patch is applied); then each
+    # patch's findings are judged, in order.
+    got = _Applied()
+    pairs = analyse_steps(_apply(mails, tree, got), incremental, jobs, base)
+    events, steps = got.events, got.steps
+    last = Neighbour(pairs[-1][1], steps[-1].after.read(NESTED_C) or "") if pairs else base
+    out: list[Finding] = []
+    broken: dict[tuple, PatchRef] = {}    # unanalysed parts, by the patch that caused them
+    notes: dict[str, None] = {}           # fallbacks and other notes, each once, in order
+    for event in events:
+        if isinstance(event, Finding):
+            out.append(event)
+            continue
+        k, ref, applied = event
+        before, after_a = pairs[k]
+        seen = _Blind(before, steps[k].before, steps[k].after, applied, broken, ref)
+        spans = {NESTED_C: after_a.spans}
+        for f in compare(before.findings, after_a.findings):
+            f = on_hunk(seen.judge(f), applied, spans)
+            if f.status == "existing" and not include_existing:
+                continue
+            out.append(f.with_(patch=ref))
+        notes.update(dict.fromkeys(before.notes + after_a.notes))
+    return CheckResult(findings=out, mails=got.raw, usable=got.usable, notes=list(notes),
+                       last=last)
+
+
+class _Applied:
+    """What applying a series gave besides its steps: the events to judge in order
+    (findings, and (step, patch, applied patch) triples), the steps made so far, the mails
+    by patch, and how many patches applied."""
+
+    def __init__(self) -> None:
+        self.events: list[Finding | tuple] = []
+        self.steps: list[Step] = []
+        self.raw: dict[PatchRef, str] = {}
+        self.usable = 0
+
+
+def _apply(mails: list, tree: Tree, got: _Applied) -> Iterator[Step]:
+    """Apply the series in order, in memory: the steps that change what is analysed, as
+    each is made (what else applying gives goes to GOT)."""
     from vmxlint.model import load_model
     from vmxlint.patch import apply_patch
 
     model = load_model()
-    # First the patches are applied, in order (cheap); then the images are analysed (the
-    # cost, spread over ``jobs``); then each patch's findings are judged, in order.
-    events: list[Finding | tuple] = []
-    raw: dict[PatchRef, str] = {}
-    usable = 0
+    events, raw = got.events, got.raw
     current = tree
     stopped: PatchRef | None = None     # the patch at which git am would have stopped
     patches = 0
-    steps: list[Step] = []
     for mail in mails:
         ref = patch_ref(mail)
         raw[ref] = mail.raw
@@ -86,32 +127,14 @@ def check(mails: list, tree: Tree, include_existing: bool = False,
         if not applied.usable:
             stopped = ref
             continue
-        usable += 1
+        got.usable += 1
         after = current.with_overlay(applied.files)
         if any(p in inputs() for p in applied.files):
-            events.append((len(steps), ref, applied))
-            steps.append(Step(current, after))
+            events.append((len(got.steps), ref, applied))
+            step = Step(current, after)
+            got.steps.append(step)
+            yield step
         current = after
-    pairs = analyse_steps(steps, incremental, jobs, base)
-    last = Neighbour(pairs[-1][1], steps[-1].after.read(NESTED_C) or "") if pairs else base
-    out: list[Finding] = []
-    broken: dict[tuple, PatchRef] = {}    # unanalysed parts, by the patch that caused them
-    notes: dict[str, None] = {}           # fallbacks and other notes, each once, in order
-    for event in events:
-        if isinstance(event, Finding):
-            out.append(event)
-            continue
-        k, ref, applied = event
-        before, after_a = pairs[k]
-        seen = _Blind(before, steps[k].before, steps[k].after, applied, broken, ref)
-        spans = {NESTED_C: after_a.spans}
-        for f in compare(before.findings, after_a.findings):
-            f = on_hunk(seen.judge(f), applied, spans)
-            if f.status == "existing" and not include_existing:
-                continue
-            out.append(f.with_(patch=ref))
-        notes.update(dict.fromkeys(before.notes + after_a.notes))
-    return CheckResult(findings=out, mails=raw, usable=usable, notes=list(notes), last=last)
 
 
 # Findings that say part of the analysis did not run (UNANALYSED) are never hidden as
