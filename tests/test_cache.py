@@ -395,3 +395,72 @@ def test_a_stored_analysis_is_smaller_and_a_dangling_reference_a_miss(cdir):
     assert _cached(K) is None
     cache.put(K, entry)
     assert _cached(K) == msgspec.json.decode(msgspec.json.encode(a), type=Analysis)
+
+
+def test_much_to_write_is_written_by_a_process_the_next_run_waits_for(cdir, monkeypatch):
+    """At the end of a run with much to write, a forked process writes it while the run
+    leaves (``cache.finish``); it holds the directory's lock until it has written, and a
+    run that reads the cache waits for it."""
+    import fcntl
+
+    gate_r, gate_w = os.pipe()
+    here = os.getpid()
+
+    def hook():
+        if os.getpid() != here:
+            os.read(gate_r, 1)          # the writer waits until the test lets it go on
+        cache.put(K, "written")
+
+    monkeypatch.setattr(cache, "_AT_EXIT", [hook])
+    monkeypatch.setattr(cache, "_PENDING", {hook: lambda: cache.WRITE_BEHIND_AT})
+    pid = cache.finish()
+    assert pid is not None
+    try:
+        fd = os.open(cdir / ".writing", os.O_RDONLY)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)      # the writer holds it
+        finally:
+            os.close(fd)
+        assert not (cdir / f"{K}.json").exists()
+        os.write(gate_w, b"x")
+        cache._waited.discard(str(cdir))        # as a run that starts now
+        assert cache.get(K, str) == "written"   # it waited for the writer
+    finally:
+        os.write(gate_w, b"x")
+        os.waitpid(pid, 0)
+        os.close(gate_r)
+        os.close(gate_w)
+
+
+def test_little_to_write_is_written_before_the_run_ends(cdir, monkeypatch):
+    def hook():
+        cache.put(K, "here")
+
+    monkeypatch.setattr(cache, "_AT_EXIT", [hook])
+    monkeypatch.setattr(cache, "_PENDING", {hook: lambda: cache.WRITE_BEHIND_AT - 1})
+    assert cache.finish() is None and cache.get(K, str) == "here"
+    assert not (cdir / ".writing").exists()
+
+
+def test_the_console_script_leaves_what_it_would_write_itself(tmp_path):
+    """An audit with an empty cache ends with much to write (the trees, the walk's
+    summaries): what the process forked for it leaves is what the run writes itself."""
+    import subprocess
+    import sys
+
+    tree = ROOT / "fixtures" / "trees" / "shape-modern"
+    inline = "from vmxlint import cache, cli; cache.WRITE_BEHIND_AT = 1 << 30; cli.run()"
+    out = {}
+    for how, argv in (("behind", ["-m", "vmxlint"]), ("inline", ["-c", inline])):
+        d = tmp_path / how
+        env = {**os.environ, "VMXLINT_CACHE_DIR": str(d)}
+        env.pop("VMXLINT_NO_CACHE", None)
+        proc = subprocess.run([sys.executable, *argv, "audit", "--tree", str(tree)],
+                              env=env, capture_output=True, text=True, cwd=tmp_path)
+        assert proc.returncode in (0, 1), proc.stderr
+        cache.wait_for_writers(d)
+        out[how] = (proc.stdout, sorted(p.name for p in d.glob("*.json")),
+                    (d / ".writing").exists())
+    assert out["behind"][:2] == out["inline"][:2] and len(out["inline"][1]) > 5
+    assert out["behind"][2] and not out["inline"][2]

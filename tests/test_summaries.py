@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from test_incremental import _edit_body
-from vmxlint import sites
+from vmxlint import cache, sites
 from vmxlint.cfront import parse_unit, walk
 from vmxlint.facts import controls
 from vmxlint.logic import render
@@ -359,6 +359,7 @@ def test_a_new_process_checks_with_the_summaries_an_audit_left(tmp_path):
                               capture_output=True, text=True, timeout=600)
 
     assert vmxlint("audit", "--tree", str(tree), env=cached).returncode in (0, 1)
+    cache.wait_for_writers(tmp_path / "cache")     # written by a process of its own
     walks = [p for p in (tmp_path / "cache").iterdir() if b"vmxlint-walk 2" in p.read_bytes()]
     assert len(walks) == 1, "the audit left no summaries"
     left = walks[0].read_bytes()

@@ -13,13 +13,16 @@ Any failure (short, corrupt, foreign, not a regular file, wrong key or checksum,
 shape) is a miss and the result is recomputed.  Special files are never opened
 blockingly (lstat, then ``O_NONBLOCK | O_NOFOLLOW``).
 
-Writes go to a ``.tmp-*`` file in the directory, renamed into place, removed on
-failure (and swept after an hour if a killed process left one; so are the pickle
-subdirectories of earlier versions).  Size cap: ``MAX_BYTES`` (64 MiB) over all
-entries; the oldest entries by mtime (a hit refreshes it) are removed until the total
-fits, on a process's first write and then whenever what it wrote since may have filled
-the room it saw (a series writes two entries a patch; scanning the directory after
-each cost more than writing them).  Processes writing at once may each leave the
+Writes go to a ``.tmp-*`` file in the directory, renamed into place, removed on failure
+(and swept after an hour if a killed process left one; so are the pickle subdirectories
+of earlier versions).  What a run keeps to write at its end (the trees it parsed, the
+walk's summaries) is written by a process forked for it when it is much (`finish`): that
+process holds an exclusive ``flock`` on ``.writing`` in the directory while it writes,
+and a run takes it shared before its first read.  Size cap: ``MAX_BYTES`` (64 MiB) over
+all entries; the oldest entries by mtime (a hit refreshes it) are removed until the
+total fits, on a process's first write and then whenever what it wrote since may have
+filled the room it saw (a series writes two entries a patch; scanning the directory
+after each cost more than writing them).  Processes writing at once may each leave the
 directory over the cap by what the others wrote meanwhile, until their next scan.
 Callers put the package's code (``code_digest()``), the rules, the tree inputs and
 the patch in the key.
@@ -27,6 +30,7 @@ the patch in the key.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import hashlib
 import os
@@ -76,6 +80,7 @@ def cache_dir() -> Path | None:
             print(f"vmxlint: cache directory {escape_text(str(d))} is not private ({why}); "
                   "running without cache", file=sys.stderr)
         return None
+    _wait_once(d)
     return d
 
 
@@ -138,14 +143,18 @@ def get(k: str, kind: type[T]) -> T | None:
 
 
 _AT_EXIT: list[Callable[[], None]] = []
+_PENDING: dict[Callable[[], None], Callable[[], int]] = {}
 
 
-def at_exit(fn: Callable[[], None]) -> None:
+def at_exit(fn: Callable[[], None], pending: Callable[[], int] | None = None) -> None:
     """Write what fn keeps pending when the process ends: at interpreter exit, or before
-    the console script leaves without tearing the interpreter down (`run_exit_hooks`)."""
+    the console script leaves without tearing the interpreter down (`finish`).  PENDING
+    says how many entries fn would write now (a large one counts for several)."""
     if fn not in _AT_EXIT:
         _AT_EXIT.append(fn)
         atexit.register(fn)
+    if pending is not None:
+        _PENDING[fn] = pending
 
 
 def run_exit_hooks() -> None:
@@ -155,6 +164,101 @@ def run_exit_hooks() -> None:
             fn()
         except Exception:   # noqa: BLE001 - a cache write never fails a run
             pass
+
+
+# Entries pending at the end of a run worth a process of their own: writing 16 costs
+# some 10 ms, a fork 2-4 ms.  An analysis from scratch leaves 40-50 (30-50 ms).
+WRITE_BEHIND_AT = 16
+# How long a run waits at most for the writes of the run before it (then it goes on: an
+# entry not there yet is a miss, recomputed).
+WAIT_AT_MOST = 5.0
+_WRITING = ".writing"           # the lock file in the cache directory
+
+
+def finish() -> int | None:
+    """Write what the `at_exit` functions keep pending, as the console script ends.
+
+    When it is much, a process forked for it writes it (its pid is returned), and this
+    one leaves at once: a user or a bot waiting for the run need not wait for the cache.
+    That process holds an exclusive lock on a file in the cache directory until it is
+    done, and every run takes the lock shared before it reads the cache (`cache_dir`), so
+    a run started right after this one reads all it wrote."""
+    weight = 0
+    for fn in list(_AT_EXIT):
+        with contextlib.suppress(Exception):    # a cache write never fails a run
+            weight += _PENDING[fn]() if fn in _PENDING else 0
+    d = cache_dir() if weight >= WRITE_BEHIND_AT and hasattr(os, "fork") else None
+    lock = _lock_for_writing(d) if d is not None else None
+    if lock is None:
+        run_exit_hooks()
+        return None
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(lock)
+        run_exit_hooks()
+        return None
+    if pid == 0:                # the writer: nothing of it reaches the run's output
+        try:
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            run_exit_hooks()
+        finally:
+            os._exit(0)
+    os.close(lock)              # the writer's copy keeps the lock until it ends
+    return pid
+
+
+def _lock_for_writing(d: Path) -> int | None:
+    """An exclusive lock on the cache directory's lock file, or None (taken by another
+    writer, or no lock to be had here: then the entries are written in this process)."""
+    try:
+        import fcntl
+        fd = os.open(d / _WRITING, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK,
+                     0o600)
+    except (ImportError, OSError):
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+_waited: set[str] = set()
+
+
+def _wait_once(d: Path) -> None:
+    """`wait_for_writers`, the first time this process reads D."""
+    if str(d) not in _waited:
+        _waited.add(str(d))
+        wait_for_writers(d)
+
+
+def wait_for_writers(d: Path) -> None:
+    """Wait until no run writes into D (its lock taken shared, then given back), for
+    ``WAIT_AT_MOST`` seconds at most."""
+    try:
+        import fcntl
+        fd = os.open(d / _WRITING, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except (ImportError, OSError):
+        return                  # no writer ever ran here
+    try:
+        deadline = time.monotonic() + WAIT_AT_MOST
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.002)
+            except OSError:
+                return
+    finally:
+        os.close(fd)
 
 
 def put(k: str, value: Any) -> None:

@@ -112,7 +112,8 @@ def run() -> NoReturn:
 
     A check leaves some 10^5 objects (syntax trees, guards, BDD nodes) that teardown would
     free one by one, 0.15 s of a 0.5 s run; there is nothing left to release.  What must
-    outlive the process is written first: what the cache keeps pending, the streams.
+    outlive the process is written first: the streams, then what the cache keeps pending
+    (by a process of its own when it is much: `vmxlint.cache.finish`).
 
     Those objects live to the end, and few form cycles: with Python's default threshold
     (a collection every 700 allocations) the collector traverses them again and again as
@@ -120,9 +121,6 @@ def run() -> NoReturn:
     allocations costs about 1 MB more at the peak."""
     gc.set_threshold(100_000, 20, 20)
     code = main()
-    cache = sys.modules.get("vmxlint.cache")
-    if cache is not None:
-        cache.run_exit_hooks()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -130,6 +128,9 @@ def run() -> NoReturn:
             _stdout_gone()
         except (OSError, ValueError):
             pass
+    cache = sys.modules.get("vmxlint.cache")
+    if cache is not None:
+        cache.finish()      # in a process of its own when there is much to write
     os._exit(code)
 
 

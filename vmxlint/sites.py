@@ -178,7 +178,7 @@ def _load(memo: SummaryMemo, model: "Model", store: str) -> None:
     from vmxlint import cache, walkstore
     from vmxlint.cfront import lazy, walk
 
-    cache.at_exit(save_summaries)
+    cache.at_exit(save_summaries, pending=lambda: SUMMARIES_WEIGHT * len(_to_save()))
     text = cache.get(store, str)
     if text is None:
         return
@@ -200,15 +200,26 @@ def save_summaries() -> None:
     from vmxlint import cache, walkstore
     from vmxlint.cfront import lazy, walk
 
-    for model, memo, store in list(_summaries.values()):
-        if store is None or not memo.recorded:
-            continue
-        if memo.loaded and 4 * len(memo.recorded) <= len(memo):
-            continue
+    for memo, store in _to_save():
         cache.put(store, walkstore.encode(list(memo.items()), walk.TRACKED_PARAMS,
                                           lazy.PARSED_FINE))
         memo.recorded.clear()
         memo.loaded = len(memo)
+
+
+def _to_save() -> list[tuple[SummaryMemo, str]]:
+    out = []
+    for _, memo, store in list(_summaries.values()):
+        if store is None or not memo.recorded:
+            continue
+        if memo.loaded and 4 * len(memo.recorded) <= len(memo):
+            continue
+        out.append((memo, store))
+    return out
+
+
+# A scope's summaries are one large entry: as much to write as this many trees.
+SUMMARIES_WEIGHT = 16
 
 
 class _Predicates:

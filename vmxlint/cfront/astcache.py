@@ -38,7 +38,9 @@ __all__ = ("Stats", "stats", "parse_function", "encode", "decode", "clear", "flu
 
 FORMAT = "vmxlint-ast 1"
 MEMO_SIZE = 1024           # trees (and encoded trees) kept in process, each
-FLUSH_AT = 16              # disk writes are batched: one eviction pass per batch
+# Disk writes are batched (one eviction pass per batch), mostly into one at the end of
+# the run, which `vmxlint.cache.finish` may hand to a process of its own.
+FLUSH_AT = 256
 
 
 class Stats(Struct):
@@ -278,7 +280,7 @@ def _store(k: str, tree: "c_ast.FuncDef", path: str, line: int) -> None:
         if not _registered:
             from vmxlint import cache
 
-            cache.at_exit(flush)
+            cache.at_exit(flush, pending=lambda: len(_pending))
             _registered = True
         full = len(_pending) >= FLUSH_AT
     if full:
