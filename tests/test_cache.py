@@ -433,12 +433,18 @@ def test_much_to_write_is_written_by_a_process_the_next_run_waits_for(cdir, monk
         os.close(gate_w)
 
 
-def test_little_to_write_is_written_before_the_run_ends(cdir, monkeypatch):
+@pytest.mark.parametrize("how", ["little", "first process"])
+def test_little_to_write_is_written_before_the_run_ends(cdir, monkeypatch, how):
+    """Little to write is written in the run; so is anything by a container's first
+    process (pid 1), whose children end with it."""
     def hook():
         cache.put(K, "here")
 
+    pending = cache.WRITE_BEHIND_AT - 1 if how == "little" else cache.WRITE_BEHIND_AT
+    if how == "first process":
+        monkeypatch.setattr(os, "getpid", lambda: 1)
     monkeypatch.setattr(cache, "_AT_EXIT", [hook])
-    monkeypatch.setattr(cache, "_PENDING", {hook: lambda: cache.WRITE_BEHIND_AT - 1})
+    monkeypatch.setattr(cache, "_PENDING", {hook: lambda: pending})
     assert cache.finish() is None and cache.get(K, str) == "here"
     assert not (cdir / ".writing").exists()
 

@@ -187,7 +187,9 @@ def finish() -> int | None:
     for fn in list(_AT_EXIT):
         with contextlib.suppress(Exception):    # a cache write never fails a run
             weight += _PENDING[fn]() if fn in _PENDING else 0
-    d = cache_dir() if weight >= WRITE_BEHIND_AT and hasattr(os, "fork") else None
+    # A container's first process writes itself: its children die with it.
+    d = cache_dir() if weight >= WRITE_BEHIND_AT and hasattr(os, "fork") \
+        and os.getpid() != 1 else None
     lock = _lock_for_writing(d) if d is not None else None
     if lock is None:
         run_exit_hooks()
