@@ -202,9 +202,10 @@ def finish() -> int | None:
         return None
     if pid == 0:                # the writer: nothing of it reaches the run's output
         try:
-            null = os.open(os.devnull, os.O_RDWR)
-            for fd in (0, 1, 2):
-                os.dup2(null, fd)
+            with contextlib.suppress(OSError):
+                null = os.open(os.devnull, os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(null, fd)
             run_exit_hooks()
         finally:
             os._exit(0)
