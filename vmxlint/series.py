@@ -15,7 +15,7 @@ from msgspec import Struct, field
 from vmxlint.analysis import BLIND, MAX_PATCHES, UNANALYSED, Analysis, inputs
 from vmxlint.findings import Finding, PatchRef, compare
 from vmxlint.incremental import Neighbour
-from vmxlint.jobs import Step
+from vmxlint.jobs import Step, analyse_steps
 from vmxlint.tree import NESTED_C, Tree, lines
 
 
@@ -48,7 +48,6 @@ def check(mails: list, tree: Tree, include_existing: bool = False,
     findings are the same without (the tests compare both ways).  ``jobs``: processes the
     analyses are spread over (vmxlint.jobs)."""
     from vmxlint.anchor import on_hunk
-    from vmxlint.jobs import analyse_steps
 
     # The patches are applied in order (cheap) as the images are analysed (the cost,
     # spread over ``jobs``, which may start before the last patch is applied); then each
