@@ -110,6 +110,31 @@ def test_index_lines_ignore_hunk_text_that_looks_like_a_header():
     assert [(e.old, e.pre) for e in index_lines(diff)] == [("x.c", "1234567")]
 
 
+def test_a_diff_without_index_lines_is_applied_to_the_tree_without_asking_git(
+        tmp_path, monkeypatch):
+    """No pre-image can be named without index lines, so git is not run at all (it was a
+    process of its own, 2 ms of a check); a series of which one diff has them is no
+    different."""
+    from vmxlint import gitrange
+    from vmxlint.mail import read_mails
+    from vmxlint.tree import Tree
+
+    def no_git(*args, **kwargs):
+        raise AssertionError(f"git was run: {args[1:]}")
+
+    monkeypatch.setattr(gitrange, "git", no_git)
+    bare = "--- a/x.c\n+++ b/x.c\n@@ -1 +1 @@\n-a\n+b\n"
+    named = "diff --git a/y.c b/y.c\nindex 1234567..89abcde 100644\n" + bare.replace("x.c", "y.c")
+    tree = Tree(tmp_path)
+    for diffs in ([bare], [named, bare]):
+        mails = [read_mails(f"Subject: [PATCH {i + 1}/{len(diffs)}] x\n\n---\n{d}".encode(),
+                            "t")[0] for i, d in enumerate(diffs)]
+        assert all(m.diff for m in mails)
+        assert gitrange.base_for(tree, mails) is tree
+    with pytest.raises(AssertionError, match="git was run"):
+        gitrange.base_for(tree, mails[:1])      # index lines only: git is asked
+
+
 # ---------------------------------------------------------------------- --git A..B
 
 @pytest.mark.kernel

@@ -209,7 +209,10 @@ def base_for(tree: Tree, mails: list) -> Tree:
     """The tree to apply mails to: the tree itself, or, when it already holds them (its
     files are at the diffs' post-image blobs, or the series does not apply to it), the
     pre-image the diffs' index lines name."""
-    if not any(m.diff.strip() for m in mails) or not is_repo(tree.root):
+    diffs = [m.diff for m in mails if m.diff.strip()]
+    # A diff without index lines names no pre-image (`preimage_tree`): the tree is the
+    # base, and git (a process of its own, 2 ms of a check) need not be asked anything.
+    if not diffs or not all(index_lines(d) for d in diffs) or not is_repo(tree.root):
         return tree
     if not _holds(tree, _last_posts(mails)) and _applies(tree, mails):
         return tree
