@@ -293,16 +293,75 @@ def test_old_pickle_entries_are_swept(cdir):
     assert cache.get(K, Analysis) == sample()
 
 
-def test_code_digest_covers_the_package(tmp_path):
+def test_code_digest_covers_the_package(tmp_path, cdir):
     d = cache.code_digest()
     assert len(d) == 64 and d == cache.code_digest()
     pkg = tmp_path / "vmxlint"
     shutil.copytree(ROOT / "vmxlint", pkg, ignore=shutil.ignore_patterns("__pycache__"))
-    digest = cache._digest_py.__wrapped__   # the uncached function
-    before = digest(pkg)
+    digest = cache.files_digest.__wrapped__   # the function without its in-process memo
+    before = digest(pkg, ".py")
     with open(pkg / "checks" / "__init__.py", "a", encoding="utf-8") as fh:
         fh.write("# changed\n")
-    assert digest(pkg) != before
+    assert digest(pkg, ".py") != before
+    (pkg / "checks" / "__pycache__").mkdir()
+    (pkg / "checks" / "__pycache__" / "stray.py").write_text("x = 1\n")
+    (pkg / "notes.txt").write_text("not code\n")
+    assert digest(pkg, ".py") == digest(pkg, ".py") != before
+
+
+def test_files_digest_is_kept_under_the_files_stat(tmp_path, cdir, monkeypatch):
+    """A run reads and hashes the files only when their stat changed since a run saw
+    them; another file with the same name, size and time is the one case it misses (as
+    Python's own check of a .pyc does)."""
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "a.py").write_text("a = 1\n")
+    (pkg / "sub" / "b.py").write_text("b = 2\n")
+    digest = cache.files_digest.__wrapped__
+    first = digest(pkg, ".py")
+    reads = []
+    real = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self) or real(self))
+    assert digest(pkg, ".py") == first and reads == []
+    os.utime(pkg / "sub" / "b.py", ns=(1, 1))           # same bytes, another time
+    assert digest(pkg, ".py") == first and len(reads) == 2
+    stamp = os.stat(pkg / "a.py")
+    (pkg / "a.py").write_text("a = 3\n")               # same size and time: kept digest
+    os.utime(pkg / "a.py", ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert digest(pkg, ".py") == first
+    os.utime(pkg / "a.py", ns=(2, 2))
+    assert digest(pkg, ".py") != first
+
+
+def test_the_model_is_kept_as_it_was_read(tmp_path, cdir, monkeypatch):
+    """A run takes the model from the cache, regular expressions compiled again from
+    their source, equal to the one read from the files; changed rules, or a damaged
+    entry, are read again."""
+    from vmxlint import model
+    from vmxlint.model_paths import rules_dir
+
+    rules = tmp_path / "rules"
+    shutil.copytree(rules_dir(), rules)
+    load = model._load.__wrapped__             # without the in-process memo
+    fresh = model._read(rules)
+    assert fresh.values and fresh.caches.effects
+    assert load(rules) == fresh                 # read, then kept
+    real_read = model._read
+    monkeypatch.setattr(model, "_read", lambda d: pytest.fail("read again"))
+    kept = load(rules)
+    assert kept == fresh and kept is not fresh
+    assert all(type(v.pattern) is type(fresh.values[0].pattern) for v in kept.values)
+    (entry,) = [p for p in entry_files(cdir) if b"vx_vmcs_" not in p.read_bytes()
+                and b'"rules":' in p.read_bytes()]
+    entry.write_bytes(entry.read_bytes().replace(b'"rules":', b'"rulez":'))
+    monkeypatch.setattr(model, "_read", real_read)
+    assert load(rules) == fresh                 # damaged: a miss, read again
+    toml = rules / "model" / "caches.toml"
+    toml.write_text(toml.read_text() + "\n# an edit\n")
+    cache.files_digest.cache_clear()            # as a new process
+    reads = []
+    monkeypatch.setattr(model, "_read", lambda d: reads.append(d) or real_read(d))
+    assert load(rules) == fresh and reads == [rules]
 
 
 @settings(max_examples=200, deadline=None,

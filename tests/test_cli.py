@@ -85,6 +85,22 @@ def test_rules_lists_every_code(cli_env):
     assert {"VMX001", "VMX002", "VMX201", "VMX202", "VMX301", "VMX403"} <= set(by_code)
 
 
+def test_commands_import_msgspec_without_typing_extensions(cli_env):
+    """msgspec then takes get_type_hints from typing (`cli._import_msgspec`), and
+    typing_extensions stays importable for whatever else wants it."""
+    pytest.importorskip("typing_extensions")
+    probe = ("import sys, typing\n"
+             "from vmxlint import cli\n"
+             "assert cli.main(['rules']) == 0\n"
+             "import msgspec._utils as u\n"
+             "import typing_extensions\n"
+             "print(u._get_type_hints is typing.get_type_hints, typing_extensions.__name__)\n")
+    proc = subprocess.run([sys.executable, "-c", probe], env=cli_env, capture_output=True,
+                          timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode().splitlines()[-1] == "True typing_extensions"
+
+
 def test_explain(cli_env):
     proc = vmxlint_run(cli_env, "explain", "VMX101")
     out, err = text(proc)

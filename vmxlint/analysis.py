@@ -64,16 +64,7 @@ class Analysis(Struct, forbid_unknown_fields=True):
 def _rules_digest() -> str:
     from vmxlint.model_paths import rules_dir
 
-    return _digest_of(rules_dir())
-
-
-@functools.lru_cache(maxsize=4)
-def _digest_of(directory: Path) -> str:
-    """Hash of the rule data: read once per process, not once per analysed image."""
-    parts = []
-    for p in sorted(directory.rglob("*.toml")):
-        parts.append(p.name + p.read_text(encoding="utf-8"))
-    return cache.key(*parts)
+    return cache.files_digest(rules_dir(), ".toml")
 
 
 @functools.lru_cache(maxsize=2)
@@ -102,7 +93,8 @@ def entry_path(tree: Tree, root: str | None = None):
     root = root or find_root(unit.functions, model)
     if root is None or root not in unit.functions:
         return unit, None
-    bits = controls.load(tree)
+    # Kept by the headers' content: 3-4 ms of every run to find the bits again.
+    bits = _by_content(tree, controls.FILES, lambda: controls.load(tree), controls.Controls)
     path = walk_entry_path(unit.functions, model, root, bits, summaries=not _scratch,
                            store=None if _scratch else _store_key(bits))
     path.notes.extend(bits.fallbacks)

