@@ -2,6 +2,8 @@
 counterexamples included."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,37 @@ def _findings(tree: Path, backend: str, monkeypatch) -> list[dict]:
     monkeypatch.setenv("VMXLINT_NO_CACHE", "1")
     monkeypatch.setenv("VMXLINT_BDD", backend)
     return [f.to_dict() for f in analyse(Tree.open(tree)).findings]
+
+
+def test_import_without_hides_an_optional_dependency_once(tmp_path, monkeypatch) -> None:
+    """`vmxlint.optional.import_without`: the library sees the dependency missing, then
+    it can be imported again; one imported before stays seen."""
+    import importlib
+
+    from vmxlint.optional import import_without
+
+    (tmp_path / "opt_lib.py").write_text(
+        "try:\n    import opt_dep\nexcept ImportError:\n    opt_dep = None\n")
+    (tmp_path / "opt_dep.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("opt_lib", "opt_dep"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    assert import_without("opt_lib", "opt_dep").opt_dep is None
+    assert "opt_dep" not in sys.modules
+    dep = importlib.import_module("opt_dep")                # importable again
+    monkeypatch.delitem(sys.modules, "opt_lib")
+    assert import_without("opt_lib", "opt_dep").opt_dep is dep
+
+
+def test_dd_is_imported_without_networkx() -> None:
+    """dd imports networkx, when it is installed, for a graph export vmxlint does not
+    use (0.3 s and 20 MB); networkx stays importable."""
+    probe = ("import sys\nfrom vmxlint.logic import bdd_class\nbdd_class()\n"
+             "print('networkx' in sys.modules)\nimport networkx\n")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parent.parent, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False"]
 
 
 def test_the_pure_python_backend_can_be_forced(monkeypatch) -> None:

@@ -405,19 +405,10 @@ def bdd_class() -> type:
 
 def _without_networkx(module: str):
     """Import a ``dd`` module without networkx: dd imports it (when present) only for its
-    graph export, which vmxlint does not use, and it costs 0.3 s and 20 MB.  A ``None``
-    in ``sys.modules`` makes that optional import fail as if networkx were absent."""
-    import importlib
-    import sys
+    graph export, which vmxlint does not use, and it costs 0.3 s and 20 MB."""
+    from vmxlint.optional import import_without
 
-    blocked = "networkx" not in sys.modules
-    if blocked:
-        sys.modules["networkx"] = None  # type: ignore[assignment]
-    try:
-        return importlib.import_module(module)
-    finally:
-        if blocked and sys.modules.get("networkx", 0) is None:
-            del sys.modules["networkx"]
+    return import_without(module, "networkx")
 
 
 SMALL_BDD = 64 * 1024 * 1024    # bytes CUDD may plan its tables for
