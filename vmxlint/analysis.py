@@ -205,14 +205,18 @@ atexit.register(_SHARED.clear)
 
 
 def _shared_by_images(model) -> dict:
+    from vmxlint.answers import Book, BookedSolver
     from vmxlint.checks import model_solver
 
     key = (id(model), threading.get_ident())
     held = _SHARED.get(key)
     if held is None:
-        # Made when a check first asks: an image whose fields are all reused needs none.
-        solver = functools.cache(lambda: model_solver(model))
-        held = _SHARED[key] = (model, {"process_solver": solver, "_consumed": {}})
+        # The solver is made when a check first asks what the book of answers an earlier
+        # process left does not hold: an image whose fields are all reused needs none,
+        # nor does one whose re-checked fields ask what the audit of the tree asked.
+        book = Book(cache.key("answers", __version__, cache.code_digest(), _rules_digest()))
+        solver = BookedSolver(lambda: model_solver(model), book)
+        held = _SHARED[key] = (model, {"process_solver": lambda: solver, "_consumed": {}})
         while len(_SHARED) > 8:
             _SHARED.pop(next(iter(_SHARED)), None)
     return held[1]

@@ -7,7 +7,7 @@ how bad it is, the function says when it fires.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping
 
 from msgspec import Struct, field, structs
 
@@ -17,6 +17,9 @@ from vmxlint.logic import TRUE, Atom, Formula, Solver, disj, expand, neg, parse_
 from vmxlint.model import Model
 from vmxlint.runtime import Writer
 from vmxlint.sites import EntryPath, Site
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vmxlint.answers import BookedSolver
 
 Check = Callable[["Context"], Iterable[Finding]]
 MAX_MESSAGE = 199      # a message line stays under 200 characters (details go to JSON)
@@ -72,7 +75,8 @@ class Context(Struct, dict=True):
     rel_path: str = "arch/x86/kvm/vmx/nested.c"
     _consumed: dict[str, Formula] = field(default_factory=dict)
     _whole: "Context | None" = None     # the context a slice was cut from
-    process_solver: "Callable[[], Solver] | None" = None   # one for every image of a process
+    # One for every image of a process, its answers kept on disk (``vmxlint.answers``).
+    process_solver: "Callable[[], Solver | BookedSolver] | None" = None
 
     def _share(self, **changes: object) -> "Context":
         """This context changed, sharing the solver and the consumption conditions."""
@@ -111,7 +115,7 @@ class Context(Struct, dict=True):
         return {n for n in written if n in self.model.fields}
 
     @cached_property
-    def solver(self) -> Solver:
+    def solver(self) -> "Solver | BookedSolver":
         if self._whole is not None:
             return self._whole.solver
         if self.process_solver is not None:
