@@ -235,6 +235,22 @@ def test_rename_without_hunks() -> None:
     assert applied.files == {"old.h": None, "new.h": "a\n"}
 
 
+@pytest.mark.parametrize("old, new", [("a/old.h", "b/new.h "), ("i/old.h", "w/new.h")],
+                         ids=["trailing-blank", "mnemonic-prefixes"])
+def test_damaged_diff_keeps_a_rename_whatever_its_header(old: str, new: str) -> None:
+    """A diff read leniently (its hunk counts are wrong) keeps a rename whose ``diff
+    --git`` line ends in a blank or uses other prefixes than a/ b/ (``git diff`` with
+    ``diff.mnemonicPrefix``): the strict header of the index-line reader once shadowed
+    the lenient one, and such a rename was dropped without a word."""
+    view = Tree(None).with_overlay({"old.h": "x\n", "f.c": "a\nb\n"})
+    diff = (f"diff --git {old} {new}\nsimilarity index 100%\n"
+            "rename from old.h\nrename to new.h\n"
+            "diff --git a/f.c b/f.c\n--- a/f.c\n+++ b/f.c\n@@ -1,5 +1,5 @@\n a\n-b\n+c\n")
+    applied = apply_patch(diff, view)
+    assert applied.files["old.h"] is None and applied.files["new.h"] == "x\n"
+    assert applied.files["f.c"] == "a\nc\n"
+
+
 def test_no_newline_at_end_of_file() -> None:
     view = Tree(None).with_overlay({"f.c": "a\nb\n"})
     diff = "--- a/f.c\n+++ b/f.c\n@@ -1,2 +1,2 @@\n a\n-b\n+c\n\\ No newline at end of file\n"

@@ -33,7 +33,8 @@ MAX_FUZZ = 8
 # when exactly one candidate lies this close to it.
 NEAR_LINES = 100
 
-_HUNK_HEADER = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+# A file's first header line as the lenient reader takes it: any prefixes (mnemonic
+# ``i/`` ``w/``, none), trailing blanks a mail client left.
 _DIFF_GIT = re.compile(r"^diff --git (\S+) (\S+)\s*$")
 _VERSION = re.compile(r"^\d+(\.\d+)+\S*\s*$")
 
@@ -108,7 +109,7 @@ def git_path(path: str) -> str:
 
 
 # The header lines of a git diff that name a file and its blobs (git diff --full-index).
-_DIFF_GIT = re.compile(r"^diff --git a/(\S+) b/(\S+)$")
+_GIT_HEADER = re.compile(r"^diff --git a/(\S+) b/(\S+)$")
 _INDEX = re.compile(r"^index ([0-9a-f]{7,64})\.\.([0-9a-f]{7,64})(?: [0-7]{6})?$")
 _MINUS = re.compile(r"^--- (?:a/(\S+)|/dev/null)\s*$")
 _PLUS = re.compile(r"^\+\+\+ (?:b/(\S+)|/dev/null)\s*$")
@@ -131,7 +132,7 @@ def index_lines(diff: str) -> list[IndexLine]:
     blobs: tuple[str, str] | None = None
     minus: str | None = None
     for line in diff.split("\n"):
-        if m := _DIFF_GIT.match(line):
+        if m := _GIT_HEADER.match(line):
             names, blobs = (m.group(1), m.group(2)), None
         elif blobs is None and (m := _INDEX.match(line)):
             blobs = (m.group(1), m.group(2))
