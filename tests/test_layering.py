@@ -59,3 +59,28 @@ def test_the_cli_calls_the_pipeline_only() -> None:
     pipeline = re.compile(r"from vmxlint\.(mail|tree|dataflow|model|analysis|patch|gitrange)\b"
                           r"|import subprocess")
     assert pipeline.findall(text) == []
+
+
+def test_no_module_binds_a_top_level_name_twice() -> None:
+    """A second module-level binding of a name silently replaces the first for every
+    function of the module (patch.py once held two ``_DIFF_GIT`` patterns, and its
+    lenient reader got the other reader's strict one)."""
+    import ast
+
+    twice = []
+    for name, text in _sources(PACKAGE).items():
+        seen: dict[str, int] = {}
+        for node in ast.parse(text).body:
+            if isinstance(node, ast.Assign):
+                bound = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                bound = [node.target.id] if node.value is not None else []
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                bound = [node.name]
+            else:
+                bound = []
+            for b in bound:
+                if b in seen:
+                    twice.append(f"{name}:{node.lineno}: {b} (first at {seen[b]})")
+                seen.setdefault(b, node.lineno)
+    assert twice == []
