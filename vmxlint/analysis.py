@@ -4,7 +4,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
-import re
 import threading
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -14,6 +13,7 @@ from msgspec import Struct, field, structs
 from vmxlint import __version__, cache
 from vmxlint.findings import Finding, number_occurrences
 from vmxlint.incremental import Neighbour
+from vmxlint.memo import LazyPattern
 from vmxlint.tree import NESTED_C, Tree, TreeError
 from vmxlint.tree import lines as text_lines
 
@@ -550,7 +550,7 @@ def _calls_in(body: str) -> frozenset[str]:
     return frozenset(_CALL.findall(body))
 
 
-_CALL = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
+_CALL = LazyPattern(r"\b([A-Za-z_]\w*)\s*\(")
 
 
 BLIND = "not_analysed"     # detail of a finding that says a whole analysis did not run

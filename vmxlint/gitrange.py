@@ -9,13 +9,13 @@ against the pre-image blobs its ``index <pre>..<post>`` lines name.
 from __future__ import annotations
 
 import hashlib
-import re
 import subprocess
 from pathlib import Path
 from typing import Iterable
 
 from msgspec import Struct, structs
 
+from vmxlint.memo import LazyPattern
 from vmxlint.patch import index_lines
 from vmxlint.tree import Tree, TreeError
 
@@ -23,8 +23,8 @@ __all__ = ["GitError", "check_range", "range_commits", "commit_mail", "index_lin
            "preimage_tree", "base_for"]
 
 # The empty tree: what a root commit is compared against.
-_SHA_RE = re.compile(r"^[0-9a-f]{7,64}$")
-_NULL_RE = re.compile(r"^0+$")
+_SHA_RE = LazyPattern(r"^[0-9a-f]{7,64}$")
+_NULL_RE = LazyPattern(r"^0+$")
 # Only git's extended header lines are read here; hunks are patch.py's business.
 
 

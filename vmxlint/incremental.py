@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping
 from msgspec import Struct, structs
 
 from vmxlint.logic import Formula, atoms, digest, structure
-from vmxlint.memo import kept
+from vmxlint.memo import LazyPattern, kept
 from vmxlint.model import PerModel
 from vmxlint.textdiff import newlines, same_lines
 from vmxlint.tree import lines as text_lines
@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from vmxlint.sites import Site
 
 # A message that names a place: ``prepare_vmcs02():2782`` (Context.where).
-_PLACE = re.compile(r"\b(\w+)\(\):(\d+)\b")
+_PLACE = LazyPattern(r"\b(\w+)\(\):(\d+)\b")
 # Messages this long may have been shortened to fit one line: moved only when the new
 # line numbers have as many digits as the old ones (else the field is checked again).
 _ROOMY = 150
@@ -325,7 +325,7 @@ def _line(path: str, line: int, where: LineMap) -> int | None:
 
 # -- whole images ---------------------------------------------------------------------------
 
-_COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
+_COMMENT = LazyPattern(r"/\*.*?\*/|//[^\n]*", re.S)
 
 
 def skeleton(text: str, spans: Spans, reached: Iterable[str]) -> str:
@@ -342,7 +342,7 @@ def skeleton(text: str, spans: Spans, reached: Iterable[str]) -> str:
 # The last few skeletons: an image's is asked when it is analysed and when the next image
 # asks whether it may take this one's analysis over.
 _SKELETONS: dict[tuple, str] = {}
-_DIRECTIVE = re.compile(r"^[^\S\n]*#.*$", re.M)
+_DIRECTIVE = LazyPattern(r"^[^\S\n]*#.*$", re.M)
 
 
 def _skeleton(text: str, spans: Spans, keep: frozenset[str]) -> str:

@@ -14,7 +14,7 @@ from functools import reduce
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from msgspec import Struct
-from vmxlint.memo import kept
+from vmxlint.memo import LazyPattern, kept
 
 
 class Formula:
@@ -304,7 +304,7 @@ def digest(*parts: str) -> str:
 
 # -- the condition language of rules/model/*.toml -------------------------------------
 
-_TOKEN = re.compile(r"\s*(?:(\()|(\))|(\$?[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*))")
+_TOKEN = LazyPattern(r"\s*(?:(\()|(\))|(\$?[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*))")
 
 
 class ExprError(ValueError):

@@ -17,6 +17,7 @@ from pathlib import Path
 from msgspec import Struct, structs
 
 from vmxlint.errors import VmxlintError
+from vmxlint.memo import LazyPattern
 
 __all__ = ["Mail", "MailError", "read_mails", "read_source"]
 
@@ -52,10 +53,10 @@ MAX_INPUT = 32 * 1024 * 1024
 # "From <sha> Mon Sep 17 00:00:00 2001", "From mboxrd@z Thu Jan  1 00:00:00 1970".
 # Requiring a time keeps a "From " line in prose from splitting a message.
 _MBOX_FROM = re.compile(r"^From \S+ .*\d\d:\d\d:\d\d", re.M)
-_HEADER_LINE = re.compile(r"^[!-9;-~]+:[ \t]")
-_GIT_SHOW = re.compile(r"^commit [0-9a-f]{7,64}\b")
-_ARCHIVE_HEADER = re.compile(r"^(From|Date|Subject|To|Cc|Message-I[Dd]):\s*(.*)$")
-_SIG_VERSION = re.compile(r"^\d+(\.\d+)+\S*\s*$")
+_HEADER_LINE = LazyPattern(r"^[!-9;-~]+:[ \t]")
+_GIT_SHOW = LazyPattern(r"^commit [0-9a-f]{7,64}\b")
+_ARCHIVE_HEADER = LazyPattern(r"^(From|Date|Subject|To|Cc|Message-I[Dd]):\s*(.*)$")
+_SIG_VERSION = LazyPattern(r"^\d+(\.\d+)+\S*\s*$")
 _REPLY = re.compile(r"^(\s*(re|fwd?|aw|sv)\s*:\s*)+", re.I)
 _TAGS = re.compile(r"^\s*\[([^\]]*)\]")
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f]")

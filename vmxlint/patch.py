@@ -15,6 +15,7 @@ import re
 import unidiff
 from msgspec import Struct, field
 
+from vmxlint.memo import LazyPattern
 from vmxlint.tree import Tree, given_lines
 from vmxlint.tree import lines as text_lines
 
@@ -35,8 +36,8 @@ NEAR_LINES = 100
 
 # A file's first header line as the lenient reader takes it: any prefixes (mnemonic
 # ``i/`` ``w/``, none), trailing blanks a mail client left.
-_DIFF_GIT = re.compile(r"^diff --git (\S+) (\S+)\s*$")
-_VERSION = re.compile(r"^\d+(\.\d+)+\S*\s*$")
+_DIFF_GIT = LazyPattern(r"^diff --git (\S+) (\S+)\s*$")
+_VERSION = LazyPattern(r"^\d+(\.\d+)+\S*\s*$")
 
 
 class Problem(Struct, frozen=True):
@@ -111,9 +112,9 @@ def git_path(path: str) -> str:
 # The header lines of a git diff that name a file and its blobs (git diff --full-index).
 _GIT_HEADER = re.compile(r"^diff --git a/(\S+) b/(\S+)$")
 _INDEX = re.compile(r"^index ([0-9a-f]{7,64})\.\.([0-9a-f]{7,64})(?: [0-7]{6})?$")
-_MINUS = re.compile(r"^--- (?:a/(\S+)|/dev/null)\s*$")
-_PLUS = re.compile(r"^\+\+\+ (?:b/(\S+)|/dev/null)\s*$")
-_NULL_BLOB = re.compile(r"^0+$")
+_MINUS = LazyPattern(r"^--- (?:a/(\S+)|/dev/null)\s*$")
+_PLUS = LazyPattern(r"^\+\+\+ (?:b/(\S+)|/dev/null)\s*$")
+_NULL_BLOB = LazyPattern(r"^0+$")
 
 
 class IndexLine(Struct, frozen=True):
@@ -147,7 +148,7 @@ def index_lines(diff: str) -> list[IndexLine]:
 
 
 # -- the diff as its author wrote it, for quoting (the review reply) ---------------------
-_DIFF_GIT_ANY = re.compile(r"^diff --git a/(.*) b/(.*)$")
+_DIFF_GIT_ANY = LazyPattern(r"^diff --git a/(.*) b/(.*)$")
 _HUNK_HEADER = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@(.*)$")
 
 

@@ -8,13 +8,12 @@ value current, and a writer that runs before every VM entry (``every_entry`` in
 """
 from __future__ import annotations
 
-import re
 
 from typing import TYPE_CHECKING
 
 from msgspec import Struct
 
-from vmxlint.memo import kept
+from vmxlint.memo import LazyPattern, kept
 from vmxlint.model import PerModel
 from vmxlint.sites import WRITE_ACCESSORS
 
@@ -76,7 +75,7 @@ _absent = PerModel(lambda model: dict[tuple[str, ...], frozenset[str]]())
 
 # A store ``lhs=rhs`` (``|=``, ``&=``) in a body with whitespace removed; it starts where
 # a run of name characters starts (a later start could only match less, slowly).
-_STORE = re.compile(r"(?<![\w>.\-\[\]])[\w>.\-\[\]]+[&|]?=[^=;][^;]*")
+_STORE = LazyPattern(r"(?<![\w>.\-\[\]])[\w>.\-\[\]]+[&|]?=[^=;][^;]*")
 
 
 def cache_helpers(tree: "Tree", model: "Model", per_file=None,

@@ -23,7 +23,7 @@ from msgspec import Struct, field, structs
 from vmxlint.cfront.walk import (Effect, Frame, GuardedWalk, SummaryMemo, Under, norm,
                                  summary_key)
 from vmxlint.logic import TRUE, Atom, Formula, Not, conj, disj, expand, neg, parse_expr
-from vmxlint.memo import kept
+from vmxlint.memo import LazyPattern, kept
 from vmxlint.model import PerModel
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -50,7 +50,7 @@ VMCS12_CONTROLS = {
 # nested.h helpers that test a vmcs12 control bit: name -> group.
 VMCS12_BIT_TESTS = {"nested_cpu_has": "proc", "nested_cpu_has2": "proc2",
                     "nested_cpu_has3": "proc3"}
-_CONTROLS_GET = re.compile(r"_*(\w+?)_controls_get\(\w+\)")
+_CONTROLS_GET = LazyPattern(r"_*(\w+?)_controls_get\(\w+\)")
 
 
 class Provenance(str, Enum):

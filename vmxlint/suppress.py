@@ -18,14 +18,15 @@ from msgspec import Struct
 
 from vmxlint.errors import VmxlintError
 from vmxlint.findings import Finding
+from vmxlint.memo import LazyPattern
 
 __all__ = ["SuppressError", "Ignore", "parse_ignores", "without_ignored", "read_baseline",
            "write_baseline", "without_baselined"]
 
 BASELINE_VERSION = 1
 MAX_BASELINE_BYTES = 16 * 1024 * 1024
-_CODE = re.compile(r"^V(M(X\d{0,3})?)?$")
-_NAME = re.compile(r"^[A-Za-z0-9_*?\[\]]+$")
+_CODE = LazyPattern(r"^V(M(X\d{0,3})?)?$")
+_NAME = LazyPattern(r"^[A-Za-z0-9_*?\[\]]+$")
 
 
 class SuppressError(VmxlintError):

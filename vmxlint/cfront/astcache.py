@@ -20,12 +20,13 @@ import functools
 import gc
 import hashlib
 import json
-import re
 import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Callable
 
 from msgspec import Struct, structs
+
+from vmxlint.memo import LazyPattern
 
 if TYPE_CHECKING:
     from pycparser import c_ast
@@ -184,7 +185,7 @@ def parse_function(piece: "Piece", types: frozenset[str], path: str,
 # (key, path) -> the line a piece that failed to parse was on, and its failure: the same
 # text fails the same way on any line (a series re-asks a function another patch broke).
 _failures: OrderedDict[tuple[str, str], tuple[int, "Failure"]] = OrderedDict()
-_AT_LINE = re.compile(r"(\d+)(:\d+:)")
+_AT_LINE = LazyPattern(r"(\d+)(:\d+:)")
 
 
 def _moved_failure(failure: "Failure", first: int, line: int) -> "Failure":

@@ -9,7 +9,6 @@ is parsed (or loaded from the AST cache) on demand with that set.
 from __future__ import annotations
 
 import hashlib
-import re
 import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
@@ -17,14 +16,14 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 from vmxlint.cfront import Failure, Function, Unit
 from vmxlint.cfront.parse import (Piece, _parser, pieces, run, shim_type_names,
                                   skipped)
-from vmxlint.memo import kept
+from vmxlint.memo import LazyPattern, kept
 
 if TYPE_CHECKING:
     from pycparser import c_ast
 
 __all__ = ("parse_lazy",)
 
-_FIRST_CALL = re.compile(r"([A-Za-z_]\w*)\s*\(")
+_FIRST_CALL = LazyPattern(r"([A-Za-z_]\w*)\s*\(")
 
 
 def parse_lazy(text: Any, path: str, config: Mapping[str, bool] | None) -> Unit:
@@ -72,7 +71,7 @@ def _certain(head: str, name: str | None) -> bool:
         and _SPECIFIERS.fullmatch(head, 0, m.start()) is not None
 
 
-_SPECIFIERS = re.compile(r"[\w\s*]*")
+_SPECIFIERS = LazyPattern(r"[\w\s*]*")
 
 
 class _Lazy:

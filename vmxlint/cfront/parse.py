@@ -13,7 +13,7 @@ from msgspec import Struct, structs
 
 from vmxlint.cfront.preprocess import (Run, adopt, config_key, known, preprocessed,
                                        rewrite_body, type_argument_pattern)
-from vmxlint.memo import kept
+from vmxlint.memo import LazyPattern, kept
 from vmxlint.textdiff import common_prefix
 
 if TYPE_CHECKING:
@@ -191,7 +191,7 @@ def _ends_bare_macro(text: str, start: int, end: int) -> bool:
 
 
 _NON_SPACE = re.compile(r"[^ \t\n\f\v]")
-_LONE_SEMICOLON = re.compile(r"\s*;\s*\Z")   # \s is str.isspace's set, as strip() strips
+_LONE_SEMICOLON = LazyPattern(r"\s*;\s*\Z")   # \s is str.isspace's set, as strip() strips
 
 
 def _first_non_space(text: str, pos: int, limit: int) -> int:
@@ -215,19 +215,19 @@ def _make_chunk(text: str, start: int, end: int, line: int, body: int) -> Chunk:
 # --------------------------------------------------------------------------- names
 
 _FUNC_NAME = re.compile(r"([A-Za-z_]\w*)\s*\(")
-_DECL_NAME = re.compile(r"([A-Za-z_]\w*)\s*(?:\[[^\]]*\]\s*)*(?:=|;|$)")
-_MACRO_CALL = re.compile(r"\A(?:static\s+)?([A-Za-z_]\w*)\s*\(.*\)\s*;?\s*\Z", re.S)
-_POINTER_CAST = re.compile(r"\(\s*(?!(?:const|volatile|struct|union|enum|void|char|int|long|"
-                           r"short|unsigned|signed)\b)([A-Za-z_]\w*)\s*\*[\s*]*\)\s*(?=[\w(&*])")
-_DECL_TYPE = re.compile(
+_DECL_NAME = LazyPattern(r"([A-Za-z_]\w*)\s*(?:\[[^\]]*\]\s*)*(?:=|;|$)")
+_MACRO_CALL = LazyPattern(r"\A(?:static\s+)?([A-Za-z_]\w*)\s*\(.*\)\s*;?\s*\Z", re.S)
+_POINTER_CAST = LazyPattern(r"\(\s*(?!(?:const|volatile|struct|union|enum|void|char|int|long|"
+                            r"short|unsigned|signed)\b)([A-Za-z_]\w*)\s*\*[\s*]*\)\s*(?=[\w(&*])")
+_DECL_TYPE = LazyPattern(
     r"^[ \t]*(?:const[ \t]+)?([A-Za-z_]\w*)[ \t]+[* \t]*[A-Za-z_]\w*[ \t]*[;=,\[)]", re.M)
 # Statement words that may stand before a name without being types.
 _NOT_TYPES = frozenset(("return", "goto", "case", "else", "do", "sizeof", "typedef", "extern",
                         "static", "register", "inline", "volatile", "struct", "union", "enum"))
-_T_CALL = re.compile(r"\b(\w+_t)\(")
-_T_WORD = re.compile(r"\b\w+_t\b")
-_TYPEDEF_NAME = re.compile(r"\(\s*\*\s*([A-Za-z_]\w*)\s*\)\s*\("
-                           r"|([A-Za-z_]\w*)\s*(?:\[[^\]]*\]\s*)*;\s*\Z")
+_T_CALL = LazyPattern(r"\b(\w+_t)\(")
+_T_WORD = LazyPattern(r"\b\w+_t\b")
+_TYPEDEF_NAME = LazyPattern(r"\(\s*\*\s*([A-Za-z_]\w*)\s*\)\s*\("
+                            r"|([A-Za-z_]\w*)\s*(?:\[[^\]]*\]\s*)*;\s*\Z")
 
 
 @functools.lru_cache(maxsize=4096)      # a file's chunks, image after image
@@ -351,8 +351,8 @@ def _type_pattern() -> re.Pattern[str]:
     return _TYPE_PATTERN
 
 
-_CASE_RANGE = re.compile(r"\bcase\b([^:;?]*?)([ \t]?\.\.\.[ \t]?)")
-_ELVIS = re.compile(r"\?\s*:")
+_CASE_RANGE = LazyPattern(r"\bcase\b([^:;?]*?)([ \t]?\.\.\.[ \t]?)")
+_ELVIS = LazyPattern(r"\?\s*:")
 
 
 def _case_range(m: re.Match[str]) -> str:

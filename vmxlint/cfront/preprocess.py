@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 from msgspec import Struct, structs
 
-from vmxlint.memo import kept
+from vmxlint.memo import LazyPattern, kept
 from vmxlint.textdiff import common_prefix, common_suffix
 
 DEFAULT_CONFIG: dict[str, bool] = {
@@ -602,7 +602,7 @@ _RENAME = {
 }
 
 _ASM = frozenset(("asm", "__asm__", "__asm", "asm_inline", "asm_volatile_goto", "asm_goto_output"))
-_ASM_QUALIFIERS = re.compile(r"(?:\s+|volatile\b|__volatile__\b|goto\b|inline\b|__inline__\b)*")
+_ASM_QUALIFIERS = LazyPattern(r"(?:\s+|volatile\b|__volatile__\b|goto\b|inline\b|__inline__\b)*")
 _TYPEOF = frozenset(("typeof", "__typeof__", "__typeof", "typeof_unqual", "__typeof_unqual__"))
 _TO_ZERO = frozenset((
     "__builtin_types_compatible_p", "__builtin_va_arg", "__builtin_choose_expr",
@@ -612,7 +612,7 @@ _TO_ZERO = frozenset((
 # A literal, or a word that starts with `__`, `asm` or `typeof`, or one of a few more.  Each
 # alternative starts with a literal character, so that the regex engine can skip ahead
 # to the characters that may start a match; `X(?<!\wX)` is `\bX`.
-_KERNEL_WORD = re.compile(
+_KERNEL_WORD = LazyPattern(
     r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\''
     r"|_(?<!\w_)(?:_\w+|Noreturn\b|Generic\b)"
     r"|a(?<!\wa)(?:sm\w*|lignof\b)"
@@ -624,8 +624,8 @@ _KERNEL_WORD = re.compile(
 
 
 _LITERAL = {
-    '"': re.compile(r'"(?:\\.|[^"\\\n])*"'),
-    "'": re.compile(r"'(?:\\.|[^'\\\n])*'"),
+    '"': LazyPattern(r'"(?:\\.|[^"\\\n])*"'),
+    "'": LazyPattern(r"'(?:\\.|[^'\\\n])*'"),
 }
 
 
@@ -668,7 +668,8 @@ def _prev_char(text: str, pos: int) -> str:
 
 
 def _scan_replace(text: str,
-                  pattern: re.Pattern[str] | Callable[[str, int], re.Match[str] | None],
+                  pattern: re.Pattern[str] | LazyPattern
+                  | Callable[[str, int], re.Match[str] | None],
                   handle: Callable[[str, re.Match[str]], tuple[int, str] | None]) -> str:
     """Apply HANDLE to each PATTERN match outside string literals (PATTERN may also be a
     function that does what `pattern.search` would).
@@ -680,7 +681,7 @@ def _scan_replace(text: str,
     out: list[str] = []
     last = 0
     pos = 0
-    search = pattern.search if isinstance(pattern, re.Pattern) else pattern
+    search = pattern.search if isinstance(pattern, (re.Pattern, LazyPattern)) else pattern
     while True:
         m = search(text, pos)
         if m is None:
@@ -751,19 +752,19 @@ def _kernel_word(text: str, m: re.Match[str]) -> tuple[int, str] | None:
 
 # A macro pasted onto a string literal (`KERN_ERR "msg"`, `"%" PRIx64`): only a macro can
 # sit there, and pycparser cannot, so it becomes an empty literal that concatenates.
-_STRING_MACRO = re.compile(
+_STRING_MACRO = LazyPattern(
     r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\''
     r'|\b[A-Za-z_]\w+(?=\s*")|(?<=")[ \t]*[A-Za-z_]\w*\b'
 )
 
 
 # The parts of _STRING_MACRO, for `_string_macro_search`.
-_QUOTE = re.compile(r"[\"']")
-_SM_LITERAL = re.compile(r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'')
-_SM_BEFORE = re.compile(r'\b[A-Za-z_]\w++(?=\s*")')
-_SM_AFTER = re.compile(r'(?<=")[ \t]*+[A-Za-z_]\w*+\b')
-_SPACE_CHAR = re.compile(r"\s")
-_WORD_CHAR = re.compile(r"\w")
+_QUOTE = LazyPattern(r"[\"']")
+_SM_LITERAL = LazyPattern(r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'')
+_SM_BEFORE = LazyPattern(r'\b[A-Za-z_]\w++(?=\s*")')
+_SM_AFTER = LazyPattern(r'(?<=")[ \t]*+[A-Za-z_]\w*+\b')
+_SPACE_CHAR = LazyPattern(r"\s")
+_WORD_CHAR = LazyPattern(r"\w")
 
 
 def _string_macro_search(text: str, pos: int) -> re.Match[str] | None:
@@ -822,14 +823,14 @@ def rewrite_kernel_syntax(text: str) -> str:
 # --------------------------------------------------------------------------- function bodies
 
 # Names of iterator macros used like a loop head: `for_each_set_bit(i, map, n) { ... }`.
-_LOOP_MACRO = re.compile(
+_LOOP_MACRO = LazyPattern(
     r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\''
     r"|\b(?:\w*for_each\w*|scoped_guard|scoped_cond_guard|while_each_\w+)(?=\s*\()"
 )
 
-_PREV_ELSE_DO = re.compile(r"\b(?:else|do)\s*\Z")
+_PREV_ELSE_DO = LazyPattern(r"\b(?:else|do)\s*\Z")
 
-_OFFSETOF_BEFORE = re.compile(r"\boffsetof\s*\Z")
+_OFFSETOF_BEFORE = LazyPattern(r"\boffsetof\s*\Z")
 
 _BASE_TYPE = (r"(?:(?:const|volatile|unsigned|signed|long|short|int|char|_Bool|float|double"
               r"|void|__int128)\b\s*)+")

@@ -14,12 +14,13 @@ import re
 from msgspec import Struct, field
 
 from vmxlint.facts._common import read_embedded, strip_comments
+from vmxlint.memo import LazyPattern
 
 VMX_H = "arch/x86/include/asm/vmx.h"
 FEATURES_H = "arch/x86/include/asm/vmxfeatures.h"
 
-_DEFINE = re.compile(r"^#define\s+([A-Z][A-Z0-9_]*)\s+(.+?)\s*$", re.M)
-_FEATURE = re.compile(r"^#define\s+VMX_FEATURE_(\w+)\s+\(\s*\d+\s*\*\s*32\s*\+\s*(\d+)\s*\)", re.M)
+_DEFINE = LazyPattern(r"^#define\s+([A-Z][A-Z0-9_]*)\s+(.+?)\s*$", re.M)
+_FEATURE = LazyPattern(r"^#define\s+VMX_FEATURE_(\w+)\s+\(\s*\d+\s*\*\s*32\s*\+\s*(\d+)\s*\)", re.M)
 
 
 def _position(value: str, features: dict[str, int]) -> int | None:
@@ -62,7 +63,7 @@ def parse(vmx_h: str, features_h: str | None) -> dict[str, tuple[str, str]]:
 
 
 NESTED_H = "arch/x86/kvm/vmx/nested.h"
-_HELPER_BODY = re.compile(r"\{return(?:nested_cpu_has[23]?\(vmcs12,(\w+)\)|vmcs12->\w+&(\w+));\}")
+_HELPER_BODY = LazyPattern(r"\{return(?:nested_cpu_has[23]?\(vmcs12,(\w+)\)|vmcs12->\w+&(\w+));\}")
 
 
 class Controls(Struct, frozen=True):
