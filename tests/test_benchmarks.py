@@ -34,3 +34,19 @@ def test_generated_patches_parse_and_change_code(kernel_tree: Path):
                       if f.code in ("VMX004", "VMX006")]
             assert not unread, (what, unread)
             assert result.usable == len(series)
+
+
+def test_a_ratio_pairs_the_runs_of_one_round():
+    """A budget's ratio is the median of each round's (vmxlint and its peer on the same
+    patch, one right after the other), not the ratio of medians taken from different
+    rounds; figures of the eleventh session's run 45."""
+    import run
+
+    check = run.Timing("check", walls=[0.295, 0.265, 0.266, 0.175, 0.189])
+    checkpatch = run.Timing("checkpatch", walls=[0.174, 0.144, 0.126, 0.126, 0.120])
+    assert check.wall / checkpatch.wall == pytest.approx(2.10, abs=0.01)
+    assert run._paired(check, checkpatch) == pytest.approx(1.70, abs=0.01)
+    # Rounds that cannot be paired: the ratio of the medians; a peer that failed: none.
+    assert run._paired(check, run.Timing("p", walls=[0.2])) == pytest.approx(0.265 / 0.2)
+    failed = run.Timing("p", walls=[0.1] * 5, error="spatch not found")
+    assert run._paired(check, failed) != run._paired(check, failed)    # NaN
