@@ -15,7 +15,7 @@ shape is a miss: the solver answers, and the book is written again.
 from __future__ import annotations
 
 import functools
-from typing import Callable, Iterable, Union
+from typing import Any, Callable, Iterable, Union
 
 from vmxlint import cache
 from vmxlint.logic import Formula, Solver, digest, structure
@@ -80,27 +80,33 @@ class Book:
 
 class BookedSolver:
     """A solver whose queries are answered from a ``Book`` first; the solver itself
-    (``make()``) is made at the first query the book cannot answer."""
+    (``make()``) is made at the first query the book cannot answer.  A query asked again
+    in the process is answered from memory, by its formulas (which compare by structure),
+    without its key: a guard-changing patch asks 830 queries of which 250 differ, and a
+    key costs a digest of each formula the process has not digested yet."""
 
     def __init__(self, make: Callable[[], Solver], book: Book) -> None:
         self._make = make
         self._book = book
+        self._asked: dict[tuple, Answer] = {}
 
     @functools.cached_property
     def solver(self) -> Solver:
         return self._make()
 
     def satisfiable(self, *fs: Formula) -> bool:
-        return self._ask(("s", *map(structure, fs)), lambda: self.solver.satisfiable(*fs))
+        return self._ask(("s", fs), lambda: ("s", *map(structure, fs)),
+                         lambda: self.solver.satisfiable(*fs))
 
     def implies(self, a: Formula, b: Formula) -> bool:
         return self.implies_some((a,), (b,))
 
     def implies_some(self, premises: tuple[Formula, ...], alternatives: tuple[Formula, ...]
                      ) -> bool:
-        parts = ("i", str(len(premises)), *map(structure, premises),
-                 *map(structure, alternatives))
-        return self._ask(parts, lambda: self.solver.implies_some(premises, alternatives))
+        return self._ask(("i", premises, alternatives),
+                         lambda: ("i", str(len(premises)), *map(structure, premises),
+                                  *map(structure, alternatives)),
+                         lambda: self.solver.implies_some(premises, alternatives))
 
     def equivalent(self, a: Formula, b: Formula) -> bool:
         return self.implies(a, b) and self.implies(b, a)
@@ -108,15 +114,21 @@ class BookedSolver:
     def prime_implicant(self, f: Formula, keep: Iterable[str],
                         prefer: Iterable[str] = ()) -> dict[str, bool] | None:
         keep, prefer = sorted(set(keep)), sorted(set(prefer))   # read as sets
-        parts = ("p", structure(f), str(len(keep)), *keep, *prefer)
-        return self._ask(parts, lambda: self.solver.prime_implicant(f, keep, prefer))
+        cube = self._ask(("p", f, tuple(keep), tuple(prefer)),
+                         lambda: ("p", structure(f), str(len(keep)), *keep, *prefer),
+                         lambda: self.solver.prime_implicant(f, keep, prefer))
+        return dict(cube) if cube is not None else None     # the caller's own
 
-    def _ask(self, parts: tuple[str, ...], compute: Callable[[], Answer]):
-        k = digest(*parts)
-        hit = self._book.lookup(k)
+    def _ask(self, query: tuple, parts: Callable[[], tuple[str, ...]],
+             compute: Callable[[], Answer]) -> Any:
+        hit = self._asked.get(query, _MISSING)
         if hit is _MISSING:
-            hit = compute()
-            self._book.add(k, hit)
+            k = digest(*parts())
+            hit = self._book.lookup(k)
+            if hit is _MISSING:
+                hit = compute()
+                self._book.add(k, hit)
+            kept(self._asked, query, hit, ANSWERS_KEPT)
         return hit
 
 
