@@ -196,3 +196,25 @@ def _checked_in_a_new_process(tree: Tree, mails, monkeypatch) -> tuple[list[int]
     assert got.findings == want.findings and got.notes == want.notes
     assert any(f.field == "GUEST_SYSENTER_CS" and f.status == "new" for f in got.findings)
     return solvers, queries
+
+
+def test_a_query_asked_again_needs_no_key(own_cache: Path, monkeypatch):
+    """Within a process a query asked again (by formulas equal in structure, not the same
+    objects) is answered from memory: its key, a digest of each formula, is made once."""
+    keys: list[tuple] = []
+    real = answers.digest
+
+    def counted(*parts: str) -> str:
+        keys.append(parts)
+        return real(*parts)
+
+    monkeypatch.setattr(answers, "digest", counted)
+    booked = BookedSolver(_solver, Book(cache.key("test book", "memory")))
+    for _ in range(3):
+        guard = disj(Atom("l0.ept"), Atom("evmcs.active"))      # a new object each time
+        assert booked.satisfiable(guard, Atom("vmcs12.dirty"))
+        assert booked.implies_some((Atom("l0.ept"),), (guard,))
+        cube = booked.prime_implicant(guard, KEEP)
+        cube["mutated"] = True                  # the caller's own copy
+    assert len(keys) == 3
+    assert "mutated" not in booked.prime_implicant(guard, KEEP)
