@@ -24,7 +24,7 @@ class LazyPattern:
     """A regular expression compiled at its first use.
 
     Most of the module-level patterns serve inputs and passes a run may not meet (a check
-    of one patch leaves 56 of 77 unused), and Python compiles a pattern in Python: 3-5 ms
+    of one patch left 51 of 76 unused), and Python compiles a pattern in Python: 3-5 ms
     of every run went to patterns it never used.  The first use compiles it and keeps
     the compiled pattern's methods in the instance, so later uses cost what a compiled
     pattern's do.  The methods and attributes of ``re.Pattern`` are offered; a function
