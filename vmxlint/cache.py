@@ -140,16 +140,18 @@ def files_digest(directory: Path, suffix: str) -> str:
 
 
 def _stats(directory: Path, suffix: str) -> list[tuple[str, int, int]]:
-    """(relative path, size, mtime in ns) of each file named ``*SUFFIX``, in path order."""
+    """(relative path, size, mtime in ns) of each file named ``*SUFFIX``, in path order.
+    (Paths as strings: ``pathlib`` took two thirds of the 0.8 ms of every run.)"""
+    root = str(directory)
     out = []
-    for top, dirs, names in os.walk(directory):
+    for top, dirs, names in os.walk(root):
         dirs[:] = [n for n in dirs if n != "__pycache__"]
         for name in names:
             if name.endswith(suffix):
                 path = os.path.join(top, name)
                 st = os.stat(path)
-                out.append((Path(path).relative_to(directory).as_posix(), st.st_size,
-                            st.st_mtime_ns))
+                rel = path[len(root):].lstrip(os.sep).replace(os.sep, "/")  # under root
+                out.append((rel, st.st_size, st.st_mtime_ns))
     return sorted(out)
 
 
