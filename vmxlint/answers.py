@@ -108,9 +108,6 @@ class BookedSolver:
                                   *map(structure, alternatives)),
                          lambda: self.solver.implies_some(premises, alternatives))
 
-    def equivalent(self, a: Formula, b: Formula) -> bool:
-        return self.implies(a, b) and self.implies(b, a)
-
     def prime_implicant(self, f: Formula, keep: Iterable[str],
                         prefer: Iterable[str] = ()) -> dict[str, bool] | None:
         keep, prefer = sorted(set(keep)), sorted(set(prefer))   # read as sets

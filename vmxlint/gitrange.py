@@ -16,15 +16,13 @@ from typing import Iterable
 from msgspec import Struct, structs
 
 from vmxlint.memo import LazyPattern
-from vmxlint.patch import index_lines
+from vmxlint.patch import index_lines, null_blob
 from vmxlint.tree import Tree, TreeError
 
 __all__ = ["GitError", "check_range", "range_commits", "commit_mail", "index_lines",
            "preimage_tree", "base_for"]
 
-# The empty tree: what a root commit is compared against.
 _SHA_RE = LazyPattern(r"^[0-9a-f]{7,64}$")
-_NULL_RE = LazyPattern(r"^0+$")
 # Only git's extended header lines are read here; hunks are patch.py's business.
 
 
@@ -146,7 +144,7 @@ def _holds(tree: Tree, files: dict[str, str]) -> bool:
     """Whether each file is at the post-image blob the last patch touching it names."""
     for path, post in files.items():
         text = tree.read(path)
-        if _NULL_RE.match(post):
+        if null_blob(post):
             if text is not None:
                 return False
         elif text is None or not any(i.startswith(post) for i in _blob_ids(text)):

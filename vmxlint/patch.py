@@ -117,6 +117,11 @@ _PLUS = LazyPattern(r"^\+\+\+ (?:b/(\S+)|/dev/null)\s*$")
 _NULL_BLOB = LazyPattern(r"^0+$")
 
 
+def null_blob(blob: str) -> bool:
+    """An all-zero blob id: the side of an ``index`` line where the file does not exist."""
+    return _NULL_BLOB.match(blob) is not None
+
+
 class IndexLine(Struct, frozen=True):
     """One file of a git diff: its paths and the blob ids of its ``index`` line."""
 
@@ -140,8 +145,8 @@ def index_lines(diff: str) -> list[IndexLine]:
         elif blobs is not None and (m := _MINUS.match(line)):
             minus = m.group(1)
         elif blobs is not None and (m := _PLUS.match(line)):
-            old = None if _NULL_BLOB.match(blobs[0]) else (minus or names[0])
-            new = None if _NULL_BLOB.match(blobs[1]) else (m.group(1) or names[1])
+            old = None if null_blob(blobs[0]) else (minus or names[0])
+            new = None if null_blob(blobs[1]) else (m.group(1) or names[1])
             out.append(IndexLine(old, new, blobs[0], blobs[1]))
             blobs, minus = None, None
     return out

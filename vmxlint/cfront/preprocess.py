@@ -667,12 +667,10 @@ def _prev_char(text: str, pos: int) -> str:
     return text[pos] if pos >= 0 else ""
 
 
-def _scan_replace(text: str,
-                  pattern: re.Pattern[str] | LazyPattern
-                  | Callable[[str, int], re.Match[str] | None],
+def _scan_replace(text: str, search: Callable[[str, int], re.Match[str] | None],
                   handle: Callable[[str, re.Match[str]], tuple[int, str] | None]) -> str:
-    """Apply HANDLE to each PATTERN match outside string literals (PATTERN may also be a
-    function that does what `pattern.search` would).
+    """Apply HANDLE to each match SEARCH finds outside string literals (a pattern's
+    ``search``, or a function that does what one would).
 
     HANDLE returns (end, replacement) to replace TEXT[match.start():end], or None to keep
     it.  Newlines of the span that the replacement lacks are appended to it, so lines stay
@@ -681,7 +679,6 @@ def _scan_replace(text: str,
     out: list[str] = []
     last = 0
     pos = 0
-    search = pattern.search if isinstance(pattern, (re.Pattern, LazyPattern)) else pattern
     while True:
         m = search(text, pos)
         if m is None:
@@ -814,7 +811,7 @@ def _string_macro(text: str, m: re.Match[str]) -> tuple[int, str] | None:
 
 def rewrite_kernel_syntax(text: str) -> str:
     """Drop attributes and asm, and rename GNU spellings, keeping lines put."""
-    text = _scan_replace(text, _KERNEL_WORD, _kernel_word)
+    text = _scan_replace(text, _KERNEL_WORD.search, _kernel_word)
     if '"' in text:
         text = _scan_replace(text, _string_macro_search, _string_macro)
     return text
@@ -883,7 +880,7 @@ def rewrite_body(text: str, type_pattern: re.Pattern[str] | None = None) -> str:
     `sizeof(type)`, so the call is still a call with the same arguments in the AST.
     """
     if "for_each" in text or "guard" in text:
-        text = _scan_replace(text, _LOOP_MACRO, _loop_macro)
+        text = _scan_replace(text, _LOOP_MACRO.search, _loop_macro)
     if type_pattern is None:
         type_pattern = type_argument_pattern(frozenset())
-    return _scan_replace(text, type_pattern, _type_argument)
+    return _scan_replace(text, type_pattern.search, _type_argument)
